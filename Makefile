@@ -1,0 +1,27 @@
+# The README's two commands: `make demo` and `make test`. Each installs what it needs first
+# (scripts/install.sh: .venv with the pinned stack; mmcv is built once, then reused from the cache).
+PY := .venv/bin/python
+DEMO_CFG := configs/classification/mambaout/mambaout_femto_digits.py
+# Tests run two workers on the two cores; each torch process then takes one thread.
+TEST_WORKERS ?= 2
+
+.PHONY: install demo test lint bench readme
+
+install:
+	bash scripts/install.sh
+
+demo: install
+	bash scripts/demo.sh
+
+test: install
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --durations=15 tests
+
+lint: install
+	.venv/bin/ruff check zoo tools tests configs
+
+bench: install
+	$(PY) tools/benchmark.py --models mambaout_femto mambaout_kobe mambaout_tiny resnet50 convnext_tiny \
+		--bench both --batch-size 8 --out benchmarks/mambaout_cpu
+
+readme: install
+	$(PY) tools/model_table.py --write

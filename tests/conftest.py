@@ -1,0 +1,46 @@
+"""Shared fixtures: repository paths and a tiny, fast classification config."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / 'tools'))
+
+TINY_DIGITS = """
+_base_ = ['{root}/configs/_base_/datasets/digits.py', '{root}/configs/_base_/schedules/adamw_cosine.py',
+          '{root}/configs/_base_/default_runtime.py']
+model = dict(type='TimmClassifier', model_name='test_mambaout', model_kwargs=dict(num_classes=10))
+train_dataloader = dict(batch_size=64)
+max_epochs = {epochs}
+train_cfg = dict(max_epochs=max_epochs)
+param_scheduler = [dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, eta_min=1e-5,
+                        convert_to_iter_based=True)]
+optim_wrapper = dict(optimizer=dict(lr=3e-3))
+default_hooks = dict(logger=dict(interval=5))
+custom_hooks = [dict(type='ProgressBarHook'), dict(type='TrainingCurveHook'), dict(type='ExportSafetensorsHook')]
+"""
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path):
+    """Write a digits config for timm's ``test_mambaout`` with ``epochs`` epochs; returns its path."""
+
+    def make(epochs: int = 2, name: str = 'tiny_digits.py', extra: str = '') -> str:
+        path = tmp_path / name
+        path.write_text(TINY_DIGITS.format(root=ROOT, epochs=epochs) + extra)
+        return str(path)
+
+    return make
+
+
+def run_tool(*args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python tools/<args>`` as a user would, from the repository root."""
+    full_env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)

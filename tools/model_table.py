@@ -1,0 +1,98 @@
+#!/usr/bin/env python
+"""Generate the README model table from the zoo's registry.
+
+Params and GMACs are measured on the model as built (GMACs = FLOPs/2 from torch's FLOP
+counter, at the cfg input size); paper top-1 and weight sources come from each family's
+PAPER_FACTS. `--write` replaces the table between the markers in README.md.
+
+Examples:
+  python tools/model_table.py            # print the table
+  python tools/model_table.py --write    # update README.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+BEGIN, END = '<!-- model-table:begin -->', '<!-- model-table:end -->'
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'README.md')
+
+
+def measure(name: str) -> tuple[float, float, tuple[int, ...]]:
+    """(params in M, GMACs per image at the cfg input size, input size) without running real math."""
+    import timm
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device('meta'):
+        model = timm.create_model(name)
+    size = tuple(model.pretrained_cfg['input_size'])
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            model.eval()(torch.empty(1, *size, device='meta'))
+        gmacs = fc.get_total_flops() / 2e9
+    except Exception:  # a model that needs real values (data-dependent shapes): count on CPU
+        model = timm.create_model(name).eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            model(torch.zeros(1, *size))
+        gmacs = fc.get_total_flops() / 2e9
+    return params, gmacs, size
+
+
+def table_rows() -> list[dict]:
+    import zoo  # noqa: F401
+    from zoo.models import family_of, list_zoo_models, paper_facts
+
+    facts = paper_facts()
+    from tqdm import tqdm
+
+    rows = []
+    for name in tqdm(list_zoo_models(), desc='measure', leave=False):
+        params, gmacs, size = measure(name)
+        f = facts.get(name, {})
+        rows.append(dict(model=name, family=family_of(name), params=params, gmacs=gmacs,
+                         size=f'{size[1]}×{size[2]}', paper_params=f.get('params_m'),
+                         top1=f.get('top1'), weights=f.get('weights')))
+    return rows
+
+
+def render(rows: list[dict]) -> str:
+    def fmt(v, spec):
+        return format(v, spec) if isinstance(v, (int, float)) else '–'
+
+    lines = ['| model | family | input | params (M) | paper params (M) | GMACs | paper top-1 | weights |',
+             '|---|---|---|---:|---:|---:|---:|---|']
+    for r in rows:
+        w = r['weights']
+        weights = f'[official]({w})' if w else 'none published'
+        lines.append(f"| `{r['model']}` | {r['family']} | {r['size']} | {r['params']:.2f} | "
+                     f"{fmt(r['paper_params'], '.2f')} | {r['gmacs']:.2f} | {fmt(r['top1'], '.1f')} | {weights} |")
+    return '\n'.join(lines)
+
+
+def main(argv: list[str] | None = None) -> str:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--write', action='store_true', help=f'replace the table in {README}')
+    args = p.parse_args(argv)
+    table = render(table_rows())
+    if args.write:
+        text = open(README).read()
+        if BEGIN not in text or END not in text:
+            raise SystemExit(f'error: {README} lacks the markers {BEGIN} / {END}')
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        with open(README, 'w') as f:
+            f.write(f'{head}{BEGIN}\n{table}\n{END}{tail}')
+        print(f'model_table: wrote {table.count(chr(10)) - 1} models to {README}')
+    else:
+        print(table)
+    return table
+
+
+if __name__ == '__main__':
+    main()

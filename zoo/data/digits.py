@@ -1,0 +1,71 @@
+"""scikit-learn's handwritten digits as an image-classification dataset (the embedded default).
+
+1,797 real 8x8 grey-level scans of the digits 0-9 (UCI ML digits, shipped inside scikit-learn,
+so nothing is downloaded). Resized to ``img_size`` and repeated to 3 channels so ImageNet-shaped
+models take them unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from zoo.registry import DATASETS
+
+_SPLIT_SEED = 0
+_VAL_FRACTION = 0.2
+
+
+def _split_indices(labels: torch.Tensor, split: str) -> torch.Tensor:
+    """Stratified, seeded 80/20 split: the same images land in 'val' on every machine."""
+    gen = torch.Generator().manual_seed(_SPLIT_SEED)
+    train, val = [], []
+    for c in labels.unique():
+        idx = (labels == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        n_val = round(len(idx) * _VAL_FRACTION)
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return torch.cat(val if split == 'val' else train).sort().values
+
+
+@DATASETS.register_module()
+class DigitsDataset(Dataset):
+    """Digits split ``'train'`` (1,438 images) or ``'val'`` (359 images).
+
+    Args:
+        split: ``'train'`` or ``'val'``.
+        img_size: output side; images are ``Tensor[3, img_size, img_size]``, normalised to [-1, 1].
+        augment: random shifts of up to 1/8 of the side (training only).
+
+    Items are ``dict(inputs=Tensor[3, S, S], data_samples=dict(gt_label=int))``.
+    """
+
+    classes = tuple(str(i) for i in range(10))
+
+    def __init__(self, split: str = 'train', img_size: int = 32, augment: bool = False) -> None:
+        from sklearn.datasets import load_digits
+
+        if split not in ('train', 'val'):
+            raise ValueError(f"DigitsDataset split must be 'train' or 'val', got {split!r}")
+        digits = load_digits()
+        images = torch.tensor(digits.images, dtype=torch.float32) / 16.0  # [N, 8, 8] in [0, 1]
+        labels = torch.tensor(digits.target, dtype=torch.long)
+        keep = _split_indices(labels, split)
+        images = F.interpolate(images[keep, None], size=(img_size, img_size), mode='bilinear', align_corners=False)
+        self.images = ((images - 0.5) / 0.5).expand(-1, 3, -1, -1).contiguous()
+        self.labels = labels[keep]
+        self.augment = augment
+        self.max_shift = max(1, img_size // 8)
+        self.metainfo = dict(classes=self.classes)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict:
+        img = self.images[i]
+        if self.augment:
+            dy, dx = torch.randint(-self.max_shift, self.max_shift + 1, (2,)).tolist()
+            img = torch.roll(img, shifts=(dy, dx), dims=(1, 2))
+        return dict(inputs=img, data_samples=dict(gt_label=int(self.labels[i])))

@@ -1,0 +1,65 @@
+"""Let ``torch.load(weights_only=True)`` read mmengine's own checkpoints.
+
+mmengine 0.10.7 calls ``torch.load`` without ``weights_only``; on torch >= 2.6 that means
+``weights_only=True``, which rejects the non-tensor objects mmengine itself stores (the message
+hub's ``HistoryBuffer``, numpy scalars/arrays, ``ConfigDict``...), so ``--resume`` fails on
+mmengine's own files. Instead of switching the safety off, the specific, data-only types are
+allow-listed; any other global still makes the load fail.
+
+One mmengine type needs more: ``HistoryBuffer.__getstate__`` pickles its statistics methods as
+bound functions, which unpickle through ``builtins.getattr`` -- a global that would open
+``weights_only`` to arbitrary attribute access, so it is never allow-listed. Instead the zoo
+saves buffers without them (``__setstate__`` restores the defaults, and custom methods are
+class-level anyway). Checkpoints written by zoo runs therefore load with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import collections
+
+import numpy as np
+import torch
+
+_done = False
+
+
+def mmengine_safe_globals() -> list:
+    """The data-only classes and reconstructors that mmengine checkpoints contain."""
+    from mmengine.config.config import ConfigDict
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    np_core = getattr(np, '_core', None) or np.core
+    dtypes = [type(np.dtype(t)) for t in ('float64', 'float32', 'float16', 'int64', 'int32', 'int8',
+                                         'uint8', 'bool', 'int16', 'uint16', 'uint32', 'uint64')]
+    return [
+        HistoryBuffer,
+        ConfigDict,
+        collections.OrderedDict,
+        collections.defaultdict,
+        np.ndarray,
+        np.dtype,
+        *dtypes,
+        np_core.multiarray._reconstruct,
+        np_core.multiarray.scalar,
+        codecs.encode,  # how numpy pickles raw bytes of scalars
+    ]
+
+
+def _history_buffer_state(self) -> dict:
+    """``HistoryBuffer.__getstate__`` without the bound methods (see module docstring)."""
+    state = dict(self.__dict__)
+    state.pop('statistics_methods', None)
+    return state
+
+
+def allow_mmengine_checkpoints() -> None:
+    """Allow-list mmengine's checkpoint types for ``weights_only`` loading and make
+    ``HistoryBuffer`` pickle without functions (idempotent)."""
+    global _done
+    if not _done:
+        from mmengine.logging.history_buffer import HistoryBuffer
+
+        HistoryBuffer.__getstate__ = _history_buffer_state
+        torch.serialization.add_safe_globals(mmengine_safe_globals())
+        _done = True

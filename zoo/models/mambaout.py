@@ -1,0 +1,31 @@
+"""MambaOut (Yu & Wang, CVPR 2025, arXiv 2405.07992): Gated-CNN blocks with a 7x7 depthwise conv.
+
+timm already implements MambaOut (``timm/models/mambaout.py``, since timm 1.0.10) with a
+``checkpoint_filter_fn`` that maps the official GitHub-release state dicts onto timm keys, so the
+zoo carries timm's models instead of registering a copy (a second registration would silently
+shadow timm's). What the zoo adds: the paper's reference table (below), configs, and the per-stage
+LayerNorm of the maintainer's dense recipe (``zoo.mm`` adapter, ``out_norm=True``).
+
+Official checkpoints (plain state dicts, Apache-2.0):
+``https://github.com/yuweihao/MambaOut/releases/download/model/mambaout_{variant}.pth``.
+They load unchanged with
+``timm.create_model('mambaout_tiny', pretrained=True, pretrained_cfg_overlay=dict(file=PATH))``.
+"""
+
+from __future__ import annotations
+
+OFFICIAL_URL = 'https://github.com/yuweihao/MambaOut/releases/download/model/{}.pth'
+
+CARRIED_TIMM_MODELS: tuple[str, ...] = (
+    'mambaout_femto', 'mambaout_kobe', 'mambaout_tiny', 'mambaout_small', 'mambaout_base',
+)
+
+# Reference card mambaout.md section 3: params counted from the official model definition,
+# MACs from the official README (the column is MACs, not FLOPs), ImageNet-1k top-1 at 224.
+PAPER_FACTS: dict[str, dict] = {
+    'mambaout_femto': dict(params_m=7.30, gmacs=1.2, top1=78.9, weights=OFFICIAL_URL.format('mambaout_femto')),
+    'mambaout_kobe': dict(params_m=9.14, gmacs=1.5, top1=80.0, weights=OFFICIAL_URL.format('mambaout_kobe')),
+    'mambaout_tiny': dict(params_m=26.55, gmacs=4.5, top1=82.7, weights=OFFICIAL_URL.format('mambaout_tiny')),
+    'mambaout_small': dict(params_m=48.49, gmacs=9.0, top1=84.1, weights=OFFICIAL_URL.format('mambaout_small')),
+    'mambaout_base': dict(params_m=84.81, gmacs=15.8, top1=84.2, weights=OFFICIAL_URL.format('mambaout_base')),
+}
