@@ -1,0 +1,47 @@
+"""The README's generated model table matches the registry, and the pinned stack is what CI uses."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from conftest import ROOT
+
+import zoo  # noqa: F401
+from zoo.models import list_zoo_models
+
+
+def test_readme_model_table_lists_every_zoo_model_with_measured_params() -> None:
+    text = (ROOT / 'README.md').read_text()
+    table = text.split('<!-- model-table:begin -->')[1].split('<!-- model-table:end -->')[0]
+    rows = {m.group(1): float(m.group(2)) for m in re.finditer(r'^\| `([\w.]+)` \|[^|]+\|[^|]+\| ([\d.]+) \|',
+                                                               table, flags=re.M)}
+    assert set(rows) == set(list_zoo_models()), 'README table is stale: run `make readme`'
+    import timm
+
+    for name, params in rows.items():
+        with torch.device('meta'):
+            model = timm.create_model(name)
+        assert abs(sum(p.numel() for p in model.parameters()) / 1e6 - params) < 0.006, name
+
+
+def test_pinned_stack_and_openmmlab_ops_import() -> None:
+    import mmcv
+    import mmcv.ops  # noqa: F401  (the compiled CPU ops of our mmcv build)
+    import mmdet
+    import mmdet.models  # noqa: F401
+    import mmengine
+    import mmseg
+    import mmseg.models  # noqa: F401
+    import timm
+    import torchvision
+
+    assert torch.__version__.split('+')[0] == '2.14.1'
+    assert torchvision.__version__.split('+')[0] == '0.29.1'
+    assert (timm.__version__, mmengine.__version__, mmcv.__version__) == ('1.0.31', '0.10.7', '2.1.0')
+    assert (mmdet.__version__, mmseg.__version__) == ('3.3.0', '1.2.2')
+    from mmcv.ops import nms
+
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]])
+    kept = nms(boxes, torch.tensor([0.9, 0.8, 0.7]), iou_threshold=0.5)[1]
+    assert kept.tolist() == [0, 2]
