@@ -17,6 +17,7 @@ from timm.models import model_entrypoint
 # One module per family; the order is the order of the README table.
 FAMILIES: tuple[str, ...] = (
     'mambaout',
+    'qsd_transformer',
     'mhs_vm',
 )
 

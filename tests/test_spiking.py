@@ -1,0 +1,428 @@
+"""Spiking layers (LSQ, multi-spike, LIF), QSD-Transformer / Meta-SpikeFormer behaviour and checkpoints.
+
+References are written here in float64 from the equations of the reference card
+(``../shared/reference/qsd_spiking.md``), independent of ``zoo.layers.spiking``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+
+import zoo  # noqa: F401
+from zoo.layers.spiking import (
+    Conv2dLSQ,
+    LinearLSQ,
+    MultiSpike,
+    MultiStepLIF,
+    lsq_quantize,
+)
+from zoo.models.qsd_transformer import checkpoint_filter_fn
+
+TINY = dict(embed_dim=(16, 32, 64, 64), depths=4, num_classes=10)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors gain nothing from intra-op threads; on a shared 2-core machine OpenMP barriers
+    make every small op wait for a descheduled thread (measured: 50x slower). Restored after each test."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ---------------------------------------------------------------------------------------- LSQ
+def test_lsq_round_trip_grid_and_idempotence() -> None:
+    torch.manual_seed(0)
+    w = torch.randn(6, 3, 3, 3, dtype=torch.float64)
+    alpha = torch.rand(6, dtype=torch.float64) * 0.3 + 0.05
+    q = lsq_quantize(w, alpha, 4)
+    codes = q / alpha.view(-1, 1, 1, 1)
+    # every value is an integer code in [-8, 7] times its channel's step ...
+    assert torch.allclose(codes, codes.round(), atol=1e-12)
+    assert codes.min() >= -8 and codes.max() <= 7
+    # ... equal to round(clamp(w / alpha)) (naive reference), and quantising again changes nothing
+    ref = torch.clamp(w / alpha.view(-1, 1, 1, 1), -8, 7).round() * alpha.view(-1, 1, 1, 1)
+    assert torch.equal(q, ref)
+    assert torch.equal(lsq_quantize(q, alpha, 4), q)
+    # 2-bit: codes in [-2, 1]
+    c2 = lsq_quantize(w, alpha, 2) / alpha.view(-1, 1, 1, 1)
+    assert set(c2.round().unique().tolist()) <= {-2.0, -1.0, 0.0, 1.0}
+
+
+def test_lsq_gradient_scale_matches_naive_formula() -> None:
+    torch.manual_seed(0)
+    w = (torch.randn(4, 5, dtype=torch.float64) * 0.5).requires_grad_()
+    alpha = torch.tensor([0.05, 0.1, 0.2, 0.4], dtype=torch.float64, requires_grad=True)
+    up = torch.randn(4, 5, dtype=torch.float64)
+    (lsq_quantize(w, alpha, 4) * up).sum().backward()
+    qn, qp = -8, 7
+    v = (w / alpha.view(-1, 1)).detach()
+    inside = (v >= qn) & (v <= qp)
+    # LSQ: dq/dalpha = round(v) - v inside, Qn / Qp when clipped; scaled by g = 1/sqrt(numel * Qp)
+    clipped = torch.where(v < qn, torch.full_like(v, qn), torch.full_like(v, qp))
+    dq = torch.where(inside, v.round() - v, clipped)
+    g = 1.0 / math.sqrt(w.numel() * qp)
+    assert torch.allclose(alpha.grad, (dq * up).sum(1) * g, atol=1e-12)
+    # the weights get the straight-through gradient inside the range, zero where clipped
+    assert torch.allclose(w.grad, up * inside, atol=1e-12)
+    assert (~inside).any() and inside.any()
+
+
+def test_lsq_conv_initialises_step_on_first_training_batch() -> None:
+    torch.manual_seed(0)
+    conv = Conv2dLSQ(3, 4, 3, padding=1, nbits=4).double()
+    with torch.no_grad():
+        conv.weight.mul_(3.0)  # weights changed after construction (e.g. loaded): step must follow
+    x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    conv.eval()
+    conv(x)
+    assert conv.init_state.item() == 0  # eval never freezes the step
+    conv.train()
+    y = conv(x)
+    assert conv.init_state.item() == 1
+    expected = 2 * conv.weight.abs().mean() / math.sqrt(7)
+    assert torch.allclose(conv.alpha, expected.expand(4))
+    wq = torch.clamp(conv.weight / expected, -8, 7).round() * expected
+    assert torch.allclose(y, F.conv2d(x, wq, conv.bias, padding=1), atol=1e-12)
+    with torch.no_grad():
+        conv.weight.mul_(2.0)
+    conv(x)  # later batches keep the learned step
+    assert torch.allclose(conv.alpha, expected.expand(4))
+
+
+def test_lsq_act_placeholders_are_frozen_and_unused() -> None:
+    lin = LinearLSQ(8, 3)
+    assert not lin.act.alpha.requires_grad and not lin.act.zero_point.requires_grad
+    x = torch.randn(2, 8)
+    lin.act.alpha.data.fill_(123.0)
+    out = lin(x)
+    out.sum().backward()
+    assert lin.act.alpha.grad is None and lin.weight.grad is not None and lin.alpha.grad is not None
+
+
+# --------------------------------------------------------------------------------- neurons
+def test_multispike_levels_and_ste_gradient() -> None:
+    u = torch.tensor([-0.3, 0.0, 0.1, 0.124, 0.126, 0.37, 0.5, 0.9, 0.99, 1.0, 1.7], dtype=torch.float64,
+                     requires_grad=True)
+    n = MultiSpike(levels=4)
+    s = n(u)
+    # round-half-up of 4u clamped to [0, 4], divided by 4
+    expected = torch.tensor([0, 0, 0.0, 0, 0.25, 0.25, 0.5, 1.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    assert torch.equal(s, expected)
+    s.sum().backward()
+    # straight-through inside 0 < 4u < 4 (slope d(k/4)/du = 1), zero when silent or saturated
+    assert torch.equal(u.grad, ((u > 0) & (u < 1)).double())
+    # attention neuron: counts shown as k / 2, gradient slope 2
+    u2 = u.detach().clone().requires_grad_()
+    att = MultiSpike(levels=4, norm=2)
+    assert torch.equal(att(u2), expected * 2)
+    att(u2).sum().backward()
+    assert torch.equal(u2.grad, 2 * ((u2 > 0) & (u2 < 1)).double())
+
+
+def test_multispike_binary_planes_sum_to_counts() -> None:
+    torch.manual_seed(0)
+    u = torch.rand(3, 5, dtype=torch.float64) * 1.4 - 0.2
+    n = MultiSpike(levels=4)
+    planes = n.spike_planes(u).view(4, 3, 5)
+    assert set(planes.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(planes.sum(0), n.count(u))
+
+
+def test_lif_matches_hand_computed_dynamics_and_surrogate() -> None:
+    # tau = 2, threshold 1, hard reset to 0, T = 3 steps (dim 0 = T * B with B = 1)
+    x = torch.tensor([[1.5, 0.6, 2.0], [1.5, 0.6, 0.0], [1.5, 0.6, 2.0]], dtype=torch.float64)
+    out = MultiStepLIF(T=3)(x)
+    # col 0: v = .75, 1.125 (spike, reset), .75 ; col 1: v = .3, .45, .525 ;
+    # col 2: v = 1 (spike), 0, 1 (spike)
+    assert torch.equal(out, torch.tensor([[0, 0, 1.0], [1, 0, 0], [0, 0, 1]], dtype=torch.float64))
+    # surrogate gradient at T = 1: d s / d x = a * sig(a (x/2 - 1)) * (1 - sig) / 2, a = 4
+    x1 = torch.tensor([0.5, 1.9, 2.4], dtype=torch.float64, requires_grad=True)
+    MultiStepLIF(T=1)(x1).sum().backward()
+    sg = torch.sigmoid(4 * (x1.detach() / 2 - 1))
+    assert torch.allclose(x1.grad, 4 * sg * (1 - sg) / 2)
+    with pytest.raises(ValueError, match='T \\* B'):
+        MultiStepLIF(T=2)(torch.zeros(3, 4))
+
+
+# ---------------------------------------------------------------------------------- models
+def _active_tiny(name: str, **kw) -> torch.nn.Module:
+    """A tiny model with spread-out BN so neurons fire at all levels; BN stats from one batch.
+
+    float32: CPU convolutions in float64 fall back to a slow per-group loop (depthwise 7x7).
+    """
+    torch.manual_seed(0)
+    m = timm.create_model(name, **{**TINY, **kw})
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(0.0, 0.6)
+    for n, p in m.named_parameters():
+        if 'layer_scale' in n:
+            p.data.fill_(1.0)
+    m.train()
+    m(torch.randn(4, 3, 16, 16))
+    return m.eval()
+
+
+def test_spike_driven_inference_equals_integer_mode() -> None:
+    m = _active_tiny('qsd_transformer_15m')
+    x = torch.randn(3, 3, 16, 16)
+    counts = []
+    hooks = [mod.register_forward_hook(lambda mod, i, o: counts.append(o * mod.norm))
+             for mod in m.modules() if isinstance(mod, MultiSpike)]
+    with torch.no_grad():
+        ref = m(x)
+    for h in hooks:
+        h.remove()
+    levels = torch.cat([c.flatten() for c in counts]).unique()
+    assert set(levels.tolist()) == {0.0, 1.0, 2.0, 3.0, 4.0}  # multi-spike: every level used
+    m.set_spike_driven(True)
+    with torch.no_grad():
+        out = m(x)
+    assert torch.allclose(out, ref, rtol=0, atol=1e-5) and ref.abs().max() > 1e-2
+    m.set_spike_driven(False)
+    with torch.no_grad():
+        assert torch.equal(m(x), ref)
+
+
+def test_spike_driven_binary_planes_reach_synapses() -> None:
+    m = _active_tiny('qsd_transformer_15m')
+    m.set_spike_driven(True)
+    seen: list[torch.Tensor] = []
+    # the first 1x1 conv of every q/k/v RepConv is integrated plane by plane: watch its conv input
+    orig = F.conv2d
+
+    def spy(inp, weight, *a, **k):
+        seen.append(inp)
+        return orig(inp, weight, *a, **k)
+
+    F.conv2d = spy
+    try:
+        with torch.no_grad():
+            m.block3[0].attn(torch.randn(2, 64, 2, 2))
+    finally:
+        F.conv2d = orig
+    binary = [t for t in seen if set(t.unique().tolist()) <= {0.0, 1.0}]
+    assert len(binary) >= 4  # q/k/v/proj first convs saw {0,1} planes (4 planes x N folded in batch)
+    assert all(t.shape[0] == 4 * 2 for t in binary)
+
+
+def test_meta_spikeformer_lif_time_steps_and_binary_spikes() -> None:
+    m = _active_tiny('meta_spikeformer_15m', T=3)
+    spikes = []
+    hooks = [mod.register_forward_hook(lambda mod, i, o: spikes.append(o))
+             for mod in m.modules() if isinstance(mod, MultiStepLIF)]
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        out = m(x)
+    for h in hooks:
+        h.remove()
+    assert out.shape == (2, 10)
+    allv = torch.cat([s.flatten() for s in spikes])
+    assert set(allv.unique().tolist()) == {0.0, 1.0}
+    assert all(s.shape[0] == 3 * 2 for s in spikes)
+    # T changes the function (membrane dynamics over time), set_T propagates to the neurons
+    m.set_T(1)
+    with torch.no_grad():
+        assert not torch.allclose(m(x), out)
+
+
+def test_input_size_error_names_divisibility() -> None:
+    m = timm.create_model('qsd_transformer_15m', **TINY)
+    with pytest.raises(ValueError, match='divisible by 16'):
+        m(torch.randn(1, 3, 30, 32))
+
+
+def test_features_only_strides() -> None:
+    m = timm.create_model('qsd_transformer_15m', features_only=True, embed_dim=(16, 32, 64, 64), depths=4)
+    assert m.feature_info.reduction() == [4, 8, 16, 16]
+    with torch.no_grad():
+        feats = m(torch.randn(2, 3, 64, 96))
+    assert [tuple(f.shape) for f in feats] == [(2, 16, 16, 24), (2, 32, 8, 12), (2, 64, 4, 6), (2, 64, 4, 6)]
+
+
+# ------------------------------------------------------------------------------ checkpoints
+def _official_qsd_keys(n3: int, n4: int) -> list[str]:
+    """QSD ``Spiking_vit_MetaFormer`` state-dict keys, from the reference card's key table."""
+    def lsq(n: str, bias: bool) -> list[str]:
+        return [f'{n}.weight'] + ([f'{n}.bias'] if bias else []) + [
+            f'{n}.alpha', f'{n}.init_state', f'{n}.act.alpha', f'{n}.act.zero_point', f'{n}.act.init_state',
+            f'{n}.act.signed']
+
+    def bn(n: str) -> list[str]:
+        return [f'{n}.{p}' for p in ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked')]
+
+    keys: list[str] = []
+    for d in ('downsample1_1', 'downsample1_2', 'downsample2', 'downsample3', 'downsample4'):
+        keys += lsq(f'{d}.encode_conv', True) + bn(f'{d}.encode_bn')
+    for c in ('ConvBlock1_1', 'ConvBlock1_2', 'ConvBlock2_1', 'ConvBlock2_2'):
+        p = f'{c}.0'
+        keys += lsq(f'{p}.Conv.pwconv1', False) + bn(f'{p}.Conv.bn1') + lsq(f'{p}.Conv.dwconv', False)
+        keys += lsq(f'{p}.Conv.pwconv2', False) + bn(f'{p}.Conv.bn2')
+        keys += lsq(f'{p}.conv1', False) + bn(f'{p}.bn1') + lsq(f'{p}.conv2', False) + bn(f'{p}.bn2')
+    for stage, n in (('block3', n3), ('block4', n4)):
+        for j in range(n):
+            p = f'{stage}.{j}'
+            keys += [f'{p}.layer_scale1', f'{p}.layer_scale2']
+            for a in ('q_conv', 'k_conv', 'v_conv', 'proj_conv'):
+                r = f'{p}.attn.{a}'
+                keys += lsq(f'{r}.0.body.0', False) + bn(f'{r}.0.body.1.bn') + lsq(f'{r}.0.body.2.0', False)
+                keys += lsq(f'{r}.0.body.2.1', False) + bn(f'{r}.0.body.2.2') + bn(f'{r}.1')
+            keys += lsq(f'{p}.mlp.fc1_conv', True) + bn(f'{p}.mlp.fc1_bn')
+            keys += lsq(f'{p}.mlp.fc2_conv', True) + bn(f'{p}.mlp.fc2_bn')
+    return keys + lsq('head', True)
+
+
+def test_official_key_layout_is_ours() -> None:
+    with torch.device('meta'):
+        m = timm.create_model('qsd_transformer_15m')
+    official = _official_qsd_keys(6, 2)
+    assert len(official) == 1669  # the card's count for the 15M model
+    assert sorted(m.state_dict()) == sorted(official)
+
+
+def _official_state(model: torch.nn.Module, keys: list[str], seed: int) -> dict[str, torch.Tensor]:
+    """Random tensors under the official names, with the official shapes (ours, checked above)."""
+    g = torch.Generator().manual_seed(seed)
+    own = model.state_dict()
+    sd = {}
+    for k in keys:
+        t = own[k]
+        if k.endswith('num_batches_tracked') or k.endswith('init_state') or k.endswith('signed'):
+            sd[k] = torch.ones_like(t)
+        elif k.endswith('alpha') or k.endswith('running_var'):
+            sd[k] = torch.rand(t.shape, generator=g, dtype=t.dtype) * 0.1 + 0.02
+        else:
+            sd[k] = torch.randn(t.shape, generator=g, dtype=t.dtype) * 0.2
+    return sd
+
+
+def test_official_qsd_checkpoint_loads_strictly(tmp_path) -> None:
+    kw = dict(embed_dim=(16, 32, 64, 64), depths=4)
+    ref = timm.create_model('qsd_transformer_15m', **kw)
+    sd = _official_state(ref, _official_qsd_keys(3, 1), seed=1)
+    path = tmp_path / 'qsd_official.pth'
+    torch.save({'model': sd, 'epoch': 299}, path)  # main_finetune's misc.save_model layout
+    m = timm.create_model('qsd_transformer_15m', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)),
+                          **kw)
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, sd[k]), k
+    m.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        y_qsd = m(x)
+    # the same file into a full-precision model: weights become their 4-bit values, same function
+    fp = timm.create_model('qsd_transformer_15m', pretrained=True, wbits=32,
+                           pretrained_cfg_overlay=dict(file=str(path)), **kw).eval()
+    assert not any(k.endswith('alpha') for k in fp.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(fp(x), y_qsd, atol=1e-5)
+    # act placeholders dropped on request; other class count drops the head
+    slim = timm.create_model('qsd_transformer_15m', pretrained=True, act_placeholders=False, num_classes=7,
+                             pretrained_cfg_overlay=dict(file=str(path)), **kw)
+    assert not any('.act.' in k for k in slim.state_dict())
+    assert torch.equal(slim.downsample2.encode_conv.weight, sd['downsample2.encode_conv.weight'])
+
+
+def test_official_sdt_v2_kd_checkpoint_merges_heads(tmp_path) -> None:
+    kw = dict(embed_dim=(16, 32, 64, 64), depths=4)
+    ref = timm.create_model('meta_spikeformer_15m', kd_head=True, **kw)
+    keys = list(ref.state_dict())
+    assert not any(k.endswith('alpha') or 'layer_scale' in k for k in keys)
+    sd = _official_state(ref, keys, seed=2)
+    path = tmp_path / 'sdt2_kd.pth'
+    torch.save({'model': sd}, path)
+    kd = timm.create_model('meta_spikeformer_15m', pretrained=True, kd_head=True,
+                           pretrained_cfg_overlay=dict(file=str(path)), **kw).eval()
+    single = timm.create_model('meta_spikeformer_15m', pretrained=True,
+                               pretrained_cfg_overlay=dict(file=str(path)), **kw).eval()
+    assert torch.equal(single.head.weight, (sd['head.weight'] + sd['head_kd.weight']) / 2)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(single(x), kd(x), atol=1e-5)  # official eval output (head + head_kd) / 2
+
+
+def test_filter_unwraps_and_strips_module_prefix() -> None:
+    m = timm.create_model('meta_spikeformer_15m', embed_dim=(16, 32, 64, 64), depths=4)
+    sd = {f'module.{k}': v.clone() for k, v in m.state_dict().items()}
+    for wrap in ('state_dict', 'state_dict_ema', 'model'):
+        out = checkpoint_filter_fn({wrap: sd, 'epoch': 1}, m)
+        assert sorted(out) == sorted(m.state_dict())
+
+
+# -------------------------------------------------------------------------------------- FGD
+def test_fgd_token_gram_and_distiller_loss() -> None:
+    from zoo.distill.fgd import FGDDistiller, token_gram
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 3, dtype=torch.float64)
+    naive = torch.empty(2, 5, 5, dtype=torch.float64)
+    for b in range(2):
+        for i in range(5):
+            for j in range(5):
+                naive[b, i, j] = x[b, i] @ x[b, j] / (x[b, i].norm() * x[b, j].norm())
+    assert torch.allclose(token_gram(x).double(), naive, atol=1e-6)
+
+    m = FGDDistiller(
+        student=dict(model_name='qsd_transformer_15m', model_kwargs=TINY),
+        teacher=dict(model_name='vit_tiny_patch16_224',
+                     model_kwargs=dict(num_classes=10, img_size=32, patch_size=8, depth=2, embed_dim=48,
+                                       num_heads=2)),
+        kd_weight=0.5, tau=2.0)
+    assert m.teacher_layers == [0, 0, 1, 1]  # 4 student attention blocks spread over 2 teacher blocks
+    m.train()
+    losses = m(torch.randn(4, 3, 32, 32), dict(gt_label=torch.tensor([0, 1, 2, 3])), mode='loss')
+    assert set(losses) == {'loss_ce', 'loss_fgd', 'loss_kd'}
+    assert 0 < losses['loss_fgd'].item() < 4  # MSE between cosine-similarity matrices lies in [0, 4]
+    losses['loss_fgd'].backward()  # the FGD term alone trains the Q-SDSA convs through the spike STE
+    q_conv = m.backbone.block3[0].attn.q_conv[0].body[0].weight
+    assert q_conv.grad is not None and q_conv.grad.abs().sum() > 0
+    assert all(p.grad is None for p in m.teacher.parameters())  # frozen teacher
+
+
+# ----------------------------------------------------------------------------------- energy
+def test_energy_tool_attribution_and_outputs(tmp_path) -> None:
+    import csv
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location('zoo_tools_energy', Path(__file__).parents[1] / 'tools' / 'energy.py')
+    energy = importlib.util.module_from_spec(spec)
+    sys.modules['zoo_tools_energy'] = energy  # dataclasses look their module up
+    spec.loader.exec_module(energy)
+
+    m = _active_tiny('qsd_transformer_15m')
+    rec = energy.Recorder(m, T=1)
+    with torch.no_grad():
+        m(torch.randn(2, 3, 32, 32))
+    rec.remove()
+    layers = rec.layers
+    # encoding conv: real-valued input (MAC), 7x7 s2 3->8 channels at 16x16 output
+    assert layers['downsample1_1.encode_conv'][:2] == [16 * 16 * 8 * 3 * 49, None]
+    # every other synaptic layer is charged to the neuron feeding its chain (data-flow order)
+    assert layers['downsample1_2.encode_conv'][1] == 'downsample1_2.encode_lif'
+    assert layers['ConvBlock1_1.0.Conv.pwconv2'][1] == 'ConvBlock1_1.0.Conv.lif2'
+    assert layers['block3.0.attn.k_conv.0.body.2.1'][1] == 'block3.0.attn.head_lif'
+    assert layers['block3.0.attn.proj_conv.0.body.0'][1] == 'block3.0.attn.attn_lif'
+    assert layers['block3.0.attn.kTv'][1] == 'block3.0.attn.k_lif'
+    assert layers['head'][1] == 'lif'
+    # k^T v per image-step: heads * tokens * d^2 = 8 * (2*2) * 8^2
+    assert layers['block3.0.attn.kTv'][0] == 8 * 4 * 8 * 8
+    rates = rec.firing_rates()
+    assert all(0 <= r <= 1 for r in rates.values()) and max(rates.values()) > 0
+
+    out = tmp_path / 'e'
+    assert energy.main(['qsd_transformer_15m', '--num-images', '2', '--img-size', '16', '--batch-size', '2',
+                        '--out', str(out)]) == 0
+    row = next(csv.DictReader(open(f'{out}.csv')))
+    first, sops = float(row['first_layer_gmacs']), float(row['gsops'])
+    assert float(row['energy_mj']) == pytest.approx(4.6 * first + 0.9 * sops, abs=2e-3)  # G x pJ = mJ
+    assert (tmp_path / 'e_firing.png').stat().st_size > 1000

@@ -1,0 +1,412 @@
+"""Spiking building blocks in pure PyTorch (no CuPy, no spikingjelly).
+
+* :class:`MultiSpike` -- the integer-train / spike-infer neuron of QSD-Transformer (IE-LIF, "Multispike"):
+  ``s = round(clamp(D * u, 0, D)) / norm`` with a straight-through gradient inside ``0 < D * u < D``.
+  ``D`` (``levels``) is the number of virtual time steps; ``norm`` is ``D`` for ordinary neurons and
+  ``D / 2`` for the attention neuron (``Multispike_att``: levels {0, 0.5, ..., 2}).
+  With ``binary=True`` (see :func:`set_spike_driven`) every integer count ``k`` is emitted as ``k``
+  binary spikes over ``D`` virtual steps and the synaptic layers integrate those planes one by one
+  (:func:`integrate`), so the network runs on {0, 1} inputs only.
+* :class:`MultiStepLIF` -- binary leaky integrate-and-fire over ``T`` steps for SDT v1/v2
+  (spikingjelly 0.0.0.0.12 ``MultiStepLIFNode`` semantics: decay_input charge, hard reset to
+  ``v_reset``, detached reset, sigmoid surrogate with alpha 4).
+* LSQ weight quantisers :class:`Conv2dLSQ`, :class:`Conv1dLSQ`, :class:`LinearLSQ` (per-output-channel
+  learned step ``alpha``, initialised from the weights on the first training batch, gradient scale
+  ``1 / sqrt(numel * Qp)``), and :class:`ActLSQ`, the inert activation quantiser of the official code
+  whose parameters exist only so official checkpoints load strictly.
+* :class:`RepConv` and :class:`BNAndPad` -- the re-parameterisable conv of Meta-SpikeFormer.
+
+Tensors inside spiking networks are ``(T * B, C, ...)``: time folded into batch, so every conv runs
+once per call; only :class:`MultiStepLIF` unfolds ``T`` (its membrane carries state over time).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = [
+    'MultiSpike', 'MultiStepLIF', 'ActLSQ', 'Conv2dLSQ', 'Conv1dLSQ', 'LinearLSQ', 'lsq_quantize',
+    'BNAndPad', 'RepConv', 'integrate', 'set_spike_driven', 'is_spiking_neuron',
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# Multi-spike (integer) neuron
+# ----------------------------------------------------------------------------------------------
+class _MultiSpikeFn(torch.autograd.Function):
+    """``round(clamp(x, 0, D))`` (round half up) with a rectangular straight-through gradient."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, levels: int) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.levels = levels
+        return torch.floor(x.clamp(0, levels) + 0.5)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (x,) = ctx.saved_tensors
+        # Gradient flows only where the neuron is neither silent nor saturated.
+        return grad * ((x > 0) & (x < ctx.levels)).to(grad.dtype), None
+
+
+class MultiSpike(nn.Module):
+    """Integer-valued spiking neuron (QSD's IE-LIF / ``Multispike``), stateless over time.
+
+    Args:
+        levels: ``D``, the largest spike count (= virtual time steps at spike-driven inference).
+        norm: output scale; the emitted value is ``k / norm`` with ``k`` in ``0..levels``.
+            ``levels`` gives {0, 1/D, ..., 1} (ordinary neurons), ``levels / 2`` the attention variant.
+
+    Shapes: any ``(N, ...)`` in, same shape out (``k / norm``). With ``binary`` set,
+    :meth:`spike_planes` gives the ``(levels * N, ...)`` {0, 1} planes used by :func:`integrate`.
+    """
+
+    def __init__(self, levels: int = 4, norm: float | None = None) -> None:
+        super().__init__()
+        if levels < 1:
+            raise ValueError(f'levels must be >= 1, got {levels}')
+        self.levels = int(levels)
+        self.norm = float(levels if norm is None else norm)
+        self.binary = False  # spike-driven inference switch (set_spike_driven)
+
+    def count(self, x: torch.Tensor) -> torch.Tensor:
+        """Integer spike counts ``k`` in ``0..levels`` (float dtype), differentiable by STE."""
+        return _MultiSpikeFn.apply(x * self.levels, self.levels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.count(x) / self.norm
+
+    def spike_planes(self, x: torch.Tensor) -> torch.Tensor:
+        """Binary spikes over the ``levels`` virtual steps, folded into dim 0: ``(levels * N, ...)``.
+
+        Plane ``d`` fires where ``k > d``, so the planes sum to ``k``: a count of ``k`` is ``k``
+        binary spikes (first-come order; the order does not matter for the linear layers after it).
+        """
+        k = self.count(x)
+        steps = torch.arange(self.levels, device=x.device, dtype=k.dtype).view(-1, *([1] * k.ndim))
+        return (k.unsqueeze(0) > steps).to(k.dtype).flatten(0, 1)
+
+    def extra_repr(self) -> str:
+        return f'levels={self.levels}, norm={self.norm:g}, binary={self.binary}'
+
+
+# ----------------------------------------------------------------------------------------------
+# Binary multi-step LIF (SDT v1 / v2)
+# ----------------------------------------------------------------------------------------------
+class _HeavisideSigmoid(torch.autograd.Function):
+    """Heaviside ``x >= 0`` forward, sigmoid-surrogate gradient ``a * s * (1 - s)`` with ``s = sig(a x)``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, alpha: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.alpha = alpha
+        return (x >= 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (x,) = ctx.saved_tensors
+        s = torch.sigmoid(ctx.alpha * x)
+        return grad * ctx.alpha * s * (1 - s), None
+
+
+class MultiStepLIF(nn.Module):
+    """Binary LIF neuron over ``T`` time steps (spikingjelly ``MultiStepLIFNode``, torch backend).
+
+    Per step: ``v = v + (x - (v - v_reset)) / tau``; spike ``s = [v >= v_threshold]``; hard reset
+    ``v = s * v_reset + (1 - s) * v`` (``s`` detached when ``detach_reset``). ``v`` starts at
+    ``v_reset`` for every call, so no state leaks between batches (no ``reset_net`` needed).
+
+    Args:
+        T: time steps folded into dim 0 of the input (``(T * B, ...)``); set by the model.
+        tau, v_threshold, v_reset, detach_reset: LIF constants (SDT: 2.0, 1.0 / 0.5, 0.0, True).
+        surrogate_alpha: slope of the sigmoid surrogate gradient (spikingjelly default 4).
+    """
+
+    def __init__(self, T: int = 1, tau: float = 2.0, v_threshold: float = 1.0, v_reset: float = 0.0,
+                 detach_reset: bool = True, surrogate_alpha: float = 4.0) -> None:
+        super().__init__()
+        if tau <= 1.0:
+            raise ValueError(f'tau must be > 1, got {tau}')
+        self.T = T
+        self.tau = tau
+        self.v_threshold = v_threshold
+        self.v_reset = v_reset
+        self.detach_reset = detach_reset
+        self.surrogate_alpha = surrogate_alpha
+        self.levels, self.norm, self.binary = 1, 1.0, False  # binary already: a 1-level MultiSpike
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        T = self.T
+        if x.shape[0] % T:
+            raise ValueError(f'MultiStepLIF: dim 0 ({x.shape[0]}) must be T * B with T={T}')
+        xs = x.unflatten(0, (T, -1))
+        v = torch.full_like(xs[0], self.v_reset)
+        out = []
+        for t in range(T):  # the membrane carries state over time: the loop over T is inherent
+            v = v + (xs[t] - (v - self.v_reset)) / self.tau
+            s = _HeavisideSigmoid.apply(v - self.v_threshold, self.surrogate_alpha)
+            r = s.detach() if self.detach_reset else s
+            v = r * self.v_reset + (1 - r) * v
+            out.append(s)
+        return torch.stack(out).flatten(0, 1)
+
+    def count(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x)
+
+    def spike_planes(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x)
+
+    def extra_repr(self) -> str:
+        return f'T={self.T}, tau={self.tau}, v_threshold={self.v_threshold}, v_reset={self.v_reset}'
+
+
+def is_spiking_neuron(m: nn.Module) -> bool:
+    """True for the neurons of this module (used by hooks, e.g. ``tools/energy.py``)."""
+    return isinstance(m, (MultiSpike, MultiStepLIF))
+
+
+def set_spike_driven(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """Switch every :class:`MultiSpike` of ``model`` to binary spike-driven inference (or back)."""
+    for m in model.modules():
+        if isinstance(m, MultiSpike):
+            m.binary = enabled
+    return model
+
+
+def integrate(neuron: nn.Module, x: torch.Tensor, *ops: nn.Module) -> torch.Tensor:
+    """``ops(neuron(x))`` for a chain of linear synaptic ops (conv / linear, bias on the last only).
+
+    Integer mode: the ops see the integer spikes ``k / norm``. Binary mode (``neuron.binary``): the
+    ops see the ``levels`` {0, 1} planes (one per virtual step); each op runs without bias, the
+    membrane sums the planes, then ``1 / norm`` and the last op's bias are applied. By linearity
+    both give the same result; the test suite checks it.
+    """
+    if not getattr(neuron, 'binary', False) or isinstance(neuron, MultiStepLIF):
+        y = neuron(x)
+        for op in ops:
+            y = op(y)
+        return y
+    y = neuron.spike_planes(x)
+    for op in ops:
+        y = _linear_no_bias(op, y)
+    y = y.unflatten(0, (neuron.levels, -1)).sum(0) / neuron.norm
+    bias = getattr(ops[-1], 'bias', None)
+    if bias is not None:
+        y = y + bias.view(-1, *([1] * (y.ndim - 2)))
+    return y
+
+
+def _linear_no_bias(op: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    if isinstance(op, _LSQMixin):
+        return op.linear(x, op.quantized_weight(), None)
+    if isinstance(op, nn.Linear):
+        return F.linear(x, op.weight)
+    if isinstance(op, (nn.Conv1d, nn.Conv2d)):
+        return op._conv_forward(x, op.weight, None)
+    raise TypeError(f'integrate: {type(op).__name__} is not a linear synaptic op')
+
+
+# ----------------------------------------------------------------------------------------------
+# LSQ weight quantisation
+# ----------------------------------------------------------------------------------------------
+def _grad_scale(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Identity forward, gradient multiplied by ``scale``."""
+    return (x - x * scale).detach() + x * scale
+
+
+def _round_ste(x: torch.Tensor) -> torch.Tensor:
+    return (x.round() - x).detach() + x
+
+
+def lsq_quantize(w: torch.Tensor, alpha: torch.Tensor, nbits: int) -> torch.Tensor:
+    """LSQ fake quantisation ``round(clamp(w / alpha, Qn, Qp)) * alpha`` with per-row ``alpha``.
+
+    Args:
+        w: ``(C_out, ...)`` weights.
+        alpha: ``(C_out,)`` positive steps.
+        nbits: signed bit width (``Qn = -2^(b-1)``, ``Qp = 2^(b-1) - 1``).
+    Gradients: straight-through for ``w`` inside the range; ``alpha`` gets the LSQ gradient scaled
+    by ``g = 1 / sqrt(w.numel() * Qp)`` (the official code scales by the whole tensor's size).
+    """
+    qn, qp = -(2 ** (nbits - 1)), 2 ** (nbits - 1) - 1
+    g = 1.0 / math.sqrt(w.numel() * qp)
+    a = _grad_scale(alpha, g).view(-1, *([1] * (w.ndim - 1)))
+    return _round_ste((w / a).clamp(qn, qp)) * a
+
+
+class ActLSQ(nn.Module):
+    """The official (commented-out) activation quantiser: an identity with frozen placeholder params.
+
+    ``alpha`` and ``zero_point`` (``(in_features,)``) and buffers ``init_state`` / ``signed`` are
+    kept so QSD checkpoints load strictly and parameter counts match the official model; they are
+    frozen (``requires_grad=False``) because the official forward never uses them.
+    """
+
+    def __init__(self, in_features: int) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(in_features), requires_grad=False)
+        self.zero_point = nn.Parameter(torch.zeros(in_features), requires_grad=False)
+        self.register_buffer('init_state', torch.zeros(1))
+        self.register_buffer('signed', torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class _LSQMixin:
+    """Shared LSQ logic for conv/linear layers. ``nbits=None`` keeps full-precision weights."""
+
+    weight: torch.Tensor
+    nbits: int | None
+
+    def _init_lsq(self, nbits: int | None, in_features: int, act_placeholder: bool) -> None:
+        self.nbits = nbits
+        out = self.weight.shape[0]
+        if nbits is None:
+            self.register_parameter('alpha', None)
+        else:
+            if nbits < 2:
+                raise ValueError(f'nbits must be >= 2 (signed LSQ), got {nbits}')
+            self.alpha = nn.Parameter(torch.ones(out))
+            self.register_buffer('init_state', torch.zeros(1))
+            self.reset_alpha()
+        self.act = ActLSQ(in_features) if act_placeholder else None
+
+    @torch.no_grad()
+    def reset_alpha(self) -> None:
+        """Official LSQ init: ``2 * mean|w| / sqrt(Qp)`` (one value over the tensor, for every channel)."""
+        if self.alpha is not None and self.weight.device.type != 'meta':
+            qp = 2 ** (self.nbits - 1) - 1
+            self.alpha.fill_(float(2 * self.weight.abs().mean() / math.sqrt(qp)))
+
+    def quantized_weight(self) -> torch.Tensor:
+        if self.alpha is None:
+            return self.weight
+        if self.training and self.init_state.item() == 0:
+            # First training batch: take the step from the (possibly re-initialised or loaded) weights.
+            self.reset_alpha()
+            self.init_state.fill_(1)
+        return lsq_quantize(self.weight, self.alpha, self.nbits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x, self.quantized_weight(), self.bias)
+
+    def extra_repr(self) -> str:
+        return f'{super().extra_repr()}, nbits={self.nbits}'  # type: ignore[misc]
+
+
+class Conv2dLSQ(_LSQMixin, nn.Conv2d):
+    """``nn.Conv2d`` with LSQ-quantised weights (``nbits`` signed, per-output-channel step)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, dilation: int = 1, groups: int = 1, bias: bool = True,
+                 nbits: int | None = 4, act_placeholder: bool = True) -> None:
+        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                           bias)
+        self._init_lsq(nbits, in_channels, act_placeholder)
+
+    def linear(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        return self._conv_forward(x, w, b)
+
+
+class Conv1dLSQ(_LSQMixin, nn.Conv1d):
+    """``nn.Conv1d`` with LSQ-quantised weights."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, dilation: int = 1, groups: int = 1, bias: bool = True,
+                 nbits: int | None = 4, act_placeholder: bool = True) -> None:
+        nn.Conv1d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                           bias)
+        self._init_lsq(nbits, in_channels, act_placeholder)
+
+    def linear(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        return self._conv_forward(x, w, b)
+
+
+class LinearLSQ(_LSQMixin, nn.Linear):
+    """``nn.Linear`` with LSQ-quantised weights."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, nbits: int | None = 4,
+                 act_placeholder: bool = True) -> None:
+        nn.Linear.__init__(self, in_features, out_features, bias)
+        self._init_lsq(nbits, in_features, act_placeholder)
+
+    def linear(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        return F.linear(x, w, b)
+
+
+ConvFactory = Callable[..., nn.Module]
+
+
+def conv_factory(nbits: int | None, act_placeholder: bool = True, dim: int = 2) -> ConvFactory:
+    """A constructor with the ``nn.ConvNd`` signature: LSQ conv when ``nbits`` is set, else plain."""
+    lsq, plain = (Conv2dLSQ, nn.Conv2d) if dim == 2 else (Conv1dLSQ, nn.Conv1d)
+    if nbits is None:
+        return plain
+
+    def make(*args, **kwargs) -> nn.Module:
+        return lsq(*args, nbits=nbits, act_placeholder=act_placeholder, **kwargs)
+
+    return make
+
+
+# ----------------------------------------------------------------------------------------------
+# RepConv
+# ----------------------------------------------------------------------------------------------
+class BNAndPad(nn.Module):
+    """BatchNorm2d, then a ``pad``-pixel border filled with the BN's output for a zero input.
+
+    Padding with the BN bias (not zero) makes ``1x1 -> BN -> 3x3 (no padding)`` equal to a single
+    padded 3x3 conv after re-parameterisation (RepVGG style). Key layout: ``bn.*``.
+    """
+
+    def __init__(self, pad: int, num_features: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(num_features)
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn(x)
+        if self.pad <= 0:
+            return y
+        bn = self.bn
+        # As in the official code, the border uses the running statistics even while training.
+        mean, var = bn.running_mean, bn.running_var
+        fill = bn.bias.detach() - mean * bn.weight.detach() / torch.sqrt(var + bn.eps)
+        p = self.pad
+        y = F.pad(y, [p] * 4)
+        border = torch.ones_like(y[:1, :1], dtype=torch.bool)
+        border[..., p:-p, p:-p] = False
+        return torch.where(border, fill.view(1, -1, 1, 1).to(y.dtype), y)
+
+
+class RepConv(nn.Module):
+    """``1x1 conv -> BNAndPad -> depthwise 3x3 -> 1x1 conv -> BN`` (Meta-SpikeFormer's QKV conv).
+
+    Keys follow the official layout: ``body.0`` (1x1), ``body.1.bn`` (BNAndPad), ``body.2.0`` (dw3x3),
+    ``body.2.1`` (1x1), ``body.2.2`` (BN). Shape ``(N, C_in, H, W) -> (N, C_out, H, W)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, conv: ConvFactory = nn.Conv2d) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            conv(in_channels, in_channels, 1, 1, 0, bias=False),
+            BNAndPad(1, in_channels),
+            nn.Sequential(
+                conv(in_channels, in_channels, 3, 1, 0, groups=in_channels, bias=False),
+                conv(in_channels, out_channels, 1, 1, 0, bias=False),
+                nn.BatchNorm2d(out_channels),
+            ),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward_spikes(self, neuron: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``self(neuron(x))`` with the first (spike-driven) 1x1 conv integrated by :func:`integrate`."""
+        return self.body[2](self.body[1](integrate(neuron, x, self.body[0])))
