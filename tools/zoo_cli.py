@@ -15,7 +15,8 @@ def run_cli(main: Callable[[], object]) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except (FileNotFoundError, KeyError, CheckpointError, ChecksumError) as err:
-        text = str(err.args[0]) if err.args else type(err).__name__
+        # OSError subclasses keep (errno, strerror) in args; str() names the file for them.
+        text = str(err) if isinstance(err, OSError) else str(err.args[0]) if err.args else type(err).__name__
         msg = text.strip().splitlines()[0] if text.strip() else type(err).__name__
         print(f'error: {msg}', file=sys.stderr)
         sys.exit(2)

@@ -3,10 +3,11 @@
 from .classifier import TimmClassifier
 from .hooks import ExportSafetensorsHook, ProgressBarHook, TrainingCurveHook
 from .metrics import Accuracy
+from .optim import CpuAmpOptimWrapper
 from .safe_load import allow_mmengine_checkpoints
 
 # mmengine's Runner loads with torch's weights_only default: make its own files loadable.
 allow_mmengine_checkpoints()
 
 __all__ = ['TimmClassifier', 'Accuracy', 'ProgressBarHook', 'TrainingCurveHook', 'ExportSafetensorsHook',
-           'allow_mmengine_checkpoints']
+           'CpuAmpOptimWrapper', 'allow_mmengine_checkpoints']

@@ -188,7 +188,7 @@ def apply_runtime_options(cfg: Config, work_dir: str | None, config_path: str, a
         if torch.cuda.is_available():
             ow.type, ow.loss_scale = 'AmpOptimWrapper', 'dynamic'
         else:
-            ow.type = 'CpuAmpOptimWrapper'
+            ow.type = 'zoo.CpuAmpOptimWrapper'  # scoped: mmdet / mmseg configs use their own default_scope
     if launcher != 'none' and not torch.cuda.is_available():
         cfg.env_cfg = ConfigDict(cfg.get('env_cfg') or {})
         cfg.env_cfg.setdefault('dist_cfg', ConfigDict())['backend'] = 'gloo'

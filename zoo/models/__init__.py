@@ -17,6 +17,10 @@ from timm.models import model_entrypoint
 # One module per family; the order is the order of the README table.
 FAMILIES: tuple[str, ...] = (
     'mambaout',
+    'agent_deit',
+    'agent_pvt',
+    'agent_swin',
+    'agent_cswin',
     'qsd_transformer',
     'mhs_vm',
 )

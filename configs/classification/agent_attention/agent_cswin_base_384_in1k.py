@@ -1,0 +1,42 @@
+# Agent-CSwin-B at 384 (fine-tuned from Agent-CSwin-B) on ImageNet-1k: the official recipe
+# (LeapLabTHU/Agent-Attention cfgs/agent_cswin_b_384.yaml),
+# reported top-1 85.8. Per-GPU batch 32; lr 5e-06 is per 512 images of total batch.
+# Fine-tuned from agent_cswin_base: set the path of its (official or converted) checkpoint below; the
+# checkpoint filter resizes its agent biases and window tables to this resolution.
+_base_ = ['./_agent_in1k.py']
+
+model = dict(model_name='agent_cswin_base_384', model_kwargs=dict(num_classes=1000, drop_path_rate=0.7,
+                                 pretrained=True,
+                                 pretrained_cfg_overlay=dict(file='checkpoints/agent_cswin_base.pth')))
+img_size = 384
+train_pipeline = [
+    dict(type='RandomResizedCrop', size=(img_size, img_size), scale=(0.08, 1.0), interpolation=2),
+    dict(type='HorizontalFlip', p=0.5),
+    dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.0, p=1.0),
+    dict(type='Normalize', mean={{_base_.mean}}, std={{_base_.std}}),
+    dict(type='Erasing', p=0.25, scale=(0.02, 1 / 3), ratio=(0.3, 3.3), fill='random'),
+]
+val_pipeline = [
+    dict(type='SmallestMaxSize', max_size=int(img_size / 0.875), interpolation=2),
+    dict(type='CenterCrop', height=img_size, width=img_size),
+    dict(type='Normalize', mean={{_base_.mean}}, std={{_base_.std}}),
+]
+train_dataloader = dict(batch_size=32, dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(batch_size=64, dataset=dict(pipeline=val_pipeline))
+test_dataloader = val_dataloader
+
+lr = 5e-06
+warmup_epochs = 0
+max_epochs = 30  # 20 + 10 cooldown epochs at the minimum lr
+optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=1e-08), clip_grad=None)
+param_scheduler = [
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=warmup_epochs, end=20, eta_min=5e-07,
+         convert_to_iter_based=True),
+]
+train_cfg = dict(max_epochs=max_epochs)
+# CSwin is trained with a model EMA (decay 0.9999) and evaluated with it (official main_ema.py)
+custom_hooks = [
+    dict(type='ProgressBarHook'),
+    dict(type='TrainingCurveHook'),
+    dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
+]

@@ -1,0 +1,38 @@
+# Agent-Swin-B at 384 (fine-tuned from Agent-Swin-B) on ImageNet-1k: the official recipe
+# (LeapLabTHU/Agent-Attention cfgs/agent_swin_b_384.yaml),
+# reported top-1 84.9. Per-GPU batch 32; lr 2e-05 is per 512 images of total batch.
+# Fine-tuned from agent_swin_base: set the path of its (official or converted) checkpoint below; the
+# checkpoint filter resizes its agent biases and window tables to this resolution.
+_base_ = ['./_agent_in1k.py']
+
+model = dict(model_name='agent_swin_base_384', model_kwargs=dict(num_classes=1000, drop_path_rate=0.5,
+                                 pretrained=True,
+                                 pretrained_cfg_overlay=dict(file='checkpoints/agent_swin_base.pth')))
+img_size = 384
+train_pipeline = [
+    dict(type='RandomResizedCrop', size=(img_size, img_size), scale=(0.08, 1.0), interpolation=2),
+    dict(type='HorizontalFlip', p=0.5),
+    dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.0, p=1.0),
+    dict(type='Normalize', mean={{_base_.mean}}, std={{_base_.std}}),
+    dict(type='Erasing', p=0.25, scale=(0.02, 1 / 3), ratio=(0.3, 3.3), fill='random'),
+]
+# official TEST.CROP False: resize straight to the input size
+val_pipeline = [
+    dict(type='Resize', height=img_size, width=img_size, interpolation=2),
+    dict(type='Normalize', mean={{_base_.mean}}, std={{_base_.std}}),
+]
+train_dataloader = dict(batch_size=32, dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(batch_size=64, dataset=dict(pipeline=val_pipeline))
+test_dataloader = val_dataloader
+
+lr = 2e-05
+warmup_epochs = 5
+max_epochs = 30
+optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=1e-08), clip_grad=dict(max_norm=5.0))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=2e-08 / lr, by_epoch=True, begin=0, end=warmup_epochs,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=warmup_epochs, end=30, eta_min=2e-07,
+         convert_to_iter_based=True),
+]
+train_cfg = dict(max_epochs=max_epochs)

@@ -1,0 +1,404 @@
+"""Agent-DeiT: DeiT (Touvron et al., ICML 2021) with agent attention (Han et al., ECCV 2024,
+arXiv:2312.08874).
+
+Layout of the official ``agent_transformer/models/agent_deit.py`` (LeapLabTHU/Agent-Attention), the
+timm-0.4.12 ``VisionTransformer``: 16x16 patch embedding, class token, learned position embedding,
+pre-norm blocks (LayerNorm eps 1e-6, qkv_bias, MLP ratio 4), final norm, class-token head. Blocks
+``i < agent_layer`` use agent attention (all blocks, except Agent-DeiT-B: the first 4, the other 8
+plain softmax attention). Block ``i`` takes its agent count from ``agent_num[{0:0, 1:1, 2:2, 3:2,
+4:2, 5:3}[i // 2]]``. Agents are pooled from the patch queries only; the class token has its own
+agent biases (``ac_bias`` / ``ca_bias``) and gets no depthwise-conv term.
+
+Choices we made (the official code leaves them open):
+
+* Any input size divisible by 16 (also non-square): the position embedding and the agent biases are
+  resized bilinearly (``align_corners=False``) from the built grid (identity at the built size).
+  The official code crashes at any other size.
+* No distillation token: the published checkpoints are plain (``distilled=False``).
+* Plain blocks are timm's ``vision_transformer.Block`` (same keys as the official ``Block``).
+
+Official checkpoints (Tsinghua Cloud, no license stated by the authors: all rights reserved) load
+unchanged through ``timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=PATH))``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import DropPath, Mlp, PatchEmbed, trunc_normal_
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
+from timm.models._manipulate import checkpoint_seq
+from timm.models.vision_transformer import Block
+from torch import nn
+
+from zoo.layers.agent_attention import AgentAttention, adapt_agent_bias, unwrap_checkpoint
+
+__all__ = ['AgentVisionTransformer', 'checkpoint_filter_fn']
+
+_URL = 'https://cloud.tsinghua.edu.cn/f/{}/?dl=1'
+_ORIGIN = 'https://github.com/LeapLabTHU/Agent-Attention'
+_LN6 = partial(nn.LayerNorm, eps=1e-6)
+_STAGE_OF_PAIR = {0: 0, 1: 1, 2: 2, 3: 2, 4: 2, 5: 3}  # official block -> agent_num entry (by i // 2)
+
+
+class AgentBlock(nn.Module):
+    """Pre-norm block with agent attention over ``(B, 1 + H*W, C)`` tokens (class token first)."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        grid: tuple[int, int],
+        agent_num: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        proj_drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+        norm_layer=_LN6,
+    ) -> None:
+        super().__init__()
+        self.norm1 = norm_layer(dim)
+        self.attn = AgentAttention(
+            dim,
+            num_heads,
+            agent_num=agent_num,
+            window_size=grid,
+            qkv_bias=qkv_bias,
+            num_prefix_tokens=1,
+            attn_drop=attn_drop,
+            proj_drop=proj_drop,
+        )
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self.norm2 = norm_layer(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop)
+        self.grid = grid  # set per forward by the model (blocks are called with x only)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), self.grid))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class AgentVisionTransformer(nn.Module):
+    """Agent-DeiT.
+
+    Args:
+        img_size: the size the position embedding and agent biases are built for (any size divisible by
+            ``patch_size`` runs).
+        patch_size, in_chans, num_classes, embed_dim, depth, num_heads, mlp_ratio, qkv_bias: as DeiT.
+        agent_num: agent tokens per official "stage" (4 entries, see module docstring).
+        agent_layer: blocks ``i < agent_layer`` use agent attention (``-1`` = all).
+        drop_rate, pos_drop_rate, proj_drop_rate, attn_drop_rate, drop_path_rate: dropout rates.
+        global_pool: ``'token'`` (class token), ``'avg'`` (patch mean) or ``''``.
+    """
+
+    def __init__(
+        self,
+        img_size: int | tuple[int, int] = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        embed_dim: int = 192,
+        depth: int = 12,
+        num_heads: int = 3,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        agent_num: tuple[int, ...] = (49, 49, 49, 49),
+        agent_layer: int = -1,
+        drop_rate: float = 0.0,
+        pos_drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        global_pool: str = 'token',
+    ) -> None:
+        super().__init__()
+        img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        self.num_classes = num_classes
+        self.global_pool = global_pool
+        self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
+        self.num_prefix_tokens = 1
+        self.patch_size = patch_size
+        norm_layer = partial(nn.LayerNorm, eps=1e-6)
+        agent_layer = agent_layer if agent_layer > 0 else depth
+        self.patch_embed = PatchEmbed(
+            img_size, patch_size, in_chans, embed_dim, output_fmt='NHWC', strict_img_size=False
+        )
+        self.grid = tuple(self.patch_embed.grid_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid[0] * self.grid[1], embed_dim))
+        self.pos_drop = nn.Dropout(pos_drop_rate)
+        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+        common = dict(
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            proj_drop=proj_drop_rate,
+            attn_drop=attn_drop_rate,
+            norm_layer=norm_layer,
+        )
+        self.blocks = nn.Sequential(
+            *[
+                AgentBlock(
+                    embed_dim,
+                    num_heads,
+                    self.grid,
+                    int(agent_num[_STAGE_OF_PAIR.get(i // 2, 3)]),
+                    drop_path=dpr[i],
+                    **common,
+                )
+                if i < agent_layer
+                else Block(embed_dim, num_heads, drop_path=dpr[i], **common)
+                for i in range(depth)
+            ]
+        )
+        self.feature_info = [
+            dict(num_chs=embed_dim, reduction=patch_size, module=f'blocks.{i}') for i in range(depth)
+        ]
+        self.norm = norm_layer(embed_dim)
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.grad_checkpointing = False
+        self.apply(self._init_weights)
+        trunc_normal_(self.pos_embed, std=0.02)
+        trunc_normal_(self.cls_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, AgentAttention):
+                m.init_agent_biases()
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        return {'pos_embed', 'cls_token'}
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return dict(
+            stem=r'^(cls_token|pos_embed|patch_embed)',
+            blocks=[(r'^blocks\.(\d+)', None), (r'^norm', (99999,))],
+        )
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        self.num_classes = num_classes
+        if global_pool is not None:
+            if global_pool not in ('token', 'avg', ''):
+                raise ValueError(f"global_pool must be 'token', 'avg' or '', got {global_pool!r}")
+            self.global_pool = global_pool
+        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+
+    def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Image -> ``(B, 1 + H*W, C)`` tokens with position embedding, and the grid; tells the agent
+        blocks the grid."""
+        if x.shape[-2] % self.patch_size or x.shape[-1] % self.patch_size:
+            raise ValueError(
+                f'input height and width must be divisible by patch_size={self.patch_size}, '
+                f'got {tuple(x.shape[-2:])}'
+            )
+        x = self.patch_embed(x)
+        B, H, W, C = x.shape
+        pos = self.pos_embed
+        if (H, W) != self.grid:
+            grid = pos[:, 1:].reshape(1, *self.grid, C).permute(0, 3, 1, 2)
+            grid = F.interpolate(grid, size=(H, W), mode='bilinear', align_corners=False)
+            pos = torch.cat([pos[:, :1], grid.flatten(2).transpose(1, 2)], dim=1)
+        x = torch.cat([self.cls_token.expand(B, -1, -1), x.reshape(B, H * W, C)], dim=1)
+        for blk in self.blocks:
+            if isinstance(blk, AgentBlock):
+                blk.grid = (H, W)
+        return self.pos_drop(x + pos), (H, W)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        return_prefix_tokens: bool = False,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = 'NCHW',
+        intermediates_only: bool = False,
+    ) -> list | tuple[torch.Tensor, list]:
+        """Block outputs as ``(B, C, H/16, W/16)`` maps (``'NLC'``: token sequences without the class
+        token); with ``return_prefix_tokens`` each is ``(map, cls_token)``; ``norm`` applies the final
+        norm."""
+        if output_fmt not in ('NCHW', 'NLC'):
+            raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
+        take_indices, max_index = feature_take_indices(len(self.blocks), indices)
+        x, (H, W) = self._embed(x)
+        blocks = self.blocks[: max_index + 1] if stop_early else self.blocks
+        intermediates = []
+        for i, blk in enumerate(blocks):
+            x = blk(x)
+            if i in take_indices:
+                y = self.norm(x) if norm else x
+                prefix, patches = y[:, :1], y[:, 1:]
+                if output_fmt == 'NCHW':
+                    patches = patches.transpose(1, 2).reshape(y.shape[0], -1, H, W)
+                intermediates.append((patches, prefix) if return_prefix_tokens else patches)
+        if intermediates_only:
+            return intermediates
+        return self.norm(x), intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        take_indices, max_index = feature_take_indices(len(self.blocks), indices)
+        self.blocks = self.blocks[: max_index + 1]
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0, '')
+        return take_indices
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` -> normed tokens ``(B, 1 + H/16 * W/16, C)``."""
+        x, _ = self._embed(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            x = checkpoint_seq(self.blocks, x)
+        else:
+            x = self.blocks(x)
+        return self.norm(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if self.global_pool == 'token':
+            x = x[:, 0]
+        elif self.global_pool == 'avg':
+            x = x[:, 1:].mean(dim=1)
+        x = self.head_drop(x)
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def checkpoint_filter_fn(state_dict: dict, model: AgentVisionTransformer) -> dict[str, torch.Tensor]:
+    """Official Agent-DeiT checkpoint (``{'model': ...}`` or a plain state dict) -> zoo keys (the same);
+    the position embedding and agent biases trained at another resolution are resized to the model's."""
+    state_dict = unwrap_checkpoint(state_dict)
+    target = model.state_dict()
+    out = {}
+    for k, v in state_dict.items():
+        if k in ('dist_token',) or k.startswith('head_dist'):
+            continue
+        if k in target and v.shape != target[k].shape:
+            if k == 'pos_embed':
+                side = int(round((v.shape[1] - 1) ** 0.5))
+                grid = v[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
+                grid = F.interpolate(grid, size=model.grid, mode='bilinear', align_corners=False)
+                v = torch.cat([v[:, :1], grid.flatten(2).transpose(1, 2)], dim=1)
+            else:
+                v = adapt_agent_bias(k, v, target[k].shape)
+        out[k] = v
+    return out
+
+
+def _create(variant: str, pretrained: bool = False, **kwargs) -> AgentVisionTransformer:
+    out_indices = kwargs.pop('out_indices', 3)
+    return build_model_with_cfg(
+        AgentVisionTransformer,
+        variant,
+        pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
+        **kwargs,
+    )
+
+
+def _cfg(file_id: str, **kwargs) -> dict:
+    return {
+        'url': _URL.format(file_id),
+        'num_classes': 1000,
+        'input_size': (3, 224, 224),
+        'pool_size': None,
+        'crop_pct': 0.875,
+        'interpolation': 'bicubic',
+        'mean': IMAGENET_DEFAULT_MEAN,
+        'std': IMAGENET_DEFAULT_STD,
+        'first_conv': 'patch_embed.proj',
+        'classifier': 'head',
+        'license': 'unknown (no license in the official repository)',
+        'paper_ids': 'arXiv:2312.08874',
+        'paper_name': 'Agent Attention: On the Integration of Softmax and Linear Attention',
+        'origin_url': _ORIGIN,
+        **kwargs,
+    }
+
+
+default_cfgs = generate_default_cfgs(
+    {
+        'agent_deit_tiny.in1k': _cfg('57e0904221824ee7b7af'),
+        'agent_deit_small.in1k': _cfg('fdd43304372541db8ea7'),
+        'agent_deit_small_448.in1k': _cfg('a228f86241c445f1969b', input_size=(3, 448, 448), crop_pct=1.0),
+        'agent_deit_base.in1k': _cfg('5115f15fdd7e4ab58fbc'),
+    }
+)
+
+# Reference card agent_attention.md section 3. params_m: re-counted from the official model definition
+# (instantiated; the higher-resolution rows, which the card rounds to whole millions, too); gmacs: the
+# README's 'FLOPs' column, which (Swin convention) counts multiply-adds, at the cfg resolution;
+# top1: ImageNet-1k; weights: the official download.
+PAPER_FACTS: dict[str, dict] = {
+    'agent_deit_tiny': dict(params_m=6.0, gmacs=1.2, top1=74.9, weights=_URL.format('57e0904221824ee7b7af')),
+    'agent_deit_small': dict(
+        params_m=22.7, gmacs=4.4, top1=80.5, weights=_URL.format('fdd43304372541db8ea7')
+    ),
+    'agent_deit_small_448': dict(
+        params_m=23.1, gmacs=17.7, top1=83.1, img_size=448, weights=_URL.format('a228f86241c445f1969b')
+    ),
+    'agent_deit_base': dict(
+        params_m=87.2, gmacs=17.6, top1=82.0, weights=_URL.format('5115f15fdd7e4ab58fbc')
+    ),
+}
+
+
+@register_model
+def agent_deit_tiny(pretrained: bool = False, **kwargs) -> AgentVisionTransformer:
+    """Agent-DeiT-T: 12 x 192, 3 heads, 49 agents, all blocks agent attention."""
+    kwargs = {**dict(embed_dim=192, depth=12, num_heads=3, agent_num=(49, 49, 49, 49)), **kwargs}
+    return _create('agent_deit_tiny', pretrained, **kwargs)
+
+
+@register_model
+def agent_deit_small(pretrained: bool = False, **kwargs) -> AgentVisionTransformer:
+    """Agent-DeiT-S: 12 x 384, 6 heads, 49 agents, all blocks agent attention."""
+    kwargs = {**dict(embed_dim=384, depth=12, num_heads=6, agent_num=(49, 49, 49, 49)), **kwargs}
+    return _create('agent_deit_small', pretrained, **kwargs)
+
+
+@register_model
+def agent_deit_small_448(pretrained: bool = False, **kwargs) -> AgentVisionTransformer:
+    """Agent-DeiT-S built at 448x448 (28x28 grid)."""
+    kwargs = {
+        **dict(img_size=448, embed_dim=384, depth=12, num_heads=6, agent_num=(49, 49, 49, 49)),
+        **kwargs,
+    }
+    return _create('agent_deit_small_448', pretrained, **kwargs)
+
+
+@register_model
+def agent_deit_base(pretrained: bool = False, **kwargs) -> AgentVisionTransformer:
+    """Agent-DeiT-B: 12 x 768, 12 heads, 81 agents in the first 4 blocks, plain softmax in the last 8."""
+    kwargs = {
+        **dict(embed_dim=768, depth=12, num_heads=12, agent_num=(81, 81, 81, 81), agent_layer=4),
+        **kwargs,
+    }
+    return _create('agent_deit_base', pretrained, **kwargs)
