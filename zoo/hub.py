@@ -80,7 +80,8 @@ def download_weights(name: str, cache_dir: str | os.PathLike | None = None,
     entry = entries[name]
     cache = Path(cache_dir or Path(torch.hub.get_dir()) / 'attention-zoo')
     cache.mkdir(parents=True, exist_ok=True)
-    dst = cache / os.path.basename(entry.url.split('?')[0])
+    # named after the entry: some hosts' URLs end in '/' or a query, not a file name
+    dst = cache / f'{entry.name}.{entry.format}'
     if not dst.exists():
         tmp = dst.with_suffix(dst.suffix + '.part')
         torch.hub.download_url_to_file(entry.url, str(tmp), progress=progress)
