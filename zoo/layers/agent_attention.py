@@ -47,6 +47,10 @@ __all__ = [
     'adapt_agent_bias',
 ]
 
+# How position embeddings follow the input grid: the same bilinear rule as the agent biases
+# (keyword arguments for timm.layers.resample_abs_pos_embed).
+POS_EMBED_RESIZE = dict(interpolation='bilinear', antialias=False, align_corners=False)
+
 AGENT_BIAS_NAMES = ('an_bias', 'na_bias', 'ah_bias', 'aw_bias', 'ha_bias', 'wa_bias', 'ac_bias', 'ca_bias')
 
 

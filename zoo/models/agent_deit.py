@@ -26,16 +26,15 @@ from __future__ import annotations
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, Mlp, PatchEmbed, trunc_normal_
+from timm.layers import DropPath, Mlp, PatchEmbed, resample_abs_pos_embed, trunc_normal_
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from zoo.layers.agent_attention import AgentAttention, adapt_agent_bias, unwrap_checkpoint
+from zoo.layers.agent_attention import POS_EMBED_RESIZE, AgentAttention, adapt_agent_bias, unwrap_checkpoint
 
 __all__ = ['AgentVisionTransformer', 'checkpoint_filter_fn']
 
@@ -218,9 +217,7 @@ class AgentVisionTransformer(nn.Module):
         B, H, W, C = x.shape
         pos = self.pos_embed
         if (H, W) != self.grid:
-            grid = pos[:, 1:].reshape(1, *self.grid, C).permute(0, 3, 1, 2)
-            grid = F.interpolate(grid, size=(H, W), mode='bilinear', align_corners=False)
-            pos = torch.cat([pos[:, :1], grid.flatten(2).transpose(1, 2)], dim=1)
+            pos = resample_abs_pos_embed(pos, (H, W), self.grid, num_prefix_tokens=1, **POS_EMBED_RESIZE)
         x = torch.cat([self.cls_token.expand(B, -1, -1), x.reshape(B, H * W, C)], dim=1)
         for blk in self.blocks:
             if isinstance(blk, AgentBlock):
@@ -301,10 +298,7 @@ def checkpoint_filter_fn(state_dict: dict, model: AgentVisionTransformer) -> dic
             continue
         if k in target and v.shape != target[k].shape:
             if k == 'pos_embed':
-                side = int(round((v.shape[1] - 1) ** 0.5))
-                grid = v[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
-                grid = F.interpolate(grid, size=model.grid, mode='bilinear', align_corners=False)
-                v = torch.cat([v[:, :1], grid.flatten(2).transpose(1, 2)], dim=1)
+                v = resample_abs_pos_embed(v, model.grid, num_prefix_tokens=1, **POS_EMBED_RESIZE)
             else:
                 v = adapt_agent_bias(k, v, target[k].shape)
         out[k] = v

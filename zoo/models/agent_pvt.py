@@ -30,13 +30,19 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, Mlp, trunc_normal_
+from timm.layers import DropPath, Mlp, resample_abs_pos_embed, trunc_normal_
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 from torch import nn
 
-from zoo.layers.agent_attention import AgentAttention, adapt_agent_bias, expand_attn_type, unwrap_checkpoint
+from zoo.layers.agent_attention import (
+    POS_EMBED_RESIZE,
+    AgentAttention,
+    adapt_agent_bias,
+    expand_attn_type,
+    unwrap_checkpoint,
+)
 
 __all__ = ['AgentPyramidVisionTransformer', 'checkpoint_filter_fn']
 
@@ -183,9 +189,7 @@ class Stage(nn.Module):
     def _pos_embed(self, hw: tuple[int, int]) -> torch.Tensor:
         if tuple(hw) == tuple(self.grid):
             return self.pos_embed
-        pe = self.pos_embed.reshape(1, *self.grid, -1).permute(0, 3, 1, 2)
-        pe = F.interpolate(pe, size=hw, mode='bilinear', align_corners=False)
-        return pe.flatten(2).transpose(1, 2)
+        return resample_abs_pos_embed(self.pos_embed, hw, self.grid, num_prefix_tokens=0, **POS_EMBED_RESIZE)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, hw = self.patch_embed(x)
@@ -387,18 +391,8 @@ def checkpoint_filter_fn(state_dict: dict, model: AgentPyramidVisionTransformer)
         k = re.sub(r'^block(\d)\.', lambda m: f'stages.{int(m[1]) - 1}.blocks.', k)
         if k in target and v.shape != target[k].shape:
             if k.endswith('pos_embed'):
-                side = int(round(v.shape[1] ** 0.5))
                 grid = model.stages[int(k.split('.')[1])].grid
-                v = (
-                    F.interpolate(
-                        v.reshape(1, side, side, -1).permute(0, 3, 1, 2),
-                        size=grid,
-                        mode='bilinear',
-                        align_corners=False,
-                    )
-                    .flatten(2)
-                    .transpose(1, 2)
-                )
+                v = resample_abs_pos_embed(v, grid, num_prefix_tokens=0, **POS_EMBED_RESIZE)
             else:
                 v = adapt_agent_bias(k, v, target[k].shape)
         out[k] = v
