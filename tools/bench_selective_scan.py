@@ -2,15 +2,17 @@
 """MHS-VM benchmarks: selective-scan speed (vectorised vs sequential) and VM-UNet throughput.
 
   python tools/bench_selective_scan.py                 # both, writes benchmarks/mhs_vm_*.csv|png
-  python tools/bench_selective_scan.py --what scan --lengths 1024 4096 16384 --threads 1
-  python tools/bench_selective_scan.py --what model --sizes 256 512 --model-threads 1 2
+  python tools/bench_selective_scan.py --what scan --lengths 1024 4096 16384 --threads 1 2
+  python tools/bench_selective_scan.py --what model --sizes 256 512 --model-threads 2 --backends eager fused
 
-scan:  ``zoo.layers.selective_scan`` against ``selective_scan_sequential`` (mamba_ssm's
-       ``selective_scan_ref`` scheme: precomputed decays, one Python step per token) with the
-       channels of one MHS head in stage 1 of the released model (K=4 directions x 24 channels,
-       d_state 16, softplus(delta + bias), D skip), forward only, batch 1; also the max |difference|.
+scan:  ``zoo.layers.selective_scan`` (backends ``eager`` and ``fused``) against
+       ``selective_scan_sequential`` (mamba_ssm's ``selective_scan_ref`` scheme: precomputed decays,
+       one Python step per token) with the channels of one MHS head in stage 1 of the released model
+       (K=4 directions x 24 channels, d_state 16, softplus(delta + bias), D skip), forward only,
+       batch 1, for each thread count; also the max |difference| and the error against float64.
+       The fused backend's first call (compile, or Inductor's disk cache) is timed separately.
 model: MHS-VM 4-head VM-UNet forward (eval, no grad), batch 1, images/s and peak RSS growth
-       measured in a fresh subprocess per size.
+       measured in a fresh subprocess per size, thread count and scan backend.
 """
 
 from __future__ import annotations
@@ -52,23 +54,30 @@ def scan_inputs(L: int, k: int = 4, d_sub: int = 24, n: int = 16, seed: int = 0)
         delta_bias=torch.log(torch.expm1(torch.full((d,), 0.01))), delta_softplus=True)
 
 
-def bench_scan(lengths: list[int], repeats: int) -> list[dict]:
+def bench_scan(lengths: list[int], repeats: int, threads: list[int], backends: list[str]) -> list[dict]:
     from tqdm import tqdm
 
     from zoo.layers.selective_scan import selective_scan, selective_scan_sequential
 
     rows = []
-    for L in tqdm(lengths, desc='scan'):
-        x = scan_inputs(L)
-        with torch.no_grad():
-            fast = _time(lambda x=x: selective_scan(**x), repeats)
-            seq = _time(lambda x=x: selective_scan_sequential(**x), max(1, repeats // 2))
-            diff = (selective_scan(**x) - selective_scan_sequential(**x)).abs().max().item()
-            ref = selective_scan_sequential(**{k: v.double() if torch.is_tensor(v) else v for k, v in x.items()})
-            err64 = (selective_scan(**x).double() - ref).abs().max().item()
-        rows.append(dict(L=L, channels=x['u'].shape[1], d_state=16, fast_ms=fast * 1e3, sequential_ms=seq * 1e3,
-                         speedup=seq / fast, max_abs_diff=diff, max_abs_err_vs_float64=err64,
-                         threads=torch.get_num_threads()))
+    for n_threads in threads:
+        torch.set_num_threads(n_threads)
+        for L in tqdm(lengths, desc=f'scan ({n_threads} thread(s))'):
+            x = scan_inputs(L)
+            with torch.no_grad():
+                seq = _time(lambda x=x: selective_scan_sequential(**x), max(1, repeats // 2))
+                y_seq = selective_scan_sequential(**x)
+                ref = selective_scan_sequential(**{k: v.double() if torch.is_tensor(v) else v for k, v in x.items()})
+                for backend in backends:
+                    t0 = time.perf_counter()
+                    y = selective_scan(**x, backend=backend)
+                    first = time.perf_counter() - t0
+                    fast = _time(lambda x=x, b=backend: selective_scan(**x, backend=b), repeats)
+                    rows.append(dict(
+                        L=L, channels=x['u'].shape[1], d_state=16, backend=backend, threads=n_threads,
+                        fast_ms=fast * 1e3, sequential_ms=seq * 1e3, speedup=seq / fast,
+                        max_abs_diff=(y - y_seq).abs().max().item(),
+                        max_abs_err_vs_float64=(y.double() - ref).abs().max().item(), first_call_s=first))
     return rows
 
 
@@ -80,9 +89,12 @@ def _rss_kb() -> int:
     return 0
 
 
-def _model_worker(size: int, repeats: int, threads: int) -> dict:
+def _model_worker(size: int, repeats: int, threads: int, backend: str) -> dict:
     torch.set_num_threads(threads)
+    from zoo.layers.selective_scan import set_scan_backend
     from zoo.models.mhs_vm import create_mhs_vm_unet
+
+    set_scan_backend(backend)
 
     model = create_mhs_vm_unet('mhs_vm_unet_4h', img_size=size).eval()
     x = torch.randn(1, 3, size, size)
@@ -90,20 +102,22 @@ def _model_worker(size: int, repeats: int, threads: int) -> dict:
     with torch.no_grad():
         sec = _time(lambda: model(x), repeats)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return dict(size=size, batch=1, img_per_s=1.0 / sec, latency_ms=sec * 1e3,
+    return dict(size=size, batch=1, backend=backend, img_per_s=1.0 / sec, latency_ms=sec * 1e3,
                 peak_rss_growth_mb=max(0, peak - base) / 1024, threads=threads,
                 params_m=sum(p.numel() for p in model.parameters()) / 1e6)
 
 
-def bench_model(sizes: list[int], repeats: int, threads: list[int]) -> list[dict]:
+def bench_model(sizes: list[int], repeats: int, threads: list[int], backends: list[str]) -> list[dict]:
     from tqdm import tqdm
 
     rows = []
     for n in threads:
-        for size in tqdm(sizes, desc=f'model ({n} thread(s))'):
-            out = subprocess.run([sys.executable, __file__, '--worker', str(size), '--repeats', str(repeats),
-                                  '--threads', str(n)], capture_output=True, text=True, check=True)
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        for backend in backends:
+            for size in tqdm(sizes, desc=f'model ({n} thread(s), {backend})'):
+                out = subprocess.run([sys.executable, __file__, '--worker', str(size), '--repeats', str(repeats),
+                                      '--threads', str(n), '--backends', backend],
+                                     capture_output=True, text=True, check=True)
+                rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return rows
 
 
@@ -123,16 +137,24 @@ def _plot_scan(rows: list[dict]) -> str:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    Ls = [r['L'] for r in rows]
-    ax.loglog(Ls, [r['sequential_ms'] for r in rows], 'o-', label='sequential (selective_scan_ref scheme)')
-    ax.loglog(Ls, [r['fast_ms'] for r in rows], 's-', label='zoo selective_scan (blocked, vectorised)')
-    for r in rows:
-        ax.annotate(f"{r['speedup']:.1f}x", (r['L'], r['fast_ms']), textcoords='offset points', xytext=(4, -12))
-    ax.set_xlabel('sequence length L')
-    ax.set_ylabel('forward time (ms)')
-    ax.set_title(f"selective scan, {rows[0]['channels']} ch x N=16, {rows[0]['threads']} thread(s)")
-    ax.legend(fontsize=8)
+    threads = sorted({r['threads'] for r in rows})
+    fig, axes = plt.subplots(1, len(threads), figsize=(5.5 * len(threads), 4), squeeze=False)
+    for ax, n in zip(axes[0], threads):
+        sub = [r for r in rows if r['threads'] == n]
+        Ls = sorted({r['L'] for r in sub})
+        seq = {r['L']: r['sequential_ms'] for r in sub}
+        ax.loglog(Ls, [seq[L] for L in Ls], 'o-', label='sequential (selective_scan_ref scheme)')
+        for backend, marker in (('eager', 's-'), ('fused', '^-')):
+            pts = sorted((r['L'], r['fast_ms'], r['speedup']) for r in sub if r['backend'] == backend)
+            if not pts:
+                continue
+            ax.loglog([p[0] for p in pts], [p[1] for p in pts], marker, label=f'zoo selective_scan ({backend})')
+            for L, ms, sp in pts:
+                ax.annotate(f'{sp:.1f}x', (L, ms), textcoords='offset points', xytext=(4, -12), fontsize=8)
+        ax.set_xlabel('sequence length L')
+        ax.set_ylabel('forward time (ms)')
+        ax.set_title(f"selective scan, {sub[0]['channels']} ch x N=16, {n} thread(s)")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     path = os.path.join(OUT, 'mhs_vm_scan_speed.png')
     fig.savefig(path, dpi=120)
@@ -146,7 +168,7 @@ def _plot_model(rows: list[dict]) -> str:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(1, 2, figsize=(8, 3.5))
-    labels = [f"{r['size']}², {r['threads']}t" for r in rows]
+    labels = [f"{r['size']}², {r['threads']}t\n{r['backend']}" for r in rows]
     ax[0].bar(labels, [r['img_per_s'] for r in rows])
     ax[0].set_ylabel('images / s')
     ax[1].bar(labels, [r['peak_rss_growth_mb'] for r in rows], color='tab:orange')
@@ -164,28 +186,30 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument('--lengths', type=int, nargs='+', default=[1024, 4096, 16384], help='scan lengths L')
     p.add_argument('--sizes', type=int, nargs='+', default=[256, 512], help='image sizes (divisible by 32)')
     p.add_argument('--repeats', type=int, default=3, help='timed runs per point (median)')
-    p.add_argument('--threads', type=int, default=None, help='torch threads for the scan (default 1)')
+    p.add_argument('--threads', type=int, nargs='+', default=[1, 2], help='torch thread counts for the scan')
+    p.add_argument('--backends', nargs='+', default=['eager', 'fused'], choices=['eager', 'fused'],
+                   help='selective_scan backends to measure')
     p.add_argument('--model-threads', type=int, nargs='+', default=[2],
                    help='torch thread counts for the model benchmark (default: 2)')
     p.add_argument('--worker', type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker is not None:
-        print(json.dumps(_model_worker(args.worker, args.repeats, args.threads or 2)))
+        print(json.dumps(_model_worker(args.worker, args.repeats, args.threads[0], args.backends[0])))
         return
     os.makedirs(OUT, exist_ok=True)
     summary = []
     if args.what in ('scan', 'all'):
-        torch.set_num_threads(args.threads or 1)
-        rows = bench_scan(args.lengths, args.repeats)
+        rows = bench_scan(args.lengths, args.repeats, args.threads, args.backends)
         _write(rows, 'mhs_vm_scan_speed.csv')
         _plot_scan(rows)
-        summary.append('scan speed-up ' + ', '.join(f"L={r['L']}: {r['speedup']:.1f}x" for r in rows))
+        summary.append('scan speed-up ' + ', '.join(f"L={r['L']} {r['backend']} {r['threads']}t: {r['speedup']:.1f}x"
+                                                    for r in rows))
     if args.what in ('model', 'all'):
-        rows = bench_model(args.sizes, args.repeats, args.model_threads)
+        rows = bench_model(args.sizes, args.repeats, args.model_threads, args.backends)
         _write(rows, 'mhs_vm_throughput.csv')
         _plot_model(rows)
-        summary.append('VM-UNet ' + ', '.join(f"{r['size']}² ({r['threads']}t): {r['img_per_s']:.3g} img/s"
-                                              for r in rows))
+        summary.append('VM-UNet ' + ', '.join(
+            f"{r['size']}² ({r['threads']}t, {r['backend']}): {r['img_per_s']:.3g} img/s" for r in rows))
     print('bench_selective_scan: ' + '; '.join(summary) + f' -> {OUT}/mhs_vm_*.csv|png', flush=True)
 
 

@@ -28,10 +28,13 @@ plain autograd through the vectorised ops (checked against a sequential float64 
 
 from __future__ import annotations
 
+import os
+import warnings
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ['selective_scan', 'selective_scan_sequential']
+__all__ = ['selective_scan', 'selective_scan_sequential', 'set_scan_backend', 'get_scan_backend']
 
 # Largest in-chunk decay exponent allowed per compute dtype (exp(60) ~ 1e26 leaves float32 room
 # for the cumulative sum; float64 goes far beyond). Per-step clamps: exp(-M) far below eps.
@@ -40,6 +43,7 @@ _STEP_CLAMP = {torch.float32: 30.0, torch.float64: 80.0}
 _MAX_CHUNK = 64
 _MIN_FP32_CHUNK = 16
 _BLOCK_ELEMS = 1 << 18  # elements of one (b, d, chunks, T, N) work block
+_LOG2E = 1.4426950408889634
 
 
 def _check_inputs(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
@@ -108,6 +112,7 @@ def selective_scan(
         delta_softplus: bool = False,
         return_last_state: bool = False,
         chunk_size: int | None = None,
+        backend: str | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Selective scan with the semantics of mamba_ssm's ``selective_scan_fn``.
 
@@ -123,15 +128,33 @@ def selective_scan(
         delta_bias: ``(d,)``, added to ``delta`` before the softplus.
         delta_softplus: apply softplus to ``delta``.
         return_last_state: also return the final state ``(b, d, N)``.
-        chunk_size: force the chunk length (a power of two); ``None`` picks it from the data.
+        chunk_size: force the chunk length (a power of two); ``None`` picks it from the data
+            (eager backend only).
+        backend: ``'eager'`` (blocked log-space scan in plain ops) or ``'fused'`` (``torch.compile``d
+            kernels, forward only: when autograd needs the graph the eager scan runs); ``None``
+            uses the process default (:func:`set_scan_backend`, ``ZOO_SCAN_BACKEND``, else ``'eager'``).
 
     Returns:
         ``y`` of shape ``(b, d, L)`` in ``u``'s dtype (and the last state, float32/64, when asked).
     """
     _check_inputs(u, delta, A, B, C)
+    backend = _BACKEND if backend is None else backend
+    if backend not in _BACKENDS:
+        raise ValueError(f'backend: expected one of {_BACKENDS}, got {backend!r}')
     b, d, L = u.shape
     n = A.shape[1]
     dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias))
+    if backend == 'fused' and not needs_grad and _fused_available():
+        # delta's bias and softplus run in a compiled kernel too (aten's CPU softplus is slow)
+        delta, Bv, Cv, g = _prepare(u, delta, A, B, C, None, False, dtype)
+        if delta_bias is not None or delta_softplus:
+            delta = _fused_state['kernels']['_delta_softplus'](
+                delta, delta.new_zeros(()) if delta_bias is None else delta_bias.to(dtype), delta_softplus)
+        uf = u.to(dtype)
+        y, state = _fused_scan(uf, delta, A.to(dtype), Bv, Cv, g)
+        return _finish(y, uf, D, z, u.dtype, state if return_last_state else None)
     delta, Bv, Cv, g = _prepare(u, delta, A, B, C, delta_bias, delta_softplus, dtype)
     h = d // g
     A_ = A.to(dtype)
@@ -170,7 +193,7 @@ def selective_scan(
         Cv = F.pad(Cv, (0, 0, 0, pad)) if Cv.shape[3] != 1 else Cv
     # Work layout (b, g, h, chunk, N, T): T last and contiguous, so the cumulative sums run along
     # memory and every elementwise op sees operands of one layout (much faster on CPU).
-    Ag = A_.view(1, g, h, 1, n, 1)
+    Ag = (A_ * _LOG2E).view(1, g, h, 1, n, 1)  # exp2 is ~3x faster than exp on CPU
     dc = dl.unflatten(3, (nc, T)).unsqueeze(4)  # (b, g, h, nc, 1, T)
     duc = (dl * ul).unflatten(3, (nc, T)).unsqueeze(4)  # delta_t u_t
     dcum = dc.cumsum(dim=5)  # in-chunk cumulative delta (the decay factorises when nothing is clamped)
@@ -181,8 +204,7 @@ def selective_scan(
         return t.unflatten(3, (nc, T)).transpose(-1, -2).contiguous()
 
     Bc, Cc = chunked(Bv), chunked(Cv)
-    grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias))
+    grad = needs_grad
 
     # Work through blocks of chunks so that the (.., N, T) temporaries stay in cache. Without
     # autograd, two preallocated buffers are reused for every block (fresh allocations of this size
@@ -200,10 +222,10 @@ def selective_scan(
         Ck = Cc[:, :, :, c0:c1] if Cc.shape[3] > 1 else Cc
         if grad:
             if need_clamp:
-                S = (dc[:, :, :, c0:c1] * Ag).clamp(min=-step_clamp).cumsum(dim=5)
+                S = (dc[:, :, :, c0:c1] * Ag).clamp(min=-step_clamp * _LOG2E).cumsum(dim=5)
             else:
                 S = dcum[:, :, :, c0:c1] * Ag  # S_t = A * sum_{s<=t} delta_s  (<= 0)
-            decay = S.exp()
+            decay = S.exp2()
             # chunk-local state scaled by exp(-S_t); the range bound keeps 1/decay finite
             w = (duc[:, :, :, c0:c1] * Bk / decay).cumsum(dim=5)
             a_end = decay[..., -1]  # decay over each whole chunk, (b, g, h, c, N)
@@ -212,10 +234,10 @@ def selective_scan(
             decay = buf_s[:, :, :, :c1 - c0]
             w = buf_w[:, :, :, :c1 - c0]
             if need_clamp:
-                torch.mul(dc[:, :, :, c0:c1], Ag, out=decay).clamp_(min=-step_clamp).cumsum_(dim=5)
+                torch.mul(dc[:, :, :, c0:c1], Ag, out=decay).clamp_(min=-step_clamp * _LOG2E).cumsum_(dim=5)
             else:
                 torch.mul(dcum[:, :, :, c0:c1], Ag, out=decay)
-            decay.exp_()
+            decay.exp2_()
             torch.mul(duc[:, :, :, c0:c1], Bk, out=w).div_(decay).cumsum_(dim=5)
             a_end = decay[..., -1].clone()
             q = decay.mul_(Ck)
@@ -233,14 +255,18 @@ def selective_scan(
         ys = [y_all]
     y = torch.cat(ys, dim=3) if len(ys) > 1 else ys[0]
     y = y.reshape(b, d, nc * T)[..., :L]
+    return _finish(y, uf, D, z, u.dtype, state.reshape(b, d, n) if return_last_state else None)
+
+
+def _finish(y: torch.Tensor, uf: torch.Tensor, D: torch.Tensor | None, z: torch.Tensor | None,
+            out_dtype: torch.dtype, state: torch.Tensor | None):
+    """Skip term, gate, output dtype; (b, d, L) scan output -> the public return value."""
     if D is not None:
-        y = y + uf * D.to(dtype)[None, :, None]
+        y = y + uf * D.to(uf.dtype)[None, :, None]
     if z is not None:
-        y = y * F.silu(z.to(dtype))
-    out = y.to(u.dtype)
-    if return_last_state:
-        return out, state.reshape(b, d, n)
-    return out
+        y = y * F.silu(z.to(uf.dtype))
+    out = y.to(out_dtype)
+    return (out, state) if state is not None else out
 
 
 def _chunk_scan(a: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -300,3 +326,146 @@ def selective_scan_sequential(
     if z is not None:
         y = y * F.silu(z.to(dtype))
     return y.to(u.dtype)
+
+
+# --- fused backend --------------------------------------------------------------------------------
+# The eager scan needs ~9 full passes over the (b, d, L, N) state-sized temporaries; on CPU that, not
+# the arithmetic, is what it costs. The fused backend writes the same scan as three small functions
+# that torch.compile (Inductor's C++/OpenMP code generator) turns into loop nests which keep the
+# state in registers: the exact recurrence, unrolled over the T = 16 positions of a chunk (so there
+# is no log-space rescaling and no range limit), plus a 16-way unrolled recurrence over chunks,
+# applied hierarchically. It serves inference: when autograd needs the graph, the eager scan runs
+# (compiling the unrolled backward takes minutes). Compiling the forward takes 5-30 s once (shapes
+# are dynamic; Inductor caches the result on disk); if it fails (no C++ compiler, unsupported
+# platform), a warning is printed once and the eager scan runs instead.
+
+_BACKENDS = ('eager', 'fused')
+_BACKEND = os.environ.get('ZOO_SCAN_BACKEND', 'eager')
+if _BACKEND not in _BACKENDS:
+    raise ValueError(f'ZOO_SCAN_BACKEND: expected one of {_BACKENDS}, got {_BACKEND!r}')
+_FUSED_T = 16  # chunk length of the fused kernels (unrolled)
+_fused_state: dict = {}
+
+
+def set_scan_backend(name: str) -> None:
+    """Process-wide default backend of :func:`selective_scan`: ``'eager'`` or ``'fused'``
+    (environment: ``ZOO_SCAN_BACKEND``)."""
+    global _BACKEND
+    if name not in _BACKENDS:
+        raise ValueError(f'backend: expected one of {_BACKENDS}, got {name!r}')
+    _BACKEND = name
+
+
+def get_scan_backend() -> str:
+    return _BACKEND
+
+
+def _local_scan(dl, du, A2, B, C, h0):
+    """Recurrence inside each chunk, started from ``h0``; unrolled over the chunk's T positions.
+
+    dl, du: (b, g, h, nc, T, 1) step sizes and delta*u; A2: (1, g, h, 1, N) = A*log2(e);
+    B, C: broadcastable to (b, g, h, nc, T, N); h0: (b, g, h, nc, N). Returns y: (b, g, h, nc, T).
+    """
+    state = h0
+    ys = []
+    for t in range(dl.shape[4]):
+        state = torch.exp2(dl[:, :, :, :, t] * A2) * state + du[:, :, :, :, t] * B[:, :, :, :, t]
+        ys.append((state * C[:, :, :, :, t]).sum(-1))
+    return torch.stack(ys, dim=-1)
+
+
+def _chunk_summaries(dl, ul, A2, B):
+    """Per chunk: delta*u, the decay over the whole chunk and the chunk-end state from the chunk's
+    own inputs, sum_t exp(A * rest_t) delta_t u_t B_t (rest_t: summed delta of the later steps).
+
+    dl, ul: (b, g, h, nc, T, 1); A2: (1, g, h, 1, N); B: broadcastable to (b, g, h, nc, T, N).
+    Returns du (b, g, h, nc, T, 1), decay (b, g, h, nc, N), end state (b, g, h, nc, N).
+    """
+    du = dl * ul
+    cum = dl.cumsum(dim=4)
+    total = cum[:, :, :, :, -1:]
+    ends = (torch.exp2((total - cum) * A2.unsqueeze(-2)) * du * B).sum(-2)
+    return du, torch.exp2(total[:, :, :, :, 0] * A2), ends
+
+
+def _delta_softplus(delta, bias, use_softplus: bool):
+    """delta + bias (bias (d,) or a scalar 0), then softplus when asked; (b, d, L)."""
+    delta = delta + (bias[None, :, None] if bias.ndim else bias)
+    if not use_softplus:
+        return delta
+    # softplus = log1p(exp(x)) below the threshold 20, written as Kahan's log(1 + e) * e / ((1 + e) - 1):
+    # log1p has no vectorised CPU kernel (10x slower than log here); this keeps log1p's precision.
+    e = torch.exp(delta.clamp(max=20.0))
+    one_e = 1.0 + e
+    den = one_e - 1.0
+    tiny = den == 0  # e below eps: log1p(e) = e
+    log1p = torch.where(tiny, e, torch.log(one_e) * e / torch.where(tiny, torch.ones_like(den), den))
+    return torch.where(delta > 20.0, delta, log1p)
+
+
+def _recurrence_16(a, x):
+    """Inclusive ``h_i = a_i h_{i-1} + x_i`` along dim -2 (length 16), and the running products."""
+    hs, ps = [x[..., 0, :]], [a[..., 0, :]]
+    for i in range(1, a.shape[-2]):
+        hs.append(a[..., i, :] * hs[-1] + x[..., i, :])
+        ps.append(a[..., i, :] * ps[-1])
+    return torch.stack(ps, dim=-2), torch.stack(hs, dim=-2)
+
+
+def _fused_available() -> bool:
+    if 'kernels' not in _fused_state and 'error' not in _fused_state:
+        try:
+            kernels = {f.__name__: torch.compile(f, fullgraph=True, dynamic=True)
+                       for f in (_local_scan, _chunk_summaries, _recurrence_16, _delta_softplus)}
+            a = torch.rand(1, 1, 1, 1, 16, 1)
+            kernels['_recurrence_16'](a, a)  # compile something small now: fail early and once
+            _fused_state['kernels'] = kernels
+        except Exception as e:  # noqa: BLE001 - any compiler failure means: use the eager scan
+            _fused_state['error'] = f'{type(e).__name__}: {e}'.splitlines()[0]
+            warnings.warn(f'selective_scan: fused backend unavailable ({_fused_state["error"]}); '
+                          'using the eager scan', RuntimeWarning, stacklevel=3)
+    return 'kernels' in _fused_state
+
+
+def _linear_recurrence(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Inclusive ``h_c = a_c h_{c-1} + x_c`` along dim 3 of (b, g, h, C, N): 16-step unrolled
+    recurrences, then the same on the group ends (recursively), then one correction."""
+    k = _fused_state['kernels']['_recurrence_16']
+    n_steps = a.shape[3]
+    groups = -(-n_steps // 16)
+    pad = groups * 16 - n_steps
+    if pad:  # identity steps: a = 1, x = 0
+        a = F.pad(a, (0, 0, 0, pad), value=1.0)
+        x = F.pad(x, (0, 0, 0, pad))
+    prods, states = k(a.unflatten(3, (groups, 16)), x.unflatten(3, (groups, 16)))
+    if groups > 1:
+        ends = _linear_recurrence(prods[:, :, :, :, -1], states[:, :, :, :, -1])
+        entering = F.pad(ends[:, :, :, :-1], (0, 0, 1, 0))  # state entering each group
+        states = states + prods * entering.unsqueeze(4)
+    return states.flatten(3, 4)[:, :, :, :n_steps]
+
+
+def _fused_scan(uf: torch.Tensor, delta: torch.Tensor, A_: torch.Tensor, Bv: torch.Tensor, Cv: torch.Tensor,
+                g: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fused-kernel scan: (b, d, L) -> y (b, d, L) without D / z, and the last state (b, d, N)."""
+    kernels = _fused_state['kernels']
+    b, d, L = uf.shape
+    h, n, T = d // g, A_.shape[1], _FUSED_T
+    nc = -(-L // T)
+    pad = nc * T - L
+    if pad:  # padded steps have delta = 0 and u = 0: the state passes through unchanged
+        delta, uf = F.pad(delta, (0, pad)), F.pad(uf, (0, pad))
+    dl, ul = delta.view(b, g, h, nc, T, 1), uf.view(b, g, h, nc, T, 1)
+
+    def chunked(t: torch.Tensor) -> torch.Tensor:  # (.., L|1, N) -> (.., nc|1, T, N)
+        if t.shape[3] == 1:  # the same for every step
+            return t.unsqueeze(3).expand(-1, -1, -1, -1, T, -1)
+        return (F.pad(t, (0, 0, 0, pad)) if pad else t).unflatten(3, (nc, T)).contiguous()
+
+    Bc, Cc = chunked(Bv), chunked(Cv)
+    A2 = (A_ * _LOG2E).view(1, g, h, 1, n)
+    du, decay, ends = kernels['_chunk_summaries'](dl, ul, A2, Bc)
+    states = _linear_recurrence(decay, ends)  # inclusive state at each chunk end
+    entering = F.pad(states[:, :, :, :-1], (0, 0, 1, 0))
+    y = kernels['_local_scan'](dl, du, A2, Bc, Cc, entering)
+    return y.reshape(b, d, nc * T)[..., :L], states[:, :, :, -1].reshape(b, d, n)
