@@ -147,14 +147,10 @@ def selective_scan(
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias))
     if backend == 'fused' and not needs_grad and _fused_available():
-        # delta's bias and softplus run in a compiled kernel too (aten's CPU softplus is slow)
-        delta, Bv, Cv, g = _prepare(u, delta, A, B, C, None, False, dtype)
-        if delta_bias is not None or delta_softplus:
-            delta = _fused_state['kernels']['_delta_softplus'](
-                delta, delta.new_zeros(()) if delta_bias is None else delta_bias.to(dtype), delta_softplus)
-        uf = u.to(dtype)
-        y, state = _fused_scan(uf, delta, A.to(dtype), Bv, Cv, g)
-        return _finish(y, uf, D, z, u.dtype, state if return_last_state else None)
+        try:
+            return _fused_call(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, dtype)
+        except Exception as e:  # noqa: BLE001 - inputs are checked above: this is the compiler failing
+            _fused_failed(e)
     delta, Bv, Cv, g = _prepare(u, delta, A, B, C, delta_bias, delta_softplus, dtype)
     h = d // g
     A_ = A.to(dtype)
@@ -417,27 +413,46 @@ def _fused_available() -> bool:
         try:
             kernels = {f.__name__: torch.compile(f, fullgraph=True, dynamic=True)
                        for f in (_local_scan, _chunk_summaries, _recurrence_16, _delta_softplus)}
-            a = torch.rand(1, 1, 1, 1, 16, 1)
-            kernels['_recurrence_16'](a, a)  # compile something small now: fail early and once
             _fused_state['kernels'] = kernels
+            # compile something small now: fail early, once
+            _kernel('_recurrence_16', torch.rand(2, 16, 3), torch.rand(2, 16, 3))
         except Exception as e:  # noqa: BLE001 - any compiler failure means: use the eager scan
-            _fused_state['error'] = f'{type(e).__name__}: {e}'.splitlines()[0]
-            warnings.warn(f'selective_scan: fused backend unavailable ({_fused_state["error"]}); '
-                          'using the eager scan', RuntimeWarning, stacklevel=3)
+            _fused_failed(e)
     return 'kernels' in _fused_state
+
+
+def _fused_failed(e: Exception) -> None:
+    """Turns the fused backend off for this process, with one warning that says why."""
+    _fused_state.pop('kernels', None)
+    _fused_state['error'] = f'{type(e).__name__}: {e}'.strip().splitlines()[0]
+    warnings.warn(f'selective_scan: fused backend unavailable ({_fused_state["error"]}); using the eager scan',
+                  RuntimeWarning, stacklevel=4)
+
+
+def _kernel(name: str, *args):
+    """Calls a compiled kernel. Shapes are dynamic without duck sizing (dims that happen to be equal
+    are not assumed equal), so new shapes rarely recompile; the limit is raised for the few variants
+    (size-1 dims, thread count) a model needs."""
+    import torch._dynamo.config as dynamo_config
+    import torch.fx.experimental._config as fx_config
+
+    with dynamo_config.patch(recompile_limit=64), fx_config.patch(use_duck_shape=False):
+        return _fused_state['kernels'][name](*args)
 
 
 def _linear_recurrence(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Inclusive ``h_c = a_c h_{c-1} + x_c`` along dim 3 of (b, g, h, C, N): 16-step unrolled
     recurrences, then the same on the group ends (recursively), then one correction."""
-    k = _fused_state['kernels']['_recurrence_16']
     n_steps = a.shape[3]
     groups = -(-n_steps // 16)
     pad = groups * 16 - n_steps
     if pad:  # identity steps: a = 1, x = 0
         a = F.pad(a, (0, 0, 0, pad), value=1.0)
         x = F.pad(x, (0, 0, 0, pad))
-    prods, states = k(a.unflatten(3, (groups, 16)), x.unflatten(3, (groups, 16)))
+    shape = (*a.shape[:3], groups, 16, a.shape[-1])
+    prods, states = _kernel('_recurrence_16', a.reshape(-1, 16, shape[-1]).contiguous(),
+                            x.reshape(-1, 16, shape[-1]).contiguous())
+    prods, states = prods.view(shape), states.view(shape)
     if groups > 1:
         ends = _linear_recurrence(prods[:, :, :, :, -1], states[:, :, :, :, -1])
         entering = F.pad(ends[:, :, :, :-1], (0, 0, 1, 0))  # state entering each group
@@ -445,17 +460,27 @@ def _linear_recurrence(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return states.flatten(3, 4)[:, :, :, :n_steps]
 
 
+def _fused_call(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, dtype):
+    """:func:`selective_scan` through the compiled kernels (arguments checked by the caller)."""
+    delta, Bv, Cv, g = _prepare(u, delta, A, B, C, None, False, dtype)
+    if delta_bias is not None or delta_softplus:  # in a kernel too: aten's CPU softplus is slow
+        delta = _kernel('_delta_softplus', delta.contiguous(),
+                        delta.new_zeros(()) if delta_bias is None else delta_bias.to(dtype), delta_softplus)
+    uf = u.to(dtype)
+    y, state = _fused_scan(uf, delta, A.to(dtype), Bv, Cv, g)
+    return _finish(y, uf, D, z, u.dtype, state if return_last_state else None)
+
+
 def _fused_scan(uf: torch.Tensor, delta: torch.Tensor, A_: torch.Tensor, Bv: torch.Tensor, Cv: torch.Tensor,
                 g: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused-kernel scan: (b, d, L) -> y (b, d, L) without D / z, and the last state (b, d, N)."""
-    kernels = _fused_state['kernels']
     b, d, L = uf.shape
     h, n, T = d // g, A_.shape[1], _FUSED_T
     nc = -(-L // T)
     pad = nc * T - L
     if pad:  # padded steps have delta = 0 and u = 0: the state passes through unchanged
         delta, uf = F.pad(delta, (0, pad)), F.pad(uf, (0, pad))
-    dl, ul = delta.view(b, g, h, nc, T, 1), uf.view(b, g, h, nc, T, 1)
+    dl, ul = delta.contiguous().view(b, g, h, nc, T, 1), uf.contiguous().view(b, g, h, nc, T, 1)
 
     def chunked(t: torch.Tensor) -> torch.Tensor:  # (.., L|1, N) -> (.., nc|1, T, N)
         if t.shape[3] == 1:  # the same for every step
@@ -464,8 +489,8 @@ def _fused_scan(uf: torch.Tensor, delta: torch.Tensor, A_: torch.Tensor, Bv: tor
 
     Bc, Cc = chunked(Bv), chunked(Cv)
     A2 = (A_ * _LOG2E).view(1, g, h, 1, n)
-    du, decay, ends = kernels['_chunk_summaries'](dl, ul, A2, Bc)
+    du, decay, ends = _kernel('_chunk_summaries', dl, ul, A2, Bc)
     states = _linear_recurrence(decay, ends)  # inclusive state at each chunk end
     entering = F.pad(states[:, :, :, :-1], (0, 0, 1, 0))
-    y = kernels['_local_scan'](dl, du, A2, Bc, Cc, entering)
+    y = _kernel('_local_scan', dl, du, A2, Bc, Cc, entering)
     return y.reshape(b, d, nc * T)[..., :L], states[:, :, :, -1].reshape(b, d, n)
