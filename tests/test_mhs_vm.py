@@ -171,6 +171,23 @@ def test_scan_backend_selection_and_bad_name(monkeypatch):
     torch.testing.assert_close(selective_scan(**x), reference_scan(**x)[0], rtol=1e-9, atol=1e-10)
 
 
+def test_selective_scan_float32_backward_finite_at_the_range_cap():
+    # One 64-step chunk with a decay range of 57.6 (just under float32's cap of 60): dividing by the
+    # decay in the forward made the backward divide by its square, inf in float32, and MHS-VM trained
+    # on NaN. The rescaling is its own exp now.
+    x = _inputs(b=1, k=1, dk=2, n=3, L=64, seed=5)
+    x.update(delta=torch.full_like(x['u'], 0.9), A=-torch.ones(2, 3, dtype=torch.float64), delta_bias=None)
+    grads = []
+    for dtype in (torch.float32, torch.float64):
+        leaves = {k: v.to(dtype).requires_grad_(True) for k, v in x.items() if torch.is_tensor(v)}
+        fn = selective_scan if dtype == torch.float32 else (lambda **a: reference_scan(**a)[0])
+        fn(**leaves).sum().backward()
+        grads.append({k: t.grad for k, t in leaves.items()})
+    for k, g in grads[0].items():
+        assert torch.isfinite(g).all(), k
+        torch.testing.assert_close(g.double(), grads[1][k], rtol=1e-3, atol=1e-3, msg=f'gradient of {k}')
+
+
 def test_selective_scan_bad_shapes_name_the_argument():
     x = _inputs()
     with pytest.raises(ValueError, match='delta'):
