@@ -361,47 +361,53 @@ def get_scan_backend() -> str:
     return _BACKEND
 
 
-def _local_scan(dl, du, A2, B, C, h0):
-    """Recurrence inside each chunk, started from ``h0``; unrolled over the chunk's T positions.
+def _local_scan(dl, du, A2, B, C, states, ul, Dv):
+    """Recurrence inside each chunk, started from the state the chunk receives; unrolled over the
+    chunk's T positions. Adds the skip term ``D * u``.
 
-    dl, du: (b, g, h, nc, T, 1) step sizes and delta*u; A2: (1, g, h, 1, N) = A*log2(e);
-    B, C: broadcastable to (b, g, h, nc, T, N); h0: (b, g, h, nc, N). Returns y: (b, g, h, nc, T).
+    dl, du, ul: (b, g, h, nc, T, 1) step sizes, delta*u and u; A2: (1, g, h, 1, N) = A*log2(e);
+    B, C: broadcastable to (b, g, h, nc, T, N); states: (b, g, h, nc, N) inclusive chunk-end states
+    (shifted by one chunk here); Dv: (1, g, h, 1, 1). Returns y: (b, g, h, nc, T).
     """
-    state = h0
+    state = F.pad(states[:, :, :, :-1], (0, 0, 1, 0))
     ys = []
     for t in range(dl.shape[4]):
         state = torch.exp2(dl[:, :, :, :, t] * A2) * state + du[:, :, :, :, t] * B[:, :, :, :, t]
         ys.append((state * C[:, :, :, :, t]).sum(-1))
-    return torch.stack(ys, dim=-1)
+    return torch.stack(ys, dim=-1) + ul[..., 0] * Dv
 
 
-def _chunk_summaries(dl, ul, A2, B):
-    """Per chunk: delta*u, the decay over the whole chunk and the chunk-end state from the chunk's
-    own inputs, sum_t exp(A * rest_t) delta_t u_t B_t (rest_t: summed delta of the later steps).
+def _chunk_summaries(raw, ul, bias, A2, B, length, use_softplus: bool):
+    """Per chunk: the step sizes, delta*u, the decay over the whole chunk and the chunk-end state
+    from the chunk's own inputs, sum_t exp(A * rest_t) delta_t u_t B_t (rest_t: summed delta of the
+    later steps).
 
-    dl, ul: (b, g, h, nc, T, 1); A2: (1, g, h, 1, N); B: broadcastable to (b, g, h, nc, T, N).
-    Returns du (b, g, h, nc, T, 1), decay (b, g, h, nc, N), end state (b, g, h, nc, N).
+    raw, ul: (b, g, h, nc, T, 1) delta before bias / softplus and u, zero-padded after ``length``
+    steps; bias: (1, g, h, 1, 1, 1); A2: (1, g, h, 1, N); B: broadcastable to (b, g, h, nc, T, N).
+    Returns dl, du (b, g, h, nc, T, 1), decay (b, g, h, nc, N), end state (b, g, h, nc, N).
     """
+    dl = raw + bias
+    if use_softplus:
+        dl = _softplus(dl)
+    nc, T = dl.shape[3], dl.shape[4]
+    step = torch.arange(nc * T, device=dl.device).view(nc, T, 1)
+    dl = torch.where(step < length, dl, 0.0)  # padded steps: delta = 0, the state passes unchanged
     du = dl * ul
     cum = dl.cumsum(dim=4)
     total = cum[:, :, :, :, -1:]
     ends = (torch.exp2((total - cum) * A2.unsqueeze(-2)) * du * B).sum(-2)
-    return du, torch.exp2(total[:, :, :, :, 0] * A2), ends
+    return dl, du, torch.exp2(total[:, :, :, :, 0] * A2), ends
 
 
-def _delta_softplus(delta, bias, use_softplus: bool):
-    """delta + bias (bias (d,) or a scalar 0), then softplus when asked; (b, d, L)."""
-    delta = delta + (bias[None, :, None] if bias.ndim else bias)
-    if not use_softplus:
-        return delta
-    # softplus = log1p(exp(x)) below the threshold 20, written as Kahan's log(1 + e) * e / ((1 + e) - 1):
-    # log1p has no vectorised CPU kernel (10x slower than log here); this keeps log1p's precision.
-    e = torch.exp(delta.clamp(max=20.0))
+def _softplus(x):
+    """softplus = log1p(exp(x)) below the threshold 20, as Kahan's log(1 + e) * e / ((1 + e) - 1):
+    log1p has no vectorised CPU kernel (10x slower than log here); this keeps log1p's precision."""
+    e = torch.exp(x.clamp(max=20.0))
     one_e = 1.0 + e
     den = one_e - 1.0
     tiny = den == 0  # e below eps: log1p(e) = e
     log1p = torch.where(tiny, e, torch.log(one_e) * e / torch.where(tiny, torch.ones_like(den), den))
-    return torch.where(delta > 20.0, delta, log1p)
+    return torch.where(x > 20.0, x, log1p)
 
 
 def _recurrence_16(a, x):
@@ -417,7 +423,7 @@ def _fused_available() -> bool:
     if 'kernels' not in _fused_state and 'error' not in _fused_state:
         try:
             kernels = {f.__name__: torch.compile(f, fullgraph=True, dynamic=True)
-                       for f in (_local_scan, _chunk_summaries, _recurrence_16, _delta_softplus)}
+                       for f in (_local_scan, _chunk_summaries, _recurrence_16)}
             _fused_state['kernels'] = kernels
             # compile something small now: fail early, once
             _kernel('_recurrence_16', torch.rand(2, 16, 3), torch.rand(2, 16, 3))
@@ -467,23 +473,23 @@ def _linear_recurrence(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def _fused_call(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, dtype):
     """:func:`selective_scan` through the compiled kernels (arguments checked by the caller)."""
+    # bias and softplus run inside the first kernel (aten's CPU softplus is slow)
     delta, Bv, Cv, g = _prepare(u, delta, A, B, C, None, False, dtype)
-    if delta_bias is not None or delta_softplus:  # in a kernel too: aten's CPU softplus is slow
-        delta = _kernel('_delta_softplus', delta.contiguous(),
-                        delta.new_zeros(()) if delta_bias is None else delta_bias.to(dtype), delta_softplus)
     uf = u.to(dtype)
-    y, state = _fused_scan(uf, delta, A.to(dtype), Bv, Cv, g)
-    return _finish(y, uf, D, z, u.dtype, state if return_last_state else None)
+    y, state = _fused_scan(uf, delta, A.to(dtype), Bv, Cv, g, D, delta_bias, delta_softplus)
+    return _finish(y, uf, None, z, u.dtype, state if return_last_state else None)
 
 
 def _fused_scan(uf: torch.Tensor, delta: torch.Tensor, A_: torch.Tensor, Bv: torch.Tensor, Cv: torch.Tensor,
-                g: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fused-kernel scan: (b, d, L) -> y (b, d, L) without D / z, and the last state (b, d, N)."""
+                g: int, D: torch.Tensor | None, delta_bias: torch.Tensor | None,
+                delta_softplus: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fused-kernel scan of raw delta: (b, d, L) -> y (b, d, L) with the D skip (not z), and the last
+    state (b, d, N)."""
     b, d, L = uf.shape
     h, n, T = d // g, A_.shape[1], _FUSED_T
     nc = -(-L // T)
     pad = nc * T - L
-    if pad:  # padded steps have delta = 0 and u = 0: the state passes through unchanged
+    if pad:  # padded steps get delta = 0 and u = 0 (in the kernel): the state passes through unchanged
         delta, uf = F.pad(delta, (0, pad)), F.pad(uf, (0, pad))
     dl, ul = delta.contiguous().view(b, g, h, nc, T, 1), uf.contiguous().view(b, g, h, nc, T, 1)
 
@@ -494,8 +500,9 @@ def _fused_scan(uf: torch.Tensor, delta: torch.Tensor, A_: torch.Tensor, Bv: tor
 
     Bc, Cc = chunked(Bv), chunked(Cv)
     A2 = (A_ * _LOG2E).view(1, g, h, 1, n)
-    du, decay, ends = _kernel('_chunk_summaries', dl, ul, A2, Bc)
+    bias = (uf.new_zeros(d) if delta_bias is None else delta_bias.to(uf.dtype)).view(1, g, h, 1, 1, 1)
+    dl, du, decay, ends = _kernel('_chunk_summaries', dl, ul, bias, A2, Bc, L, bool(delta_softplus))
     states = _linear_recurrence(decay, ends)  # inclusive state at each chunk end
-    entering = F.pad(states[:, :, :, :-1], (0, 0, 1, 0))
-    y = _kernel('_local_scan', dl, du, A2, Bc, Cc, entering)
+    Dv = (uf.new_zeros(d) if D is None else D.to(uf.dtype)).view(1, g, h, 1, 1)
+    y = _kernel('_local_scan', dl, du, A2, Bc, Cc, states, ul, Dv)
     return y.reshape(b, d, nc * T)[..., :L], states[:, :, :, -1].reshape(b, d, n)
