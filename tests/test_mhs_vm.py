@@ -233,6 +233,11 @@ def test_scan_routes_gather_scatter_roundtrip_and_buffers():
         assert torch.equal(back[:, k], x.flatten(2))
     # another grid size works on the fly
     assert torch.equal(routes.scatter(routes.gather(torch.ones(1, 1, 8, 2)), 8, 2)[:, 0], torch.ones(1, 1, 16))
+    # multi-scale inputs: the cache keeps the most recently used grids only, and stays correct
+    for side in range(2, 40):
+        y = torch.randn(1, 2, side, 3)
+        assert torch.equal(routes.scatter(routes.gather(y), side, 3)[:, 2], y.flatten(2))
+    assert len(routes._cache) == 16 and (39, 3, 'cpu') in routes._cache and (2, 3, 'cpu') not in routes._cache
 
 
 def test_scan_route_attention_matches_formula():

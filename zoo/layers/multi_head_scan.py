@@ -27,6 +27,7 @@ __all__ = [
 
 # Head i scans along PATTERNS[i]; 3 heads use C, X, S and 4 heads add Z (as the official code).
 PATTERNS = ('C', 'X', 'S', 'Z')
+_ROUTE_CACHE_SIZE = 16  # route sets kept per ScanRoutes module for grids other than the build-time one
 
 
 def _snake_rows(h: int, w: int) -> torch.Tensor:
@@ -129,7 +130,7 @@ class ScanRoutes(nn.Module):
 
     The K = 4 sequences are: route 0, route 0 reversed, route 1, route 1 reversed (official order).
     Routes for the build-time grid are (non-persistent) buffers; other grids are generated on
-    first use and cached per device.
+    first use and cached per device (the 16 most recently used).
     """
 
     def __init__(self, pattern: str, grid_size: tuple[int, int] | None = None) -> None:
@@ -147,7 +148,11 @@ class ScanRoutes(nn.Module):
         if (h, w) == self._grid and self.seq_index.device == device:
             return self.seq_index, self.pixel_pos
         key = (h, w, str(device))
-        if key not in self._cache:
+        if key in self._cache:
+            self._cache[key] = self._cache.pop(key)  # most recently used last
+        else:
+            if len(self._cache) >= _ROUTE_CACHE_SIZE:  # multi-scale training sees many sizes
+                self._cache.pop(next(iter(self._cache)))
             seq, pos = _sequence_indices(*pattern_routes(self.pattern, h, w))
             self._cache[key] = (seq.to(device), pos.to(device))
         return self._cache[key]
