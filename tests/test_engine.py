@@ -118,6 +118,46 @@ def test_resume_after_kill_9(tiny_config, tmp_path: Path) -> None:
     assert 'finished 3 epochs' in out.stdout
 
 
+def test_checkpoint_rotation_survives_a_crash_while_saving(tmp_path: Path) -> None:
+    # mmengine deletes the kept checkpoint before writing the next one: a crash in between left
+    # last_checkpoint naming a deleted file (seen once in the kill-9 test above). zoo.engine reorders it.
+    from collections import deque
+
+    from mmengine.fileio import get_file_backend
+    from mmengine.hooks import CheckpointHook
+    from mmengine.logging import MessageHub
+
+    import zoo.engine  # noqa: F401  (applies the reordering)
+
+    class FakeRunner:
+        work_dir = str(tmp_path)
+        message_hub = MessageHub.get_instance('zoo-test-checkpoint-rotation')
+        crash = False
+
+        def save_checkpoint(self, out_dir, filename, *args, **kwargs):
+            if self.crash:
+                raise RuntimeError('killed while saving')
+            (Path(out_dir) / filename).write_bytes(b'checkpoint')
+
+    hook = CheckpointHook(interval=1, max_keep_ckpts=1)
+    hook.out_dir, hook.filename_tmpl = str(tmp_path), 'epoch_{}.pth'
+    hook.file_backend = get_file_backend(str(tmp_path))
+    hook.keep_ckpt_ids = deque([], maxlen=1)
+    runner = FakeRunner()
+    last = tmp_path / 'last_checkpoint'
+    hook._save_checkpoint_with_step(runner, 1, {})
+    assert last.read_text().endswith('epoch_1.pth')
+    runner.crash = True
+    with pytest.raises(RuntimeError, match='killed'):
+        hook._save_checkpoint_with_step(runner, 2, {})
+    assert (tmp_path / 'epoch_1.pth').is_file() and last.read_text().endswith('epoch_1.pth')
+    runner.crash = False
+    hook._save_checkpoint_with_step(runner, 3, {})
+    hook._save_checkpoint_with_step(runner, 4, {})
+    assert last.read_text().endswith('epoch_4.pth') and not (tmp_path / 'epoch_3.pth').exists()
+    assert runner.message_hub.get_info('keep_ckpt_ids') == [4]
+
+
 def test_dist_train_two_processes_gloo(tiny_config, tmp_path: Path) -> None:
     work = tmp_path / 'ddp'
     cfg = tiny_config(epochs=1, extra="\ntrain_dataloader = dict(batch_size=32)\n")

@@ -186,6 +186,7 @@ train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 param_scheduler = [dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=20)]
 optim_wrapper = dict(optimizer=dict(lr={lr}, weight_decay=1e-4))
 default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=max_epochs))
+randomness = dict(seed=0)  # unseeded, box mAP once landed at 0.296 against the 0.3 floor
 """
 
 SEG_FIXTURE = """
@@ -221,6 +222,7 @@ train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 optim_wrapper = dict(optimizer=dict(lr={lr}))
 param_scheduler = [dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=20)]
 default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=max_iters))
+randomness = dict(seed=0)
 """
 
 

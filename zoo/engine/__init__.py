@@ -1,13 +1,17 @@
 """mmengine glue: the timm classifier wrapper, metrics, hooks and safe checkpoint loading."""
 
+from .checkpoint_order import save_checkpoints_before_pruning
 from .classifier import TimmClassifier
 from .hooks import ExportSafetensorsHook, ProgressBarHook, TrainingCurveHook
 from .metrics import Accuracy
 from .optim import CpuAmpOptimWrapper
 from .safe_load import allow_mmengine_checkpoints
 
-# mmengine's Runner loads with torch's weights_only default: make its own files loadable.
+# mmengine's Runner loads with torch's weights_only default: make its own files loadable; and
+# rotate checkpoints so that a crash while saving never leaves --resume without a file.
 allow_mmengine_checkpoints()
+save_checkpoints_before_pruning()
 
 __all__ = ['TimmClassifier', 'Accuracy', 'ProgressBarHook', 'TrainingCurveHook', 'ExportSafetensorsHook',
-           'CpuAmpOptimWrapper', 'allow_mmengine_checkpoints']
+           'CpuAmpOptimWrapper', 'allow_mmengine_checkpoints',
+           'save_checkpoints_before_pruning']
