@@ -42,6 +42,7 @@ __all__ = [
     'AgentAttention',
     'AgentAttentionCore',
     'resize_agent_bias',
+    'init_agent_biases',
     'expand_attn_type',
     'unwrap_checkpoint',
     'adapt_agent_bias',
@@ -270,6 +271,14 @@ class AgentAttention(AgentAttentionCore):
     def extra_repr(self) -> str:
         return (f'dim={self.dim}, num_heads={self.num_heads}, agent_num={self.agent_num}, '
                 f'window={self.window_size}')
+
+
+def init_agent_biases(model: nn.Module) -> None:
+    """Truncated-normal (std 0.02) init of the agent position biases of every agent-attention module
+    in ``model`` (after ``model.apply`` of the Linear/LayerNorm rule, as the official models do)."""
+    for m in model.modules():
+        if isinstance(m, AgentAttentionCore):
+            m.init_agent_biases()
 
 
 def expand_attn_type(attn_type: str, depths: list[int] | tuple[int, ...]) -> list[list[str]]:

@@ -37,7 +37,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, Mlp, trunc_normal_
+from timm.layers import DropPath, Mlp
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
@@ -47,8 +47,10 @@ from zoo.layers.agent_attention import (
     AgentAttentionCore,
     adapt_agent_bias,
     expand_attn_type,
+    init_agent_biases,
     unwrap_checkpoint,
 )
+from zoo.layers.weight_init import init_linear_layernorm
 
 __all__ = ['AgentCSWinTransformer', 'checkpoint_filter_fn']
 
@@ -308,20 +310,8 @@ class AgentCSWinTransformer(nn.Module):
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
         self.grad_checkpointing = False
-        self.apply(self._init_weights)
-        for m in self.modules():
-            if isinstance(m, AgentAttentionCore):
-                m.init_agent_biases()
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        self.apply(init_linear_layernorm)
+        init_agent_biases(self)
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:

@@ -34,7 +34,14 @@ from timm.models._manipulate import checkpoint_seq
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from zoo.layers.agent_attention import POS_EMBED_RESIZE, AgentAttention, adapt_agent_bias, unwrap_checkpoint
+from zoo.layers.agent_attention import (
+    POS_EMBED_RESIZE,
+    AgentAttention,
+    adapt_agent_bias,
+    init_agent_biases,
+    unwrap_checkpoint,
+)
+from zoo.layers.weight_init import init_linear_layernorm
 
 __all__ = ['AgentVisionTransformer', 'checkpoint_filter_fn']
 
@@ -161,22 +168,10 @@ class AgentVisionTransformer(nn.Module):
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         self.grad_checkpointing = False
-        self.apply(self._init_weights)
+        self.apply(init_linear_layernorm)
         trunc_normal_(self.pos_embed, std=0.02)
         trunc_normal_(self.cls_token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, AgentAttention):
-                m.init_agent_biases()
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        init_agent_biases(self)
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:

@@ -43,6 +43,7 @@ from zoo.layers.agent_attention import (
     expand_attn_type,
     unwrap_checkpoint,
 )
+from zoo.layers.weight_init import init_linear_layernorm
 
 __all__ = ['AgentPyramidVisionTransformer', 'checkpoint_filter_fn']
 
@@ -271,19 +272,9 @@ class AgentPyramidVisionTransformer(nn.Module):
             prev, cur = embed_dims[i], cur + depth
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(self._init_weights)
+        self.apply(init_linear_layernorm)
         for stage in self.stages:
             trunc_normal_(stage.pos_embed, std=0.02)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:

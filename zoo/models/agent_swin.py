@@ -30,14 +30,21 @@ import re
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, Mlp, PatchEmbed, resize_rel_pos_bias_table, trunc_normal_
+from timm.layers import DropPath, Mlp, PatchEmbed, resize_rel_pos_bias_table
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 from timm.models.swin_transformer import PatchMerging, SwinTransformerBlock
 from torch import nn
 
-from zoo.layers.agent_attention import AgentAttention, adapt_agent_bias, expand_attn_type, unwrap_checkpoint
+from zoo.layers.agent_attention import (
+    AgentAttention,
+    adapt_agent_bias,
+    expand_attn_type,
+    init_agent_biases,
+    unwrap_checkpoint,
+)
+from zoo.layers.weight_init import init_linear_layernorm
 
 __all__ = ['AgentSwinTransformer', 'checkpoint_filter_fn']
 
@@ -226,20 +233,8 @@ class AgentSwinTransformer(nn.Module):
         self.norm = nn.LayerNorm(self.num_features)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(self._init_weights)
-        for m in self.modules():
-            if isinstance(m, AgentAttention):
-                m.init_agent_biases()
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        self.apply(init_linear_layernorm)
+        init_agent_biases(self)
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:

@@ -50,12 +50,13 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-from timm.layers import DropPath, LayerNorm2d, NormMlpClassifierHead, trunc_normal_
+from timm.layers import DropPath, LayerNorm2d, NormMlpClassifierHead
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 
 from zoo.layers.multi_head_scan import MultiHeadScan
+from zoo.layers.weight_init import init_linear_layernorm
 
 __all__ = [
     'MHSVMEncoder', 'MHSVMUNet', 'create_mhs_vm_unet', 'load_official_checkpoint', 'checkpoint_filter_fn',
@@ -225,17 +226,6 @@ class MHSStageUp(nn.Module):
         return x
 
 
-def _init_weights(m: nn.Module) -> None:
-    # Official VSSM init: truncated-normal Linear weights, zero biases, unit LayerNorms.
-    if isinstance(m, nn.Linear):
-        trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, (nn.LayerNorm, LayerNorm2d)):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
-
-
 def _linspace(end: float, n: int) -> list[float]:
     """torch.linspace(0, end, n) as floats (works under the meta device)."""
     return [end * i / (n - 1) if n > 1 else 0.0 for i in range(n)]
@@ -294,7 +284,7 @@ class MHSVMEncoder(nn.Module):
                              for i, d in enumerate(dims)]
         self.head = NormMlpClassifierHead(dims[-1], num_classes, pool_type=global_pool, drop_rate=drop_rate,
                                           norm_layer=LayerNorm2d)
-        self.apply(_init_weights)
+        self.apply(init_linear_layernorm)  # the official VSSM init
 
     def set_gfu_t(self, t: float) -> None:
         """Sets the Scan Route Attention threshold of every MHS module."""
@@ -429,7 +419,7 @@ class MHSVMUNet(nn.Module):
                 d_state=d_state, head_num=head_num, gfu_t=gfu_t, with_proj=with_proj, grid_size=grid))
         self.final_up = FinalPatchExpand(dims_dec[-1], 4)
         self.final_conv = nn.Conv2d(dims_dec[-1] // 4, num_classes, 1)
-        self.apply(_init_weights)
+        self.apply(init_linear_layernorm)  # the official VSSM init
 
     def set_gfu_t(self, t: float) -> None:
         """Sets the Scan Route Attention threshold of every MHS module (official test.py uses 0.4)."""
