@@ -204,14 +204,13 @@ def selective_scan(
         return t.unflatten(3, (nc, T)).transpose(-1, -2).contiguous()
 
     Bc, Cc = chunked(Bv), chunked(Cv)
-    grad = needs_grad
 
     # Work through blocks of chunks so that the (.., N, T) temporaries stay in cache. Without
     # autograd, two preallocated buffers are reused for every block (fresh allocations of this size
     # cost more than the arithmetic on CPU).
     per_block = max(1, _BLOCK_ELEMS // max(1, b * d * T * n))
     state = uf.new_zeros(b, g, h, 1, n)  # state entering the current block
-    if not grad:
+    if not needs_grad:
         shape = (b, g, h, min(per_block, nc), n, T)
         buf_s, buf_w = uf.new_empty(shape), uf.new_empty(shape)
         y_all = uf.new_empty(b, g, h, nc, T)
@@ -220,7 +219,7 @@ def selective_scan(
         c1 = min(nc, c0 + per_block)
         Bk = Bc[:, :, :, c0:c1] if Bc.shape[3] > 1 else Bc
         Ck = Cc[:, :, :, c0:c1] if Cc.shape[3] > 1 else Cc
-        if grad:
+        if needs_grad:
             if need_clamp:
                 S = (dc[:, :, :, c0:c1] * Ag).clamp(min=-step_clamp * _LOG2E).cumsum(dim=5)
             else:
@@ -248,11 +247,11 @@ def selective_scan(
         carry = F.pad(acc[:, :, :, :-1], (0, 0, 1, 0)) \
             + F.pad(prod[:, :, :, :-1], (0, 0, 1, 0), value=1.0) * state
         state = acc[:, :, :, -1:] + prod[:, :, :, -1:] * state
-        if grad:
+        if needs_grad:
             ys.append((q * (w + carry.unsqueeze(-1))).sum(-2))  # (b, g, h, c, T)
         else:
             torch.sum(w.add_(carry.unsqueeze(-1)).mul_(q), dim=-2, out=y_all[:, :, :, c0:c1])
-    if not grad:
+    if not needs_grad:
         ys = [y_all]
     y = torch.cat(ys, dim=3) if len(ys) > 1 else ys[0]
     y = y.reshape(b, d, nc * T)[..., :L]
