@@ -19,10 +19,8 @@ pytest.importorskip('openslide')
 pytest.importorskip('tifffile')
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import wsi_fixtures as W  # noqa: E402
-
+import zoo.testing.slides as W  # noqa: E402
 from zoo.mil import (  # noqa: E402
     ACMILGA,
     ACMILMHA,

@@ -24,8 +24,8 @@ import torch
 from conftest import ROOT, run_tool
 
 import zoo  # noqa: F401
-from zoo.data.fixtures import ADE_CLASSES, COCO_CLASSES, make_ade_fixture, make_coco_fixture
 from zoo.mm import ZooBackbone
+from zoo.testing import ADE_CLASSES, COCO_CLASSES, make_ade_fixture, make_coco_fixture
 
 # --------------------------------------------------------------------------------------------------
 # Adapter (needs only timm + mmengine)

@@ -8,7 +8,7 @@ Examples:
   python tools/bench_wsi.py --workers 0 2 4 --batch-size 128
 
 Without --slides, synthetic pyramidal TIFFs are written to a temporary folder (the test fixture's
-generator, tests/wsi_fixtures.py). Weights are random (throughput does not depend on them).
+generator, zoo/testing/slides.py). Weights are random (throughput does not depend on them).
 Writes benchmarks/wsi_extract.csv and benchmarks/wsi_extract.png.
 """
 
@@ -63,12 +63,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if args.slides:
             slides = list_slides([args.slides])
         else:
-            sys.path.insert(0, str(ROOT / 'tests'))
-            import wsi_fixtures
+            from zoo.testing.slides import make_cohort
 
             n_pos = (args.n_slides + 1) // 2
-            slides = [s.path for s in wsi_fixtures.make_cohort(tmp / 'slides', n_pos, args.n_slides - n_pos,
-                                                               size=args.slide_size)]
+            slides = [s.path for s in make_cohort(tmp / 'slides', n_pos, args.n_slides - n_pos, size=args.slide_size)]
         tilings, tiling_s = {}, {}
         for mode in args.read:
             tilings[mode] = dict(patch_size=args.patch_size, magnification=args.magnification,

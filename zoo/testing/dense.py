@@ -11,17 +11,16 @@ that mmdet's ``CocoDataset`` and mmseg's ``ADE20KDataset`` read:
       root/images/{training,validation}/000000.jpg
       root/annotations/{training,validation}/000000.png   (0 = ignore, k = class k-1)
 
-Images are solid, lightly textured backgrounds with filled squares and discs of distinct colours,
-so a small model overfits them in a few hundred iterations on a CPU. The validation split holds
-the same images as the training split (``val_same_as_train=True``): the fixtures test that the
-training and evaluation machinery works and that a model can fit, not generalisation.
+Images are lightly textured backgrounds with filled squares and discs of distinct colours, so a
+small model learns them in a few dozen iterations on a CPU. The two splits come from the same
+generator with different random streams (``default_rng([seed, split])``): the validation images are
+held out, never copies of the training images, so the metrics measure generalisation.
 
-CLI: ``python -m zoo.data.fixtures {coco,ade} DIR [--num-images N] [--size S]``.
+CLI: ``python tools/make_fixtures.py {coco,ade} --out DIR [--num-images N] [--size S] [--seed S]``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -84,32 +83,37 @@ def _polygon_area(poly: list[tuple[float, float]]) -> float:
     return float(0.5 * abs(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))))
 
 
+def _split_rng(seed: int, split: int) -> np.random.Generator:
+    """Independent streams per (seed, split): split 1 of seed 0 never equals split 0 of seed 1."""
+    return np.random.default_rng([seed, split])
+
+
 def make_coco_fixture(root: str | os.PathLike, num_images: int = 6, size: int = 128, max_objects: int = 3,
-                      seed: int = 0, val_same_as_train: bool = True) -> dict:
+                      seed: int = 0, num_val: int | None = None) -> dict:
     """Write a COCO-format instance set of squares and discs under ``root``.
 
     Args:
         root: output folder (created).
-        num_images: images per split.
+        num_images: training images.
         size: square image side in pixels.
         max_objects: at most this many shapes per image (at least one).
         seed: RNG seed; the same seed gives the same files.
-        val_same_as_train: validation split = the training images (overfitting check).
+        num_val: held-out validation images (default: ``num_images``), drawn from another stream.
 
     Returns:
-        ``dict(data_root, classes, num_images, num_objects)``.
+        ``dict(data_root, classes, num_images, num_val, num_objects)`` (``num_objects``: training split).
     """
-    if num_images < 1 or size < 32:
-        raise ValueError(f'make_coco_fixture: need num_images >= 1 and size >= 32, got {num_images}, {size}')
+    num_val = num_images if num_val is None else num_val
+    _check_sizes('make_coco_fixture', num_images, num_val, size)
     root = Path(root)
     (root / 'annotations').mkdir(parents=True, exist_ok=True)
     categories = [dict(id=i + 1, name=n, supercategory='shape') for i, n in enumerate(COCO_CLASSES)]
     n_objects = 0
-    for split, split_seed in (('train2017', seed), ('val2017', seed if val_same_as_train else seed + 1)):
-        rng = np.random.default_rng(split_seed)
+    for k, (split, count) in enumerate((('train2017', num_images), ('val2017', num_val))):
+        rng = _split_rng(seed, k)
         (root / split).mkdir(exist_ok=True)
         images, anns = [], []
-        for i in range(num_images):
+        for i in range(count):
             img, shapes = _render(rng, size, max_objects)
             name = f'{i:06d}.jpg'
             img.save(root / split / name, quality=95)
@@ -122,11 +126,18 @@ def make_coco_fixture(root: str | os.PathLike, num_images: int = 6, size: int = 
         n_objects += len(anns) if split == 'train2017' else 0
         with open(root / 'annotations' / f'instances_{split}.json', 'w') as f:
             json.dump(dict(images=images, annotations=anns, categories=categories), f)
-    return dict(data_root=str(root), classes=COCO_CLASSES, num_images=num_images, num_objects=n_objects)
+    return dict(data_root=str(root), classes=COCO_CLASSES, num_images=num_images, num_val=num_val,
+                num_objects=n_objects)
+
+
+def _check_sizes(fn: str, num_images: int, num_val: int, size: int) -> None:
+    if num_images < 1 or num_val < 1 or size < 32:
+        raise ValueError(f'{fn}: need num_images >= 1, num_val >= 1 and size >= 32, got num_images={num_images}, '
+                         f'num_val={num_val}, size={size}')
 
 
 def make_ade_fixture(root: str | os.PathLike, num_images: int = 6, size: int = 128, max_objects: int = 3,
-                     seed: int = 0, val_same_as_train: bool = True) -> dict:
+                     seed: int = 0, num_val: int | None = None) -> dict:
     """Write an ADE20K-layout semantic segmentation set under ``root``.
 
     Label PNGs follow ADE20K: value 0 is "other" (ignored with ``reduce_zero_label=True``) and value
@@ -134,16 +145,16 @@ def make_ade_fixture(root: str | os.PathLike, num_images: int = 6, size: int = 1
     :func:`make_coco_fixture`.
 
     Returns:
-        ``dict(data_root, classes, num_images)``.
+        ``dict(data_root, classes, num_images, num_val)``.
     """
-    if num_images < 1 or size < 32:
-        raise ValueError(f'make_ade_fixture: need num_images >= 1 and size >= 32, got {num_images}, {size}')
+    num_val = num_images if num_val is None else num_val
+    _check_sizes('make_ade_fixture', num_images, num_val, size)
     root = Path(root)
-    for split, split_seed in (('training', seed), ('validation', seed if val_same_as_train else seed + 1)):
-        rng = np.random.default_rng(split_seed)
+    for k, (split, count) in enumerate((('training', num_images), ('validation', num_val))):
+        rng = _split_rng(seed, k)
         (root / 'images' / split).mkdir(parents=True, exist_ok=True)
         (root / 'annotations' / split).mkdir(parents=True, exist_ok=True)
-        for i in range(num_images):
+        for i in range(count):
             img, shapes = _render(rng, size, max_objects)
             label = Image.new('L', (size, size), 1)
             draw = ImageDraw.Draw(label)
@@ -151,21 +162,4 @@ def make_ade_fixture(root: str | os.PathLike, num_images: int = 6, size: int = 1
                 draw.polygon(s['poly'], fill=2 + COCO_CLASSES.index(s['kind']))
             img.save(root / 'images' / split / f'{i:06d}.jpg', quality=95)
             label.save(root / 'annotations' / split / f'{i:06d}.png')
-    return dict(data_root=str(root), classes=ADE_CLASSES, num_images=num_images)
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description='Write a synthetic COCO (instances) or ADE20K-style fixture set.')
-    p.add_argument('kind', choices=['coco', 'ade'])
-    p.add_argument('out', help='output folder (the config data_root)')
-    p.add_argument('--num-images', type=int, default=6)
-    p.add_argument('--size', type=int, default=128)
-    p.add_argument('--seed', type=int, default=0)
-    args = p.parse_args(argv)
-    make = make_coco_fixture if args.kind == 'coco' else make_ade_fixture
-    info = make(args.out, num_images=args.num_images, size=args.size, seed=args.seed)
-    print(f"fixtures: wrote {args.kind} set with {info['num_images']} images per split to {info['data_root']}")
-
-
-if __name__ == '__main__':
-    main()
+    return dict(data_root=str(root), classes=ADE_CLASSES, num_images=num_images, num_val=num_val)

@@ -1,8 +1,13 @@
-"""Synthetic whole-slide images for the WSI tests: small tiled pyramidal TIFFs that openslide reads.
+"""Synthetic whole-slide images: small tiled pyramidal TIFFs that openslide reads (needs ``tifffile``).
 
 Each slide is a white background with one elliptical "tissue" region (pink, sparse small nuclei).
 Positive slides also hold "tumour" discs: dense, large, dark nuclei. Level 0 is ``size`` pixels at
 0.5 um/px (20x); the pyramid halves the resolution ``levels - 1`` times; tiles are 256 px, zlib.
+
+:func:`make_slide_fixture` writes a labelled cohort in the layout of ``configs/mil``
+(``<root>/slides/*.tif`` and ``<root>/slides.csv`` with ``slide,label,split``); every slide is drawn
+from its own random stream, so the val and test slides are held out.
+CLI: ``python tools/make_fixtures.py slides --out DIR [--seed S]``.
 """
 
 from __future__ import annotations
@@ -105,6 +110,30 @@ def make_cohort(root: Path, n_pos: int, n_neg: int, size: int = 2048, seed: int 
         write_pyramid_tiff(path, render(size, tumours, seed=seed * 1000 + i))
         slides.append(SyntheticSlide(path, label, tumours, size))
     return slides
+
+
+def make_slide_fixture(root: str | Path, n_train: int = 6, n_val: int = 2, n_test: int = 4, size: int = 2048,
+                       seed: int = 0) -> dict:
+    """A labelled cohort: ``<root>/slides/slide_XX_{pos,neg}.tif`` and ``<root>/slides.csv``.
+
+    Each split holds as many positive as negative slides (``n_*`` must be even). Returns
+    ``dict(slide_dir, csv_path, slides=[SyntheticSlide], split={slide stem: split})``.
+    """
+    counts = dict(train=n_train, val=n_val, test=n_test)
+    if any(n < 2 or n % 2 for n in counts.values()):
+        raise ValueError(f'make_slide_fixture: n_train, n_val and n_test must be even and >= 2, got {counts}')
+    root = Path(root)
+    n_half = sum(counts.values()) // 2
+    slides = make_cohort(root / 'slides', n_pos=n_half, n_neg=n_half, size=size, seed=seed)
+    # slides[:n_half] are positive, the rest negative: give each split the next pairs of both
+    order = [i for k in range(n_half) for i in (k, n_half + k)]
+    names = [s for s, n in counts.items() for _ in range(n)]
+    split = {slides[i].path.stem: name for i, name in zip(order, names)}
+    csv_path = root / 'slides.csv'
+    with open(csv_path, 'w') as f:
+        f.write('slide,label,split\n')
+        f.writelines(f'{s.path.stem},{s.label},{split[s.path.stem]}\n' for s in slides)
+    return dict(slide_dir=str(root / 'slides'), csv_path=str(csv_path), slides=slides, split=split)
 
 
 def write_corrupt_slides(root: Path, good: Path) -> list[Path]:

@@ -1,0 +1,21 @@
+"""Synthetic data sets written by code (no downloads) in the layouts the real configs read: COCO
+instances and ADE20K semantic segmentation (:mod:`.dense`), pyramidal whole slides with a label CSV
+(:mod:`.slides`, needs ``tifffile``), ISIC-layout lesions (:mod:`.lesions`). Used by the tests, the
+smoke configs in ``configs/smoke/`` and ``tools/make_fixtures.py``; training and validation splits
+always hold different images."""
+
+from .dense import ADE_CLASSES, COCO_CLASSES, make_ade_fixture, make_coco_fixture
+
+__all__ = ['ADE_CLASSES', 'COCO_CLASSES', 'make_ade_fixture', 'make_coco_fixture', 'make_lesion_fixture',
+           'make_slide_fixture']
+
+
+def __getattr__(name: str):
+    # lazy: lesions need albumentations (zoo.seg), slides need tifffile
+    if name == 'make_lesion_fixture':
+        from .lesions import make_lesion_fixture
+        return make_lesion_fixture
+    if name == 'make_slide_fixture':
+        from .slides import make_slide_fixture
+        return make_slide_fixture
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
