@@ -1,22 +1,226 @@
-"""Shared entry for the tools: a user error (missing file, unknown key, bad checkpoint) becomes one
-line on stderr and exit code 2; anything else keeps its traceback."""
+"""Shared entry for the tools.
+
+* ``run_cli``: a user error (missing file, unknown key, bad option value, bad checkpoint, weights of
+  another architecture, unknown model, a missing OpenMMLab install) becomes one line on stderr and
+  exit code 2; anything else keeps its traceback.
+* ``build_runner``: mmengine's Runner with a short console log: a header of a few lines (config,
+  work dir, model, parameters, dataset sizes), then progress. The environment, the full config, the
+  hook table and the per-parameter optimizer settings still go to the log file in the work dir and
+  reach the console with ``--verbose``.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 import sys
+import warnings
 from collections.abc import Callable
+
+# Exact messages only: the pinned setuptools (< 81, which mmengine 0.10.7 needs) warns on every
+# import of pkg_resources, and mmengine re-imports it on each config package lookup.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API', category=UserWarning)
+
+OPENMMLAB_HINT = ('the OpenMMLab extra (mmcv, mmdet, mmseg) is not installed: run `make install` '
+                  '(or `bash scripts/install.sh`), which builds mmcv once and caches it')
+_OPENMMLAB = ('mmcv', 'mmdet', 'mmseg')
+
+
+class UsageError(Exception):
+    """A mistake in the user's input; ``str()`` is the one-line message."""
 
 
 def run_cli(main: Callable[[], object]) -> None:
-    from zoo.hub import CheckpointError, ChecksumError
+    """Run a tool's ``main``; user errors exit with code 2 and one line on stderr."""
+    from zoo.hub import WeightsError  # CheckpointError, ChecksumError, DownloadError
 
     try:
-        main()
+        result = main()
     except KeyboardInterrupt:
         sys.exit(130)
-    except (FileNotFoundError, KeyError, CheckpointError, ChecksumError) as err:
-        # OSError subclasses keep (errno, strerror) in args; str() names the file for them.
-        text = str(err) if isinstance(err, OSError) else str(err.args[0]) if err.args else type(err).__name__
-        msg = text.strip().splitlines()[0] if text.strip() else type(err).__name__
-        print(f'error: {msg}', file=sys.stderr)
-        sys.exit(2)
+    except SystemExit:
+        raise
+    except ModuleNotFoundError as err:
+        if (err.name or '').split('.')[0] not in _OPENMMLAB:
+            raise
+        _fail(f'{err.name} is missing: {OPENMMLAB_HINT}')
+    except (FileNotFoundError, KeyError, WeightsError, UsageError) as err:
+        _fail(_first_line(err))
+    except RuntimeError as err:
+        summary = summarize_state_dict_error(str(err))
+        if summary is None:
+            raise
+        _fail(summary)
+    except OSError as err:  # PIL's UnidentifiedImageError and friends name the file
+        _fail(_first_line(err))
+    if isinstance(result, int) and not isinstance(result, bool) and result != 0:
+        sys.exit(result)
+
+
+def _first_line(err: BaseException) -> str:
+    # OSError subclasses keep (errno, strerror) in args; str() names the file for them.
+    text = str(err) if isinstance(err, OSError) else str(err.args[0]) if err.args else type(err).__name__
+    return text.strip().splitlines()[0] if text.strip() else type(err).__name__
+
+
+def _fail(msg: str) -> None:
+    print(f'error: {msg}', file=sys.stderr)
+    sys.exit(2)
+
+
+# --------------------------------------------------------------------------------------------------
+# Weights of another architecture: torch's and mmengine's multi-line load errors, in one line.
+
+_TORCH_LIST = re.compile(r'(Missing|Unexpected) key\(s\) in state_dict: ((?:"[^"]*"(?:, )?)+)')
+_MMENGINE_LIST = re.compile(r'(unexpected key in source|missing keys in source) state_dict: ([^\n]*)')
+_SIZE = re.compile(r'size mismatch for ([^:\s]+): copying a param with shape torch\.Size\((\[[^\]]*\])\) from '
+                   r'checkpoint, the shape in current model is torch\.Size\((\[[^\]]*\])\)')
+
+
+def summarize_state_dict_error(text: str, source: str | None = None) -> str | None:
+    """One line for a ``load_state_dict`` failure, or None when ``text`` is not one.
+
+    Args:
+        text: the message of torch's or mmengine's strict ``load_state_dict`` RuntimeError.
+        source: the weights file, named in the message when given.
+    """
+    if 'Error(s) in loading state_dict' not in text and 'in source state_dict' not in text:
+        return None
+    missing: list[str] = []
+    unexpected: list[str] = []
+    for kind, keys in _TORCH_LIST.findall(text):
+        (missing if kind == 'Missing' else unexpected).extend(re.findall(r'"([^"]*)"', keys))
+    for kind, keys in _MMENGINE_LIST.findall(text):
+        (missing if kind.startswith('missing') else unexpected).extend(k.strip() for k in keys.split(',') if k.strip())
+    sizes = _SIZE.findall(text)
+    model = re.search(r'loading state_dict for (\w+)', text)
+    parts = []
+    if sizes:
+        k, ck, cur = sizes[0]
+        more = f' and {len(sizes) - 1} more' if len(sizes) > 1 else ''
+        parts.append(f'{len(sizes)} shape mismatch(es) ({k}: {ck} in the file, {cur} in the model{more})')
+    for name, keys in (('missing', missing), ('unexpected', unexpected)):
+        if keys:
+            shown = ', '.join(keys[:3]) + (', ...' if len(keys) > 3 else '')
+            parts.append(f'{len(keys)} {name} key(s) ({shown})')
+    what = f'weights {source}' if source else 'the weights'
+    target = f' {model.group(1)}' if model else ' the model'
+    return (f'{what} do not fit{target} (another architecture or num_classes?): '
+            f'{"; ".join(parts) or "keys differ"}')
+
+
+# --------------------------------------------------------------------------------------------------
+# Concise console log.
+
+# Console-only noise: each message still reaches the log file in the work dir.
+_DUMP_PREFIXES = (
+    '\n' + '-' * 60 + '\nSystem environment:',  # Runner._log_env
+    'Config:\n',
+    'Hooks will be executed in the following order',
+    'paramwise_options -- ',  # one line per parameter from DefaultOptimWrapperConstructor
+    'Distributed training is not used, all SyncBatchNorm',
+    # mmengine's own CheckpointHook uses its deprecated file client (nothing the user can change)
+    '"FileClient" will be deprecated in future',
+    '"HardDiskBackend" is the alias of "LocalBackend"',
+)
+
+
+class _ConsoleFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            msg = record.getMessage()
+        except Exception:  # a malformed record is not ours to hide
+            return True
+        return not msg.startswith(_DUMP_PREFIXES)
+
+
+def build_runner(cfg, verbose: bool = False, header: str = 'train'):
+    """``Runner.from_cfg(cfg)`` with the zoo's console log (see the module docstring).
+
+    ``header`` is ``'train'`` or ``'test'``: which dataloaders the header describes.
+    """
+    from mmengine.runner import Runner
+
+    class ZooRunner(Runner):
+        def build_logger(self, *args, **kwargs):
+            logger = super().build_logger(*args, **kwargs)
+            if not verbose:
+                for h in logger.handlers:
+                    if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                        h.addFilter(_ConsoleFilter())
+            return logger
+
+    runner = ZooRunner.from_cfg(cfg)
+    runner.register_hook(_header_hook(header, cfg), priority='VERY_HIGH')
+    return runner
+
+
+def log_file(runner) -> str | None:
+    """The file mmengine's logger writes this run's full log to."""
+    return next((h.baseFilename for h in runner.logger.handlers if isinstance(h, logging.FileHandler)), None)
+
+
+def _describe_model(runner, cfg) -> str:
+    from mmengine.model import is_model_wrapper
+
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    name = getattr(model, 'model_name', None)
+    backbone = cfg.model.get('backbone') if hasattr(cfg.model, 'get') else None
+    if name is None and isinstance(backbone, dict):
+        name = backbone.get('model_name') or backbone.get('type')
+    params = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    what = f'{type(model).__name__}' + (f' ({name})' if name else '')
+    extra = f', {trainable / 1e6:.2f}M trainable' if trainable != params else ''
+    return f'{what}, {params / 1e6:.2f}M params{extra}'
+
+
+def _describe_loader(loader) -> str:
+    try:
+        n = len(loader.dataset)
+    except TypeError:
+        n = '?'
+    return f'{n} samples (batch {loader.batch_size}, {len(loader)} iters)'
+
+
+def _header_hook(mode: str, cfg):
+    """A hook that logs the run header once, when the loops (and so the dataloaders) exist."""
+    from mmengine.hooks import Hook
+
+    class HeaderHook(Hook):
+        priority = 'VERY_HIGH'
+
+        def __init__(self) -> None:
+            self.done = False
+
+        def _log(self, runner, data: str) -> None:
+            if self.done:
+                return
+            self.done = True
+            cfg_path = getattr(cfg, 'filename', None) or '?'
+            lines = [
+                f'config:   {os.path.relpath(cfg_path) if os.path.isabs(cfg_path) else cfg_path}',
+                f'work dir: {runner.work_dir}  (full config and environment: {log_file(runner) or "log file"})',
+                f'model:    {_describe_model(runner, cfg)}',
+                f'data:     {data}',
+                f'run:      launcher {runner.launcher}, world_size: {runner.world_size}, seed {runner.seed}',
+            ]
+            runner.logger.info('\n'.join(lines))
+
+        def before_train(self, runner) -> None:
+            if mode != 'train':
+                return
+            data = f'train {_describe_loader(runner.train_dataloader)}'
+            if runner.val_loop is not None:
+                data += f'; val {_describe_loader(runner.val_dataloader)}'
+            train_cfg = cfg.get('train_cfg') or {}
+            total = (f"{train_cfg['max_epochs']} epochs" if 'max_epochs' in train_cfg
+                     else f"{train_cfg.get('max_iters', '?')} iters")
+            self._log(runner, f'{data}; {total}')
+
+        def before_test(self, runner) -> None:
+            if mode == 'test':
+                self._log(runner, f'test {_describe_loader(runner.test_dataloader)}')
+
+    return HeaderHook()
