@@ -3,6 +3,7 @@ parsing, parameter counts, and official-layout checkpoints loaded through timm's
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 
@@ -241,80 +242,333 @@ def test_official_hyper_parameters() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# official-layout checkpoints through timm's pretrained path (strict), then another resolution
+# Official state-dict layouts, written down from the official model definitions, never from our
+# models: LeapLabTHU/Agent-Attention (commit 36cf0da), agent_transformer/models/agent_deit.py (with
+# the timm-0.4.12 VisionTransformer pieces it uses: PatchEmbed, Mlp and deit.py's Block),
+# agent_pvt.py, agent_swin.py and agent_cswin.py; hyper-parameters from agent_transformer/cfgs/*.yaml
+# and config.py. Each helper lists ``(name, shape)`` for one official module; the builders repeat them
+# per block with the official constructors' rules. Buffers (Swin's ``relative_position_index`` and
+# ``attn_mask``, registered persistent there) are marked so the values can be made like the official.
 
-SMALL = {
-    'agent_pvt_tiny': dict(embed_dims=(16, 32, 40, 64), depths=(1, 1, 1, 1), img_size=128),
-    'agent_swin_tiny': dict(embed_dim=24, depths=(1, 1, 3, 2), img_size=128, window_size=32,
-                            attn_type='AAMB2'),
-    'agent_deit_tiny': dict(embed_dim=48, depth=4, num_heads=3, img_size=64, agent_num=(16, 9, 16, 9),
-                            agent_layer=3),
-    'agent_cswin_tiny': dict(embed_dim=16, depths=(1, 1, 2, 1), img_size=224),
+Spec = list[tuple[str, tuple[int, ...]]]
+_INDEX, _MASK = 'relative_position_index', 'attn_mask'
+
+
+def _linear(name: str, fan_in: int, fan_out: int, bias: bool = True) -> Spec:
+    return [(f'{name}.weight', (fan_out, fan_in))] + ([(f'{name}.bias', (fan_out,))] if bias else [])
+
+
+def _layer_norm(name: str, dim: int) -> Spec:
+    return [(f'{name}.weight', (dim,)), (f'{name}.bias', (dim,))]
+
+
+def _conv(name: str, cin: int, cout: int, k: int, groups: int = 1) -> Spec:
+    return [(f'{name}.weight', (cout, cin // groups, k, k)), (f'{name}.bias', (cout,))]
+
+
+def _mlp(name: str, dim: int, hidden: int) -> Spec:
+    return _linear(f'{name}.fc1', dim, hidden) + _linear(f'{name}.fc2', hidden, dim)
+
+
+def _agent_biases(name: str, h: int, n: int, wh: int, ww: int) -> Spec:
+    """The six position-bias parameters of every official ``AgentAttention``."""
+    return [(f'{name}.an_bias', (h, n, 7, 7)), (f'{name}.na_bias', (h, n, 7, 7)),
+            (f'{name}.ah_bias', (1, h, n, wh, 1)), (f'{name}.aw_bias', (1, h, n, 1, ww)),
+            (f'{name}.ha_bias', (1, h, wh, 1, n)), (f'{name}.wa_bias', (1, h, 1, ww, n))]
+
+
+def _stage_kinds(attn_type: str, i: int, depth: int, m_from: int) -> list[str]:
+    """Official per-block A/B letters of stage ``i`` ('M' = the first k blocks A, k after the letters)."""
+    c = attn_type[i]
+    return [c if c != 'M' else ('A' if j < int(attn_type[m_from:]) else 'B') for j in range(depth)]
+
+
+def official_agent_deit(embed_dim: int, depth: int, num_heads: int, img_size: int = 224,
+                        agent_num: tuple[int, ...] = (49,) * 4, agent_layer: int = -1,
+                        num_classes: int = 1000, patch_size: int = 16, mlp_ratio: float = 4.0) -> Spec:
+    """agent_deit.VisionTransformer (distilled=False): AgentBlock for i < agent_layer, deit.Block after."""
+    D, window = embed_dim, img_size // patch_size
+    agent_layer = agent_layer if agent_layer > 0 else depth
+    stage_of = {0: 0, 1: 1, 2: 2, 3: 2, 4: 2, 5: 3}
+    spec: Spec = [('cls_token', (1, 1, D)), ('pos_embed', (1, window * window + 1, D))]
+    spec += _conv('patch_embed.proj', 3, D, patch_size)
+    for i in range(depth):
+        p = f'blocks.{i}'
+        spec += _layer_norm(f'{p}.norm1', D) + _linear(f'{p}.attn.qkv', D, 3 * D) + _linear(f'{p}.attn.proj', D, D)
+        if i < agent_layer:
+            n = agent_num[stage_of[i // 2]]
+            spec += _conv(f'{p}.attn.dwc', D, D, 3, groups=D) + _agent_biases(f'{p}.attn', num_heads, n, window, window)
+            spec += [(f'{p}.attn.ac_bias', (1, num_heads, n, 1)), (f'{p}.attn.ca_bias', (1, num_heads, 1, n))]
+        spec += _layer_norm(f'{p}.norm2', D) + _mlp(f'{p}.mlp', D, int(D * mlp_ratio))
+    return spec + _layer_norm('norm', D) + _linear('head', D, num_classes)
+
+
+def official_agent_pvt(embed_dims: tuple[int, ...], depths: tuple[int, ...], img_size: int = 224,
+                       num_heads: tuple[int, ...] = (1, 2, 5, 8), mlp_ratios: tuple[int, ...] = (8, 8, 4, 4),
+                       sr_ratios: tuple[int, ...] = (8, 4, 2, 1), attn_type: str = 'AAAA',
+                       agent_num: tuple[int, ...] = (9, 16, 49, 49), agent_sr_ratios: str = '1111',
+                       num_classes: int = 1000) -> Spec:
+    """agent_pvt.PyramidVisionTransformer (patch 4, then 2; no final norm)."""
+    spec: Spec = []
+    for i, D in enumerate(embed_dims):
+        size = img_size if i == 0 else img_size // (2 ** (i - 1) * 4)
+        patch = 4 if i == 0 else 2
+        grid = size // patch
+        spec += _conv(f'patch_embed{i + 1}.proj', 3 if i == 0 else embed_dims[i - 1], D, patch)
+        spec += _layer_norm(f'patch_embed{i + 1}.norm', D) + [(f'pos_embed{i + 1}', (1, grid * grid, D))]
+        sr = sr_ratios[i] if attn_type[i] == 'B' else int(agent_sr_ratios[i])
+        for j in range(depths[i]):
+            p = f'block{i + 1}.{j}'
+            spec += _layer_norm(f'{p}.norm1', D) + _linear(f'{p}.attn.q', D, D) + _linear(f'{p}.attn.kv', D, 2 * D)
+            spec += _linear(f'{p}.attn.proj', D, D)
+            if sr > 1:
+                spec += _conv(f'{p}.attn.sr', D, D, sr) + _layer_norm(f'{p}.attn.norm', D)
+            if attn_type[i] == 'A':
+                h, n = num_heads[i], agent_num[i]
+                spec += _conv(f'{p}.attn.dwc', D, D, 3, groups=D)
+                # keys / values come at the reduced grid (sr), queries at the full one
+                spec += [(f'{p}.attn.an_bias', (h, n, 7, 7)), (f'{p}.attn.na_bias', (h, n, 7, 7)),
+                         (f'{p}.attn.ah_bias', (1, h, n, grid // sr, 1)),
+                         (f'{p}.attn.aw_bias', (1, h, n, 1, grid // sr)),
+                         (f'{p}.attn.ha_bias', (1, h, grid, 1, n)), (f'{p}.attn.wa_bias', (1, h, 1, grid, n))]
+            spec += _layer_norm(f'{p}.norm2', D) + _mlp(f'{p}.mlp', D, D * mlp_ratios[i])
+    return spec + _linear('head', embed_dims[-1], num_classes)
+
+
+def official_agent_swin(embed_dim: int, depths: tuple[int, ...], num_heads: tuple[int, ...], window_size: int,
+                        attn_type: str, img_size: int = 224, agent_num: tuple[int, ...] = (9, 16, 49, 49),
+                        num_classes: int = 1000, patch_size: int = 4, mlp_ratio: float = 4.0) -> Spec:
+    """agent_swin.AgentSwinTransformer (ape=False, patch_norm=True): PatchMerging at the END of stages 0-2.
+    A blocks: window ``window_size``; B blocks: ``max(7, window_size // 8)``, shifted on odd blocks; a
+    window that covers the stage map becomes the map, unshifted."""
+    spec: Spec = _conv('patch_embed.proj', 3, embed_dim, patch_size) + _layer_norm('patch_embed.norm', embed_dim)
+    for i, depth in enumerate(depths):
+        dim, res, h = embed_dim * 2 ** i, img_size // patch_size // 2 ** i, num_heads[i]
+        for j, kind in enumerate(_stage_kinds(attn_type, i, depth, len(depths))):
+            ws = window_size if kind == 'A' else max(7, window_size // 8)
+            shift = 0 if j % 2 == 0 else ws // 2
+            if res <= ws:
+                ws, shift = res, 0
+            p = f'layers.{i}.blocks.{j}'
+            spec += _layer_norm(f'{p}.norm1', dim)
+            if kind == 'A':
+                spec += _linear(f'{p}.attn.qkv', dim, 3 * dim) + _linear(f'{p}.attn.proj', dim, dim)
+                spec += _conv(f'{p}.attn.dwc', dim, dim, 3, groups=dim)
+                spec += _agent_biases(f'{p}.attn', h, agent_num[i], ws, ws)
+            else:
+                spec += [(f'{p}.attn.relative_position_bias_table', ((2 * ws - 1) ** 2, h)),
+                         (f'{p}.attn.{_INDEX}', (ws * ws, ws * ws))]
+                spec += _linear(f'{p}.attn.qkv', dim, 3 * dim) + _linear(f'{p}.attn.proj', dim, dim)
+            spec += _layer_norm(f'{p}.norm2', dim) + _mlp(f'{p}.mlp', dim, int(dim * mlp_ratio))
+            if shift:
+                spec += [(f'{p}.{_MASK}', ((res // ws) ** 2, ws * ws, ws * ws))]
+        if i < len(depths) - 1:
+            spec += _linear(f'layers.{i}.downsample.reduction', 4 * dim, 2 * dim, bias=False)
+            spec += _layer_norm(f'layers.{i}.downsample.norm', 4 * dim)
+    last = embed_dim * 2 ** (len(depths) - 1)
+    return spec + _layer_norm('norm', last) + _linear('head', last, num_classes)
+
+
+def official_agent_cswin(embed_dim: int, depths: tuple[int, ...], num_heads: tuple[int, ...], img_size: int = 224,
+                         split_size: tuple[int, ...] = (1, 2, 7, 7), la_split_size: str = '56-28-14-7',
+                         attn_type: str = 'AABB', agent_num: tuple[int, ...] = (9, 16, 49, 49),
+                         num_classes: int = 1000, mlp_ratio: float = 4.0) -> Spec:
+    """agent_cswin.CSWinTransformer: one global branch when the split equals the stage map or in the last
+    stage, else two half-width branches (idx 0: H x split stripes, idx 1: split x W)."""
+    la_split = [int(s) for s in la_split_size.split('-')]
+    spec: Spec = _conv('stage1_conv_embed.0', 3, embed_dim, 7) + _layer_norm('stage1_conv_embed.2', embed_dim)
+    dim = embed_dim
+    for i, depth in enumerate(depths):
+        if i > 0:
+            spec += _conv(f'merge{i}.conv', dim, 2 * dim, 3) + _layer_norm(f'merge{i}.norm', 2 * dim)
+            dim *= 2
+        reso, h = img_size // 4 // 2 ** i, num_heads[i]
+        for j, kind in enumerate(_stage_kinds(attn_type, i, depth, 4)):
+            split = la_split[i] if kind == 'A' else split_size[i]
+            p = f'stage{i + 1}.{j}'
+            spec += _linear(f'{p}.qkv', dim, 3 * dim) + _layer_norm(f'{p}.norm1', dim) + _linear(f'{p}.proj', dim, dim)
+            if i == len(depths) - 1 or reso == split:
+                branches = [(dim, h, reso, reso)]
+            else:
+                branches = [(dim // 2, h // 2, reso, split), (dim // 2, h // 2, split, reso)]
+            for b, (bdim, bh, hsp, wsp) in enumerate(branches):
+                spec += _conv(f'{p}.attns.{b}.get_v', bdim, bdim, 3, groups=bdim)
+                if kind == 'A':
+                    spec += _agent_biases(f'{p}.attns.{b}', bh, agent_num[i], hsp, wsp)
+            spec += _mlp(f'{p}.mlp', dim, int(dim * mlp_ratio)) + _layer_norm(f'{p}.norm2', dim)
+    return spec + _layer_norm('norm', dim) + _linear('head', dim, num_classes)
+
+
+# the published models as the official builders and cfgs/*.yaml define them
+_DEIT = {'agent_deit_tiny': dict(embed_dim=192, depth=12, num_heads=3),
+         'agent_deit_small': dict(embed_dim=384, depth=12, num_heads=6),
+         'agent_deit_small_448': dict(embed_dim=384, depth=12, num_heads=6, img_size=448),
+         'agent_deit_base': dict(embed_dim=768, depth=12, num_heads=12, agent_num=(81,) * 4, agent_layer=4)}
+_PVT = {'agent_pvt_tiny': (2, 2, 2, 2), 'agent_pvt_small': (3, 4, 6, 3), 'agent_pvt_medium': (3, 4, 18, 3),
+        'agent_pvt_large': (3, 8, 27, 3)}
+_SWIN_T, _SWIN_S = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)), dict(
+    embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24))
+_SWIN_B = dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32))
+_CSWIN_S = dict(embed_dim=64, depths=(3, 6, 29, 2), num_heads=(2, 4, 8, 16))
+_CSWIN_B = dict(embed_dim=96, depths=(3, 6, 29, 2), num_heads=(4, 8, 16, 32))
+OFFICIAL = {
+    **{n: (official_agent_deit, kw) for n, kw in _DEIT.items()},
+    **{n: (official_agent_pvt, dict(embed_dims=(64, 128, 320, 512), depths=d)) for n, d in _PVT.items()},
+    'agent_pvt_medium_256': (official_agent_pvt, dict(embed_dims=(64, 128, 320, 512), depths=(3, 4, 18, 3),
+                                                      img_size=256)),
+    'agent_swin_tiny': (official_agent_swin, dict(**_SWIN_T, window_size=56, attn_type='AAAB')),
+    'agent_swin_small': (official_agent_swin, dict(**_SWIN_S, window_size=56, attn_type='AABB')),
+    'agent_swin_small_288': (official_agent_swin, dict(**_SWIN_S, window_size=72, attn_type='AABB', img_size=288)),
+    'agent_swin_base': (official_agent_swin, dict(**_SWIN_B, window_size=56, attn_type='AAMB2')),
+    'agent_swin_base_384': (official_agent_swin, dict(**_SWIN_B, window_size=96, attn_type='AAMB2', img_size=384)),
+    'agent_cswin_tiny': (official_agent_cswin, dict(embed_dim=64, depths=(2, 4, 18, 1), num_heads=(2, 4, 8, 16))),
+    'agent_cswin_small': (official_agent_cswin, _CSWIN_S),
+    'agent_cswin_base': (official_agent_cswin, _CSWIN_B),
+    'agent_cswin_base_384': (official_agent_cswin, dict(**_CSWIN_B, img_size=384, split_size=(1, 2, 12, 12),
+                                                        la_split_size='96-48-24-12')),
 }
 
 
-def _to_official(name: str, sd: dict[str, torch.Tensor], model: torch.nn.Module) -> dict:
-    """Write our state dict in the official key layout and wrapping (inverse of the filters)."""
-    if name.startswith('agent_pvt'):
-        out = {}
-        for k, v in sd.items():
-            k = re.sub(r'^stages\.(\d)\.patch_embed\.', lambda m: f'patch_embed{int(m[1]) + 1}.', k)
-            k = re.sub(r'^stages\.(\d)\.pos_embed$', lambda m: f'pos_embed{int(m[1]) + 1}', k)
-            k = re.sub(r'^stages\.(\d)\.blocks\.', lambda m: f'block{int(m[1]) + 1}.', k)
-            out[k] = v
-        return {'model': out, 'epoch': 299, 'max_accuracy': 78.4}
-    if name.startswith('agent_swin'):
-        out = {}
-        for k, v in sd.items():
-            k = re.sub(r'^layers\.(\d)\.downsample\.', lambda m: f'layers.{int(m[1]) - 1}.downsample.', k)
-            out[k] = v
-        # the official checkpoints also carry these buffers
-        for name_, mod in model.named_modules():
-            if hasattr(mod, 'relative_position_bias_table'):
-                ws = mod.window_size
-                out[f'{name_}.relative_position_index'] = torch.zeros(ws[0] * ws[1], ws[0] * ws[1]).long()
-        out['layers.0.blocks.0.attn_mask'] = torch.zeros(1)
-        return {'model': out, 'epoch': 299}
+def _is_buffer(name: str) -> bool:
+    return name.endswith((_INDEX, _MASK))
+
+
+def test_official_layouts_reproduce_the_card_parameter_counts() -> None:
+    """The written-down layouts are the official models: their parameter counts are the card's
+    (README / re-counted from the official definitions), independently of our code."""
+    for name, want in CARD_PARAMS_M.items():
+        build, kw = OFFICIAL[name]
+        got = sum(math.prod(s) for k, s in build(**kw) if not _is_buffer(k)) / 1e6
+        assert abs(got - want) / want <= 0.005, f'{name}: official layout {got:.3f}M, card {want}M'
+    # spot checks against the card's key table (section 5, Agent-Swin-T stage 0)
+    swin_t = dict(official_agent_swin(**OFFICIAL['agent_swin_tiny'][1]))
+    assert swin_t['layers.0.blocks.0.attn.ah_bias'] == (1, 3, 9, 56, 1)
+    assert swin_t['layers.0.blocks.0.attn.dwc.weight'] == (96, 1, 3, 3)
+    assert swin_t['layers.3.blocks.1.attn.relative_position_bias_table'] == (169, 24)
+    assert 'layers.3.downsample.reduction.weight' not in swin_t and 'layers.0.downsample.reduction.weight' in swin_t
+
+
+def _meta_state(spec: Spec) -> dict[str, torch.Tensor]:
+    return {k: torch.empty(s, device='meta', dtype=torch.long if k.endswith(_INDEX) else torch.float32)
+            for k, s in spec}
+
+
+def _wrap_as_published(name: str, sd: dict[str, torch.Tensor], other: dict | None = None) -> dict:
+    """The published file layout (reference card section 4): main.py saves ``{'model': ..., 'epoch',
+    'max_accuracy', ...}``; CSwin's main_ema.py adds ``state_dict_ema``, which evaluation prefers
+    (``other`` = the non-EMA weights under ``model``)."""
     if name.startswith('agent_cswin'):
-        # 'model' holds other (non-EMA) weights: the filter must take state_dict_ema
-        return {'model': {k: torch.zeros_like(v) for k, v in sd.items()}, 'state_dict_ema': dict(sd)}
-    return {'model': dict(sd)}
+        return {'model': other if other is not None else sd, 'state_dict_ema': sd, 'epoch': 299,
+                'max_accuracy': 83.1, 'max_accuracy_e': 83.2}
+    return {'model': sd, 'epoch': 299, 'max_accuracy': 82.6}
+
+
+@pytest.mark.parametrize('name', list(OFFICIAL))
+def test_official_full_size_layout_maps_onto_our_keys(name: str) -> None:
+    """Every published model: the official keys and shapes (meta tensors) pass our checkpoint filter onto
+    exactly our state dict, nothing missing, nothing left over, every shape equal."""
+    build, kw = OFFICIAL[name]
+    with torch.device('meta'):
+        model = timm.create_model(name)
+    mod = importlib.import_module(type(model).__module__)
+    sd = _meta_state(build(**kw))
+    out = mod.checkpoint_filter_fn(_wrap_as_published(name, sd), model)
+    ours = model.state_dict()
+    assert sorted(out) == sorted(ours), (sorted(set(ours) - set(out))[:5], sorted(set(out) - set(ours))[:5])
+    bad = [(k, tuple(v.shape), tuple(ours[k].shape)) for k, v in out.items() if v.shape != ours[k].shape]
+    assert not bad, bad[:5]
+
+
+# small configurations the official constructors accept (maps divide by their windows / splits)
+SMALL = {
+    'agent_deit_tiny': dict(embed_dim=48, depth=4, num_heads=3, img_size=64, agent_num=(16, 9, 16, 9),
+                            agent_layer=3),
+    'agent_pvt_tiny': dict(embed_dims=(16, 32, 40, 64), depths=(1, 1, 1, 1), img_size=128),
+    # stage 2: two agent blocks, then two Swin blocks (the second shifted, with an attn_mask buffer)
+    'agent_swin_tiny': dict(embed_dim=24, depths=(1, 1, 4, 2), img_size=224, window_size=56, attn_type='AAMB2'),
+    # stage 3: two-branch LePE stripes; stage 4: one branch
+    'agent_cswin_tiny': dict(embed_dim=16, depths=(1, 1, 2, 1), img_size=224),
+}
+_OFFICIAL_SMALL = {
+    'agent_deit_tiny': lambda kw: official_agent_deit(**kw, num_classes=10),
+    'agent_pvt_tiny': lambda kw: official_agent_pvt(**kw, num_classes=10),
+    'agent_swin_tiny': lambda kw: official_agent_swin(**kw, num_heads=(3, 6, 12, 24), num_classes=10),
+    'agent_cswin_tiny': lambda kw: official_agent_cswin(**kw, num_heads=(2, 4, 8, 16), num_classes=10),
+}
+
+
+def _official_state(spec: Spec, seed: int) -> dict[str, torch.Tensor]:
+    """Random values under the official names and shapes; buffers like the official ones."""
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for k, s in spec:
+        if k.endswith(_INDEX):
+            sd[k] = torch.randint(0, 100, s, generator=g)
+        elif k.endswith(_MASK):
+            sd[k] = torch.where(torch.rand(s, generator=g) > 0.5, 0.0, -100.0)
+        else:
+            sd[k] = torch.randn(s, generator=g) * 0.3
+    return sd
+
+
+def _zoo_name(name: str, key: str) -> str | None:
+    """Where an official key lives in our model (the layout differences documented in the model files:
+    PVT stages as a ModuleList, Swin patch merging at the start of the next stage, Swin buffers
+    rebuilt rather than loaded); None = not loaded."""
+    if name.startswith('agent_pvt'):
+        key = re.sub(r'^patch_embed(\d)\.', lambda m: f'stages.{int(m[1]) - 1}.patch_embed.', key)
+        key = re.sub(r'^pos_embed(\d)$', lambda m: f'stages.{int(m[1]) - 1}.pos_embed', key)
+        return re.sub(r'^block(\d)\.', lambda m: f'stages.{int(m[1]) - 1}.blocks.', key)
+    if name.startswith('agent_swin'):
+        if _is_buffer(key):
+            return None
+        return re.sub(r'^layers\.(\d)\.downsample\.', lambda m: f'layers.{int(m[1]) + 1}.downsample.', key)
+    return key
 
 
 @pytest.mark.parametrize('name', list(SMALL))
 def test_official_checkpoint_loads_strict_then_runs_at_other_size(name: str, tmp_path) -> None:
+    """The user's route: an official-layout file, as published, through timm's pretrained path
+    (strict); every official tensor lands where it belongs; the model then runs at another size."""
     kwargs = SMALL[name]
-    torch.manual_seed(0)
-    src = timm.create_model(name, num_classes=10, **kwargs).eval()
-    _randomize(src)
+    official = _official_state(_OFFICIAL_SMALL[name](kwargs), seed=0)
     path = tmp_path / f'{name}.pth'
-    torch.save(_to_official(name, src.state_dict(), src), path)
+    # CSwin: the non-EMA weights under 'model' differ; the EMA ones must be loaded
+    other = {k: torch.zeros_like(v) for k, v in official.items()} if name.startswith('agent_cswin') else None
+    torch.save(_wrap_as_published(name, official, other), path)
     model = timm.create_model(name, pretrained=True, num_classes=10,
                               pretrained_cfg_overlay=dict(file=str(path), num_classes=10), **kwargs).eval()
-    for k, v in src.state_dict().items():
-        assert torch.equal(model.state_dict()[k], v), k
+    ours = model.state_dict()
+    placed = {_zoo_name(name, k): k for k in official if _zoo_name(name, k) is not None}
+    assert sorted(placed) == sorted(ours)
+    for zk, ok in placed.items():
+        assert torch.equal(ours[zk], official[ok]), f'{ok} -> {zk}'
     size = kwargs['img_size']
-    x = torch.randn(1, 3, size, size)
     with torch.no_grad():
-        torch.testing.assert_close(model(x), src(x))
-        other = model(torch.randn(2, 3, size + 32, size - 32 if name != 'agent_cswin_tiny' else size + 64))
-    assert other.shape == (2, 10) and torch.isfinite(other).all()
+        y = model(torch.randn(1, 3, size, size))
+        other_size = (size + 32, size - 32) if name != 'agent_cswin_tiny' else (size + 32, size + 64)
+        y2 = model(torch.randn(2, 3, *other_size))
+    assert y.shape == (1, 10) and torch.isfinite(y).all()
+    assert y2.shape == (2, 10) and torch.isfinite(y2).all()
 
 
 def test_checkpoint_from_another_resolution_loads(tmp_path) -> None:
-    """A checkpoint trained at 288 (agent biases 72 wide, Swin windows 9) loads into a model built at
-    224 (56 wide, windows 7)."""
-    kw = dict(embed_dim=24, depths=(1, 1, 2, 1), num_classes=5)
-    torch.manual_seed(0)
-    src = timm.create_model('agent_swin_small_288', **kw).eval()
+    """An official Agent-Swin-S 288 layout (agent biases 72 wide, Swin windows 9) loads into a model
+    built at 224 (56 wide, windows 7): agent biases and relative position tables are resized."""
+    kw = dict(embed_dim=24, depths=(1, 1, 2, 1), num_heads=(3, 6, 12, 24))
+    official = _official_state(official_agent_swin(**kw, window_size=72, attn_type='AABB', img_size=288,
+                                                   num_classes=5), seed=1)
+    assert official['layers.0.blocks.0.attn.ah_bias'].shape == (1, 3, 9, 72, 1)
+    assert official['layers.3.blocks.0.attn.relative_position_bias_table'].shape == (17 * 17, 24)
     path = tmp_path / 'swin288.pth'
-    torch.save(_to_official('agent_swin', src.state_dict(), src), path)
-    model = timm.create_model('agent_swin_small', pretrained=True,
+    torch.save(_wrap_as_published('agent_swin_small_288', official), path)
+    model = timm.create_model('agent_swin_small', pretrained=True, num_classes=5,
                               pretrained_cfg_overlay=dict(file=str(path)), **kw).eval()
     ah = model.layers[0].blocks[0].attn.ah_bias
     assert ah.shape == (1, 3, 9, 56, 1)
-    torch.testing.assert_close(ah, resize_agent_bias(src.layers[0].blocks[0].attn.ah_bias[0], (56, 1))[None])
+    torch.testing.assert_close(ah, resize_agent_bias(official['layers.0.blocks.0.attn.ah_bias'][0], (56, 1))[None])
     assert model.layers[3].blocks[0].attn.relative_position_bias_table.shape == (13 * 13, 24)
+    assert torch.equal(model.layers[1].downsample.reduction.weight, official['layers.0.downsample.reduction.weight'])
     with torch.no_grad():
         assert torch.isfinite(model(torch.randn(1, 3, 288, 288))).all()
 
