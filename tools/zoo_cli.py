@@ -36,6 +36,10 @@ def run_cli(main: Callable[[], object]) -> None:
     from zoo.hub import WeightsError  # CheckpointError, ChecksumError, DownloadError
 
     try:
+        from zoo.engine.config import ConfigValueError
+    except ImportError:  # mmengine missing: the tool reports that itself
+        ConfigValueError = UsageError  # noqa: N806
+    try:
         result = main()
     except KeyboardInterrupt:
         sys.exit(130)
@@ -45,7 +49,7 @@ def run_cli(main: Callable[[], object]) -> None:
         if (err.name or '').split('.')[0] not in _OPENMMLAB:
             raise
         _fail(f'{err.name} is missing: {OPENMMLAB_HINT}')
-    except (FileNotFoundError, KeyError, WeightsError, UsageError) as err:
+    except (FileNotFoundError, KeyError, WeightsError, UsageError, ConfigValueError) as err:
         _fail(_first_line(err))
     except RuntimeError as err:
         summary = summarize_state_dict_error(str(err))
@@ -176,12 +180,18 @@ def _describe_model(runner, cfg) -> str:
     return f'{what}, {params / 1e6:.2f}M params{extra}'
 
 
+def _short_path(path: str) -> str:
+    rel = os.path.relpath(path) if os.path.isabs(path) else path
+    return path if rel.startswith('..') else rel
+
+
 def _describe_loader(loader) -> str:
     try:
         n = len(loader.dataset)
     except TypeError:
         n = '?'
-    return f'{n} samples (batch {loader.batch_size}, {len(loader)} iters)'
+    batch = loader.batch_size or getattr(loader.batch_sampler, 'batch_size', '?')
+    return f'{n} samples (batch {batch}, {len(loader)} iters)'
 
 
 def _header_hook(mode: str, cfg):
@@ -200,7 +210,7 @@ def _header_hook(mode: str, cfg):
             self.done = True
             cfg_path = getattr(cfg, 'filename', None) or '?'
             lines = [
-                f'config:   {os.path.relpath(cfg_path) if os.path.isabs(cfg_path) else cfg_path}',
+                f'config:   {_short_path(cfg_path)}',
                 f'work dir: {runner.work_dir}  (full config and environment: {log_file(runner) or "log file"})',
                 f'model:    {_describe_model(runner, cfg)}',
                 f'data:     {data}',

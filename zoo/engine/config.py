@@ -46,9 +46,57 @@ def load_config(path: str, cfg_options: Mapping[str, Any] | None = None) -> Conf
     cfg = Config.fromfile(path)
     for dotted, value in (cfg_options or {}).items():
         _check_option_path(cfg, dotted, path)
+        _check_option_value(cfg, dotted, value, path)
         cfg.merge_from_dict({dotted: value})
     check_config_keys(cfg, path)
     return cfg
+
+
+class ConfigValueError(ValueError):
+    """A ``--cfg-options`` value of the wrong type; ``str()`` is the one-line message."""
+
+
+def _check_option_value(cfg: Config, dotted: str, value: Any, path: str) -> None:
+    """``--cfg-options a.b=v`` must keep the type of the value it replaces (the config's, else the
+    default of the constructor argument): ``optimizer.lr=abc`` fails here, not deep in AdamW."""
+    if value is None:
+        return  # None switches an option off
+    node: Any = cfg._cfg_dict
+    parts = dotted.split('.')
+    for part in parts[:-1]:
+        node = node[int(part)] if isinstance(node, (list, tuple)) else node.get(part)
+        if node is None:
+            return
+    last = parts[-1]
+    if isinstance(node, Mapping) and last in node:
+        current, origin = node[last], 'the config has'
+    elif isinstance(node, Mapping):
+        cls = _resolve_type(node)
+        try:
+            param = inspect.signature(cls).parameters.get(last) if cls is not None else None
+        except (TypeError, ValueError):
+            param = None
+        if param is None or param.default is inspect.Parameter.empty:
+            return
+        current, origin = param.default, f'{getattr(cls, "__name__", cls)} defaults to'
+    else:
+        return
+    expected = _expected_type(current)
+    if expected is None:
+        return
+    name, ok = expected
+    if not ok(value):
+        raise ConfigValueError(f"--cfg-options {dotted}={value!r}: expected {name} ({origin} {current!r}), "
+                               f"got {type(value).__name__} (config {path})")
+
+
+def _expected_type(current: Any):
+    """(type name, check) for a value that replaces ``current``; None when anything goes."""
+    if isinstance(current, bool):
+        return 'True or False', lambda v: isinstance(v, bool)
+    if isinstance(current, (int, float)):  # ints and floats mix freely (weight_decay=0 -> 0.05)
+        return 'a number', lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    return None  # strings, lists, dicts, None: several types are legitimate there (topk=1 or (1, 5))
 
 
 def _check_option_path(cfg: Config, dotted: str, path: str) -> None:
