@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections import defaultdict
 
 from mmengine.hooks import Hook
@@ -16,19 +17,34 @@ from zoo.registry import HOOKS
 
 @HOOKS.register_module()
 class ProgressBarHook(Hook):
-    """tqdm bars over training epochs and evaluation passes (rank 0 only; stderr)."""
+    """tqdm bars over training epochs and evaluation passes (rank 0 only; stderr).
+
+    A bar is drawn only on a terminal: when stderr is redirected (a file, a pipe, a job log) there
+    is no bar, so no carriage returns or cursor-movement escape codes reach the log, and the
+    LoggerHook's lines report progress. One bar at a time (never nested); while it is open the
+    run's log lines go through ``tqdm.write`` so they never share a line with the bar.
+    """
 
     priority = 'VERY_LOW'
 
     def __init__(self) -> None:
         self._bar: tqdm | None = None
+        self._redirect = None
 
     def _open(self, runner, total: int, desc: str) -> None:
         self._close()
-        if runner.rank == 0:
-            self._bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, mininterval=1.0)
+        if runner.rank != 0 or not _is_tty(sys.stderr):
+            return
+        self._bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        self._redirect = logging_redirect_tqdm(loggers=[runner.logger], tqdm_class=tqdm)
+        self._redirect.__enter__()
 
     def _close(self) -> None:
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
+            self._redirect = None
         if self._bar is not None:
             self._bar.close()
             self._bar = None
@@ -65,6 +81,13 @@ class ProgressBarHook(Hook):
 
     def after_test_epoch(self, runner, metrics=None) -> None:
         self._close()
+
+
+def _is_tty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # replaced or closed streams
+        return False
 
 
 @HOOKS.register_module()
