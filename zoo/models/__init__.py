@@ -21,6 +21,7 @@ FAMILIES: tuple[str, ...] = (
     'agent_pvt',
     'agent_swin',
     'agent_cswin',
+    'dcal',
     'qsd_transformer',
     'mhs_vm',
 )

@@ -1,0 +1,208 @@
+"""DCAL's two cross-attentions (Zhu et al., CVPR 2022, arXiv:2205.02151), on timm ViT blocks.
+
+* **GLCA** (global-local cross-attention, Eq. 4): ``softmax(Q^l K^gᵀ / √d) V^g``. Only the selected local
+  tokens (class token + top-R patches by attention rollout) are queries; keys and values come from all tokens.
+  The selected tokens alone go through the query projection, the attention rows, the output projection, the
+  residuals and the MLP, so a GLCA block costs ``(1 + R) / N`` of a block plus the K/V projections.
+  GLCA has its own weights (:class:`GLCABlock`, the layout of timm's ``Block``).
+* **PWCA** (pair-wise cross-attention, Eq. 5): the queries of image 1 attend over the keys and values of
+  both images under one softmax, ``softmax(Q_1 [K_1; K_2]ᵀ / √d) [V_1; V_2]``, with the block's own (SA)
+  weights. Training only, so it adds no parameters and no inference cost.
+
+Both run on timm's ``vision_transformer.Block`` with ``timm.layers.Attention`` (fused ``qkv``, optional
+``q_norm`` / ``k_norm`` / ``norm`` / ``gate``, layer scale, drop path): :func:`block_forward` is that block's
+forward with the per-block attention map for rollout and the partner keys / values for PWCA.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from timm.models.vision_transformer import Block
+from torch import nn
+
+from zoo.layers.rollout import fuse_heads
+
+__all__ = [
+    'GLCABlock',
+    'block_forward',
+    'check_dcal_block',
+    'glca_forward',
+    'multi_head_attention',
+    'project_output',
+    'project_qkv',
+]
+
+
+def check_dcal_block(block: nn.Module, where: str = 'block') -> None:
+    """Raise a one-line ``TypeError`` unless ``block`` has timm's pre-norm Block layout with a fused-qkv attention."""
+    attn = getattr(block, 'attn', None)
+    needed = ('norm1', 'norm2', 'mlp')
+    if (
+        attn is None
+        or any(not hasattr(block, n) for n in needed)
+        or not isinstance(getattr(attn, 'qkv', None), nn.Linear)
+    ):
+        raise TypeError(
+            f'{where} ({type(block).__name__}) is not a timm ViT Block (norm1 -> attn with a fused qkv Linear -> '
+            f'norm2 -> mlp); DCAL needs that layout for rollout, GLCA and PWCA'
+        )
+    if not hasattr(attn, 'num_heads'):
+        raise TypeError(f'{where}.attn ({type(attn).__name__}) has no num_heads attribute')
+
+
+def _heads(attn: nn.Module) -> tuple[int, int]:
+    h = attn.num_heads
+    d = getattr(attn, 'head_dim', None) or attn.qkv.out_features // (3 * h)
+    return h, d
+
+
+def project_qkv(attn: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(B, N, C)`` -> ``q, k, v`` each ``(B, h, N, d)`` through ``attn.qkv`` and its q / k norms."""
+    B, N, _ = x.shape
+    h, d = _heads(attn)
+    q, k, v = attn.qkv(x).reshape(B, N, 3, h, d).permute(2, 0, 3, 1, 4).unbind(0)
+    return getattr(attn, 'q_norm', nn.Identity())(q), getattr(attn, 'k_norm', nn.Identity())(k), v
+
+
+def project_output(attn: nn.Module, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``(B, h, n, d)`` attention output -> ``(B, n, C)``: head merge, ``norm``, ``gate(x)``, ``proj``, dropout.
+
+    ``x`` is the attention input of the same ``n`` query tokens (for timm's optional output gate).
+    """
+    B, h, n, d = out.shape
+    out = out.transpose(1, 2).reshape(B, n, h * d)
+    out = getattr(attn, 'norm', nn.Identity())(out)
+    gate = getattr(attn, 'gate', None)
+    if gate is not None:
+        out = out * gate(x).sigmoid()
+    out = attn.proj(out)
+    return attn.proj_drop(out) if hasattr(attn, 'proj_drop') else out
+
+
+def multi_head_attention(
+    attn: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, need_map: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``softmax(q kᵀ · scale) v`` with the dropout of ``attn``; optionally the head-mean map too.
+
+    Fused SDPA whenever ``attn.fused_attn`` allows it. A map for rollout is then computed on the side without
+    gradient (rollout only ranks tokens), which keeps training memory at SDPA's level. Without gradient (eval)
+    the attention is computed once explicitly and gives both the output and the map.
+
+    Args:
+        q: ``(B, h, n, d)``; k, v: ``(B, h, m, d)``.
+        need_map: also return the head-mean attention ``(B, n, m)`` (detached).
+    """
+    scale = getattr(attn, 'scale', q.shape[-1] ** -0.5)
+    drop = attn.attn_drop.p if attn.training and isinstance(getattr(attn, 'attn_drop', None), nn.Dropout) else 0.0
+    fused = getattr(attn, 'fused_attn', True)
+    if fused and not (need_map and not torch.is_grad_enabled()):
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, scale=scale)
+        if not need_map:
+            return out, None
+        with torch.no_grad():
+            return out, fuse_heads(((q * scale) @ k.transpose(-2, -1)).softmax(dim=-1))
+    probs = ((q * scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+    out = (F.dropout(probs, drop) if drop else probs) @ v
+    return out, (fuse_heads(probs.detach()) if need_map else None)
+
+
+def block_forward(
+    block: nn.Module,
+    x: torch.Tensor,
+    partner_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    need_map: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
+    """timm ``Block.forward`` that also returns what DCAL needs; the output equals ``block(x)`` when
+    ``partner_kv`` is None.
+
+    Args:
+        block: a timm ViT ``Block`` (see :func:`check_dcal_block`).
+        x: ``(B, N, C)`` block input.
+        partner_kv: PWCA: keys and values ``(B, h, M, d)`` of the partner images (row ``b`` is image ``b``'s
+            partner), appended to this block's own keys and values under one softmax.
+        need_map: return the head-mean self-attention map ``(B, N, N)`` for rollout (not with ``partner_kv``).
+
+    Returns:
+        ``(out (B, N, C), map or None, (k, v))``, ``k`` / ``v`` this block's own ``(B, h, N, d)`` keys and
+        values (what a PWCA partner attends to).
+    """
+    y = block.norm1(x)
+    q, k, v = project_qkv(block.attn, y)
+    if partner_kv is not None:
+        if need_map:
+            raise ValueError('need_map is for the self-attention branch; PWCA (partner_kv) has no rollout')
+        k2, v2 = partner_kv
+        if k2.shape[:2] != k.shape[:2] or k2.shape[-1] != k.shape[-1]:
+            raise ValueError(f'partner keys {tuple(k2.shape)} do not match the block keys {tuple(k.shape)}')
+        out, amap = multi_head_attention(block.attn, q, torch.cat([k, k2], dim=2), torch.cat([v, v2], dim=2))
+    else:
+        out, amap = multi_head_attention(block.attn, q, k, v, need_map=need_map)
+    x = x + _residual(block, 1, project_output(block.attn, out, y))
+    x = x + _residual(block, 2, block.mlp(block.norm2(x)))
+    return x, amap, (k, v)
+
+
+def _residual(block: nn.Module, i: int, t: torch.Tensor) -> torch.Tensor:
+    """Layer scale then drop path of branch ``i`` (1 = attention, 2 = MLP), where the block has them."""
+    ls = getattr(block, f'ls{i}', None)
+    dp = getattr(block, f'drop_path{i}', None) or getattr(block, 'drop_path', None)
+    t = ls(t) if ls is not None else t
+    return dp(t) if dp is not None else t
+
+
+def glca_forward(block: nn.Module, x: torch.Tensor, query_idx: torch.Tensor | None = None) -> torch.Tensor:
+    """Global-local cross-attention block: only the tokens ``query_idx`` are queries, all tokens are keys/values.
+
+    Args:
+        block: a timm ViT ``Block`` holding the GLCA weights.
+        x: ``(B, N, C)`` block input (all tokens).
+        query_idx: ``(B, n)`` indices of the query tokens (e.g. :func:`zoo.layers.rollout.select_local_queries`);
+            None = all tokens (then this is exactly ``block(x)``).
+
+    Returns:
+        ``(B, n, C)``: the block output of the selected tokens, in ``query_idx`` order.
+    """
+    attn = block.attn
+    B, N, C = x.shape
+    y = block.norm1(x)
+    if query_idx is None:
+        x_q, y_q = x, y
+    else:
+        gather = query_idx.unsqueeze(-1).expand(-1, -1, C)
+        x_q, y_q = x.gather(1, gather), y.gather(1, gather)
+    h, d = _heads(attn)
+    dim = h * d
+    w, b = attn.qkv.weight, attn.qkv.bias
+    # Q for the n selected tokens, K and V for all N: the fused qkv weight split by rows.
+    q = F.linear(y_q, w[:dim], None if b is None else b[:dim]).reshape(B, -1, h, d).transpose(1, 2)
+    kv = F.linear(y, w[dim:], None if b is None else b[dim:]).reshape(B, N, 2, h, d).permute(2, 0, 3, 1, 4)
+    q = getattr(attn, 'q_norm', nn.Identity())(q)
+    k, v = getattr(attn, 'k_norm', nn.Identity())(kv[0]), kv[1]
+    out, _ = multi_head_attention(attn, q, k, v)
+    x_q = x_q + _residual(block, 1, project_output(attn, out, y_q))
+    return x_q + _residual(block, 2, block.mlp(block.norm2(x_q)))
+
+
+class GLCABlock(Block):
+    """timm's ``Block`` (same parameters and keys) run as a global-local cross-attention block.
+
+    ``forward(x, query_idx)`` is :func:`glca_forward`; without ``query_idx`` it is the plain block.
+    Build it like ``Block`` or copy an existing block with :meth:`from_block` (DCAL initialises its GLCA block
+    from the last SA block).
+    """
+
+    def forward(self, x: torch.Tensor, query_idx: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+        return glca_forward(self, x, query_idx)
+
+    @classmethod
+    def from_block(cls, block: nn.Module) -> GLCABlock:
+        """A deep copy of ``block`` (a timm ``Block``, weights included) as a ``GLCABlock``."""
+        if not isinstance(block, Block):
+            raise TypeError(f'GLCABlock.from_block needs a timm vision_transformer.Block, got {type(block).__name__}')
+        check_dcal_block(block)
+        new = copy.deepcopy(block)
+        new.__class__ = cls  # same attributes, only forward differs
+        return new
