@@ -31,6 +31,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--work-dir', help='where logs and metrics.json go (default: work_dirs/<config name>/test)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={}, metavar='KEY=VALUE',
                    help='override config keys; unknown keys are an error')
+    p.add_argument('--show-dir', metavar='DIR',
+                   help='write a picture of every prediction to DIR (classification: the image titled with '
+                        'predicted and true class; detection / segmentation: the OpenMMLab visualizer)')
+    p.add_argument('--out', metavar='FILE',
+                   help='write the raw predictions to FILE (.json for classification / MIL / binary '
+                        'segmentation; .pkl via mmengine DumpResults for mmdet / mmseg configs)')
+    p.add_argument('--verbose', action='store_true',
+                   help='also print the environment, the full config and the hook table (always in the log file)')
     p.add_argument('--launcher', choices=['none', 'pytorch'], default='none')
     p.add_argument('--local-rank', '--local_rank', type=int, default=0, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -40,7 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     start = time.time()
-    from mmengine.runner import Runner
+    from zoo_cli import UsageError, build_runner, summarize_state_dict_error
 
     import zoo  # noqa: F401
     from zoo.engine.config import apply_runtime_options, load_config
@@ -54,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     is_runner_ckpt = isinstance(ckpt, dict) and 'state_dict' in ckpt and 'meta' in ckpt
     weights = None
     if is_runner_ckpt:
-        cfg.load_from = args.checkpoint
+        cfg.load_from = None  # loaded strictly below: mmengine's load_from only warns on mismatching keys
     elif cfg.model.get('type') == 'TimmClassifier':
         kwargs = cfg.model.setdefault('model_kwargs', {})
         kwargs['pretrained'] = True
@@ -65,17 +73,174 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         weights = unwrap_state_dict(ckpt)
     cfg.resume = False
-    runner = Runner.from_cfg(cfg)
-    if weights is not None:
-        runner.model.load_state_dict(weights, strict=True)
+    if args.show_dir:
+        _add_show_dir(cfg, args.show_dir)
+    try:
+        runner = build_runner(cfg, verbose=args.verbose, header='test')
+        if is_runner_ckpt:
+            runner.load_checkpoint(args.checkpoint, map_location='cpu', strict=True)
+        elif weights is not None:
+            runner.model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:  # weights of another architecture: which keys differ, in one line
+        msg = summarize_state_dict_error(str(err), args.checkpoint)
+        if msg is None:
+            raise
+        raise UsageError(msg) from None
+    if args.show_dir and cfg.get('default_scope') not in ('mmdet', 'mmseg'):
+        runner.register_hook(_ShowHook(args.show_dir), priority='LOW')
+    dumper = _attach_out(runner, cfg, args.out) if args.out else None
     metrics = runner.test()
+    if dumper is not None and runner.rank == 0:
+        dumper.write()
     if runner.rank == 0:
         with open(os.path.join(cfg.work_dir, 'metrics.json'), 'w') as f:
             json.dump({k: float(v) for k, v in metrics.items()}, f, indent=1)
         shown = ', '.join(f'{k}={float(v):.4g}' for k, v in metrics.items())
+        extra = ''.join(f'; {what} {path}' for what, path in (('pictures in', args.show_dir),
+                                                              ('predictions in', args.out)) if path)
         print(f'test: {os.path.basename(args.config)} with {os.path.basename(args.checkpoint)}: {shown} '
-              f'({time.time() - start:.0f}s)', flush=True)
+              f'({time.time() - start:.0f}s{extra})', flush=True)
     return metrics
+
+
+def _add_show_dir(cfg, show_dir: str) -> None:
+    """mmdet / mmseg: their visualization hook draws every test prediction into ``show_dir``."""
+    scope = cfg.get('default_scope')
+    if scope not in ('mmdet', 'mmseg'):
+        return  # the zoo's own picture hook is registered after the runner is built
+    hook_type = 'DetVisualizationHook' if scope == 'mmdet' else 'SegVisualizationHook'
+    hooks = cfg.setdefault('default_hooks', {})
+    vis = hooks.get('visualization') or dict(type=hook_type)
+    vis.update(draw=True, test_out_dir=os.path.abspath(show_dir))
+    if scope == 'mmseg':
+        vis['interval'] = 1
+    hooks['visualization'] = vis
+
+
+def _class_names(runner) -> list[str] | None:
+    ds = runner.test_dataloader.dataset
+    meta = getattr(ds, 'metainfo', None) or {}
+    names = meta.get('classes') or getattr(ds, 'classes', None)
+    return [str(c) for c in names] if names is not None else None
+
+
+def _ShowHook(show_dir: str):  # noqa: N802  (a hook factory; mmengine is imported lazily)
+    """Pictures of the predictions of models whose test step returns dicts (classification, MIL,
+    binary segmentation): the image with its predicted and true class, red when they differ."""
+    from mmengine.hooks import Hook
+
+    class ShowHook(Hook):
+        def __init__(self) -> None:
+            self.index = 0
+            self.names: list[str] | None = None
+
+        def before_test(self, runner) -> None:
+            os.makedirs(show_dir, exist_ok=True)
+            self.names = _class_names(runner)
+
+        def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+            if runner.rank != 0 or not outputs:
+                return
+            inputs = data_batch.get('inputs') if isinstance(data_batch, dict) else None
+            for i, out in enumerate(outputs):
+                self.index += 1
+                if not isinstance(out, dict) or 'pred_score' not in out:
+                    continue
+                image = inputs[i] if inputs is not None and getattr(inputs, 'ndim', 0) == 4 else None
+                _save_classification(out, image, self.names, os.path.join(show_dir, f'{self.index - 1:06d}.png'))
+
+    return ShowHook()
+
+
+def _save_classification(out: dict, image, names: list[str] | None, path: str) -> None:
+    from PIL import Image, ImageDraw, ImageFont
+
+    from zoo.seg.hooks import to_display
+
+    score = out['pred_score'].detach().float().cpu()
+    pred = int(score.argmax())
+    gt = int(out['gt_label']) if out.get('gt_label') is not None else None
+
+    def name(k: int) -> str:
+        return names[k] if names and k < len(names) else str(k)
+
+    text = f'pred {name(pred)} {float(score[pred]):.0%}' + (f' / true {name(gt)}' if gt is not None else '')
+    pic = Image.fromarray(to_display(image)) if image is not None else Image.new('RGB', (160, 160), 'gray')
+    side = max(160, *pic.size)  # small inputs (digits are 32 px) are enlarged so the caption fits
+    pic = pic.resize((round(pic.width * side / max(pic.size)), round(pic.height * side / max(pic.size))),
+                     Image.Resampling.NEAREST)
+    font = ImageFont.load_default(size=max(11, side // 14))
+    bar = font.getbbox(text)[3] + 8
+    canvas = Image.new('RGB', (pic.width, pic.height + bar), (255, 255, 255))
+    canvas.paste(pic, (0, bar))
+    colour = (0, 0, 0) if gt is None or gt == pred else (200, 0, 0)
+    ImageDraw.Draw(canvas).text((4, 4), text, fill=colour, font=font)
+    canvas.save(path)
+
+
+def _attach_out(runner, cfg, out: str):
+    """``--out``: mmengine's DumpResults (pickle, the OpenMMLab convention) for mmdet / mmseg; a JSON
+    file with one record per sample (tensors as lists) for the zoo's own models."""
+    if cfg.get('default_scope') in ('mmdet', 'mmseg'):
+        from mmengine.evaluator import DumpResults
+        from zoo_cli import UsageError
+
+        if not out.endswith(('.pkl', '.pickle')):
+            raise UsageError(f'--out {out}: mmdet / mmseg predictions are written with DumpResults, which '
+                             'needs a .pkl file name')
+        runner.test_evaluator.metrics.append(DumpResults(out_file_path=out))
+        return None
+    if not out.endswith('.json'):
+        from zoo_cli import UsageError
+
+        raise UsageError(f'--out {out}: predictions of this config are written as JSON; use a .json file name')
+    dumper = _JsonDumper(out)
+    runner.register_hook(dumper.hook(), priority='LOW')
+    return dumper
+
+
+class _JsonDumper:
+    def __init__(self, path: str) -> None:
+        self.path, self.records = path, []
+
+    def hook(self):
+        from mmengine.hooks import Hook
+
+        dumper = self
+
+        class DumpHook(Hook):
+            def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+                for out in outputs or []:
+                    dumper.records.append(_to_json(out))
+
+        return DumpHook()
+
+    def write(self) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        with open(self.path, 'w') as f:
+            json.dump(self.records, f)
+
+
+def _to_json(value):
+    import numpy as np
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        value = value.detach().float().cpu().numpy() if value.is_floating_point() else value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return value.astype(np.float64).round(6).tolist() if value.dtype.kind == 'f' else value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        out = {str(k): _to_json(v) for k, v in value.items()}
+        if 'pred_score' in value and 'pred_label' not in value:
+            out['pred_label'] = int(np.argmax(out['pred_score']))
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_to_json(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
 
 
 if __name__ == '__main__':
