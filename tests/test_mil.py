@@ -320,7 +320,10 @@ def test_corrupt_slides_are_reported_and_skipped_and_extraction_resumes(small_co
     out = extract_slides(order, tmp_path / 'feats', ex, TILING, batch_size=64, show_progress=False,
                          log=logged.append)
     assert [o.status for o in out] == ['done', 'failed', 'failed', 'done']
-    assert len(logged) == 2 and 'corrupt_junk.svs' in logged[0] and 'corrupt_truncated.tif' in logged[1]
+    assert len(logged) == 5 and 'corrupt_junk.svs' in logged[0] and 'corrupt_truncated.tif' in logged[1]
+    # the end-of-run summary: a count, then one line per failed slide with its reason
+    assert logged[2] == 'skipped slides: 2 of 4 failed and have no features:'
+    assert 'corrupt_junk.svs: openslide cannot read it' in logged[3] and 'corrupt_truncated.tif' in logged[4]
     feat, coords, attrs = read_features(tmp_path / 'feats' / f'{slides[0].path.stem}.h5')
     assert feat.shape == (len(coords), 64) and feat.dtype == np.float16
     assert attrs['extractor'] == EXTRACTOR and '"num_features": 64' in attrs['extractor_cfg']

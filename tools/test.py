@@ -44,7 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None, exit_on_skip: bool = False) -> dict:
+    """Evaluate; with ``exit_on_skip`` (the command line) exit with code 1 when a sample was unreadable."""
     args = parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     start = time.time()
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = runner.test()
     if dumper is not None and runner.rank == 0:
         dumper.write()
+    skipped = runner.message_hub.get_info('skipped_samples') or []
     if runner.rank == 0:
         with open(os.path.join(cfg.work_dir, 'metrics.json'), 'w') as f:
             json.dump({k: float(v) for k, v in metrics.items()}, f, indent=1)
@@ -100,6 +102,11 @@ def main(argv: list[str] | None = None) -> dict:
                                                               ('predictions in', args.out)) if path)
         print(f'test: {os.path.basename(args.config)} with {os.path.basename(args.checkpoint)}: {shown} '
               f'({time.time() - start:.0f}s{extra})', flush=True)
+        if skipped:
+            print(f'test: {len(skipped)} unreadable file(s) left out of the metrics (listed above and in '
+                  f'{os.path.join(cfg.work_dir, "skipped_samples.json")}); exit code 1', file=sys.stderr, flush=True)
+    if skipped and exit_on_skip:
+        sys.exit(1)
     return metrics
 
 
@@ -246,4 +253,4 @@ def _to_json(value):
 if __name__ == '__main__':
     from zoo_cli import run_cli
 
-    run_cli(main)
+    run_cli(lambda: main(exit_on_skip=True))  # a batch job that skipped anything exits non-zero

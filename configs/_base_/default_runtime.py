@@ -13,6 +13,8 @@ default_hooks = dict(
 custom_hooks = [
     dict(type='ProgressBarHook'),
     dict(type='TrainingCurveHook'),
+    # Unreadable images are left out of their batch (not replaced) and listed at the end of the run.
+    dict(type='SkippedSamplesHook'),
 ]
 
 env_cfg = dict(

@@ -6,6 +6,7 @@ from .hooks import ExportSafetensorsHook, ProgressBarHook, TrainingCurveHook
 from .metrics import Accuracy
 from .optim import CpuAmpOptimWrapper
 from .safe_load import allow_mmengine_checkpoints
+from .skip_report import SkippedSamplesHook
 
 # mmengine's Runner loads with torch's weights_only default: make its own files loadable; and
 # rotate checkpoints so that a crash while saving never leaves --resume without a file.
@@ -14,4 +15,4 @@ save_checkpoints_before_pruning()
 
 __all__ = ['TimmClassifier', 'Accuracy', 'ProgressBarHook', 'TrainingCurveHook', 'ExportSafetensorsHook',
            'CpuAmpOptimWrapper', 'allow_mmengine_checkpoints',
-           'save_checkpoints_before_pruning']
+           'save_checkpoints_before_pruning', 'SkippedSamplesHook']

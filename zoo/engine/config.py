@@ -231,6 +231,12 @@ def apply_runtime_options(cfg: Config, work_dir: str | None, config_path: str, a
     cfg.work_dir = work_dir or cfg.get('work_dir') or os.path.join(
         'work_dirs', os.path.splitext(os.path.basename(config_path))[0])
     cfg.launcher = launcher
+    # Every run drops unreadable samples from their batch and lists them at the end (zoo.engine.skip_report),
+    # also when a config replaces the base custom_hooks list.
+    hooks = list(cfg.get('custom_hooks') or [])
+    names = [getattr(h.get('type'), '__name__', str(h.get('type'))) for h in hooks if isinstance(h, Mapping)]
+    if not any(n.split('.')[-1] == 'SkippedSamplesHook' for n in names):
+        cfg.custom_hooks = hooks + [dict(type='zoo.SkippedSamplesHook')]
     if amp:
         ow = cfg.optim_wrapper
         if torch.cuda.is_available():

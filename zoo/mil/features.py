@@ -199,7 +199,8 @@ def extract_slides(slides: list[str | Path], out_dir: str | Path, extractor: Ext
                    batch_size: int = 64, num_workers: int = 0, dtype: str = 'float16',
                    show_progress: bool = True, log=print) -> list[SlideOutcome]:
     """Extract every slide into ``out_dir/<slide>.h5``; finished slides are skipped, unreadable ones
-    reported through ``log`` and skipped (the batch goes on)."""
+    reported through ``log`` and skipped (the batch goes on); at the end ``log`` gets
+    :func:`failure_summary` (one line per failed slide and its reason)."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
@@ -237,7 +238,19 @@ def extract_slides(slides: list[str | Path], out_dir: str | Path, extractor: Ext
                 log(f'FAILED {msg} -- skipped')
     finally:
         bar.close()
+    for line in failure_summary(outcomes):
+        log(line)
     return outcomes
+
+
+def failure_summary(outcomes: list[SlideOutcome]) -> list[str]:
+    """The end-of-run list of slides that were skipped because they failed: a count line, then one line
+    per slide with its reason (empty when nothing failed)."""
+    failed = [o for o in outcomes if o.status == 'failed']
+    if not failed:
+        return []
+    return [f'skipped slides: {len(failed)} of {len(outcomes)} failed and have no features:'] + [
+        f'  {o.message}' for o in failed]
 
 
 def _extractor_of(path: Path) -> str | None:
