@@ -154,14 +154,14 @@ def run(models: list[str], img_sizes: list[int], batch: int, bench: str, rounds:
 
     jobs = [(m, s) for s in img_sizes for m in models]
     built, results = {}, {}
-    for m, s in tqdm(jobs, desc='build', leave=False):
+    for m, s in tqdm(jobs, desc='build', leave=False, disable=None):  # no bar when not a terminal
         model = build(m, s, device)
         x = torch.randn(batch, 3, s, s, device=device)
         params = sum(p.numel() for p in model.parameters()) / 1e6
         built[m, s] = (model, x)
         results[m, s] = Result(m, s, batch, round(params, 3), round(count_gmacs(model, x), 3), device=device)
     samples: dict = {k: dict(infer=[], train=[], lat=[]) for k in jobs}
-    with tqdm(total=rounds * len(jobs), desc='measure', leave=False) as bar:
+    with tqdm(total=rounds * len(jobs), desc='measure', leave=False, disable=None) as bar:
         for _ in range(rounds):
             for key in jobs:  # round-robin: each model sees the same machine state on average
                 model, x = built[key]
@@ -197,27 +197,56 @@ def write_outputs(results: list[Result], out: str) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
+    # One panel per measured quantity; panels without data (e.g. no --bench train) are left out.
+    trained = any(r.train_img_s == r.train_img_s for r in results)  # memory is probed on the timed mode
+    panels = [(f, label) for f, label in (('infer_img_s', 'inference (images / s)'),
+                                          ('train_img_s', 'training (images / s)'),
+                                          ('peak_mem_mb', f'peak memory (MB, {"training" if trained else "inference"})'))
+              if any(getattr(r, f) == getattr(r, f) for r in results)]  # NaN != NaN: not measured
     sizes = sorted({r.img_size for r in results})
-    metric = 'infer_img_s' if any(r.infer_img_s == r.infer_img_s for r in results) else 'train_img_s'
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(results) + 3) if len(sizes) == 1 else 7, 4))
-    if len(sizes) == 1:
-        names = [r.model for r in results]
-        ax.bar(names, [getattr(r, metric) for r in results], color='tab:blue')
-        ax.set_ylabel(f'{metric.replace("_", " ")} (batch {results[0].batch_size})')
-        ax.tick_params(axis='x', rotation=45)
-        for label in ax.get_xticklabels():
-            label.set_ha('right')
-    else:
-        for name in dict.fromkeys(r.model for r in results):
-            pts = [(r.img_size, r.infer_ms_per_batch if metric == 'infer_img_s' else r.batch_size / r.train_img_s * 1e3)
-                   for r in results if r.model == name]
-            ax.plot(*zip(*pts), marker='o', label=name)
-        ax.set(xlabel='input side (pixels)', ylabel='ms per batch', xscale='log', yscale='log')
-        ax.legend(fontsize=8)
-    ax.set_title(f'{results[0].device}, {results[0].threads} threads')
+    models = list(dict.fromkeys(r.model for r in results))
+    width = max(4.0, 0.45 * len(models) + 2) if len(sizes) == 1 else 4.5
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), 4.2), squeeze=False)
+    for ax, (f, label) in zip(axes[0], panels):
+        if len(sizes) == 1:
+            ax.bar(models, [getattr(r, f) for r in results], color='tab:blue')
+            ax.tick_params(axis='x', rotation=45)
+            for tick in ax.get_xticklabels():
+                tick.set_ha('right')
+            ax.set_xlabel('model')
+        else:
+            for name in models:
+                pts = [(r.img_size, getattr(r, f)) for r in results if r.model == name]
+                ax.plot(*zip(*pts), marker='o', label=name)
+            ax.set(xlabel='input side (pixels)', xscale='log', yscale='log')
+            ax.legend(fontsize=7)
+        ax.set_ylabel(label)
+        ax.set_title(label.split(' (')[0])
+    r0 = results[0]
+    fig.suptitle(f'{r0.device}, {r0.threads} thread{"s" if r0.threads != 1 else ""}, batch {r0.batch_size}'
+                 + (f', {sizes[0]}x{sizes[0]} px' if len(sizes) == 1 else ''), fontsize=10)
     fig.tight_layout()
     fig.savefig(out + '.png', dpi=110)
     plt.close(fig)
+
+
+def check_models(models: list[str]) -> None:
+    """Unknown model names are one error line with the closest known names."""
+    import difflib
+
+    import timm
+    from zoo_cli import UsageError
+
+    import zoo  # noqa: F401
+
+    known = timm.list_models()
+    for name in models:
+        arch = name.split('.')[0]  # 'model.tag' names a pretrained variant of 'model'
+        if not timm.is_model(arch):
+            close = difflib.get_close_matches(arch, known, n=3, cutoff=0.6)
+            hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else \
+                " (see timm.list_models('*pattern*'))"
+            raise UsageError(f'unknown model {name!r} in --models{hint}')
 
 
 def main(argv: list[str] | None = None) -> list[Result]:
@@ -225,7 +254,8 @@ def main(argv: list[str] | None = None) -> list[Result]:
     p.add_argument('--models', nargs='+', required=False, help='timm / zoo model names')
     p.add_argument('--img-sizes', '--img-size', nargs='+', type=int, default=[224], help='square input sides')
     p.add_argument('--batch-size', type=int, default=8)
-    p.add_argument('--bench', choices=['infer', 'train', 'both'], default='infer')
+    p.add_argument('--bench', choices=['infer', 'train', 'both'], default='both',
+                   help='what to time (default both: inference and training; the PNG plots each, and memory)')
     p.add_argument('--rounds', type=int, default=5, help='interleaved rounds (median is reported)')
     p.add_argument('--iters', type=int, default=3, help='timed iterations per round')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -238,6 +268,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
         return []
     if not args.models:
         p.error('--models is required')
+    check_models(args.models)
     start = time.time()
     results = run(args.models, args.img_sizes, args.batch_size, args.bench, args.rounds, args.iters,
                   args.device, memory=not args.no_memory)
@@ -252,4 +283,6 @@ def main(argv: list[str] | None = None) -> list[Result]:
 
 
 if __name__ == '__main__':
-    main()
+    from zoo_cli import run_cli
+
+    run_cli(main)
