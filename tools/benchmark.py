@@ -198,10 +198,11 @@ def write_outputs(results: list[Result], out: str) -> None:
     import matplotlib.pyplot as plt
 
     # One panel per measured quantity; panels without data (e.g. no --bench train) are left out.
-    trained = any(r.train_img_s == r.train_img_s for r in results)  # memory is probed on the timed mode
+    # memory is probed on the training step when training was timed
+    mode = 'training' if any(r.train_img_s == r.train_img_s for r in results) else 'inference'
     panels = [(f, label) for f, label in (('infer_img_s', 'inference (images / s)'),
                                           ('train_img_s', 'training (images / s)'),
-                                          ('peak_mem_mb', f'peak memory (MB, {"training" if trained else "inference"})'))
+                                          ('peak_mem_mb', f'peak memory (MB, {mode})'))
               if any(getattr(r, f) == getattr(r, f) for r in results)]  # NaN != NaN: not measured
     sizes = sorted({r.img_size for r in results})
     models = list(dict.fromkeys(r.model for r in results))
