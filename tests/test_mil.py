@@ -38,7 +38,6 @@ from zoo.mil import (  # noqa: E402
 from zoo.mil.features import build_extractor, extract_slides, read_features  # noqa: E402
 
 TILING = dict(patch_size=128, magnification=20.0, target_size=32, thumbnail_size=512)
-TILING_OPTS = [f'wsi.tiling.{k}={v}' for k, v in TILING.items()]
 EXTRACTOR = 'test_convnext'  # timm's tiny test net: 64-d, normalised pooled features
 
 
@@ -294,6 +293,42 @@ def test_tiling_keeps_tissue_only(small_cohort):
     assert res10.read_level == 1 and res10.read_size == 256 and res10.patch_size_level0 == 512
 
 
+@pytest.mark.parametrize('seed', [2, 5])
+def test_tissue_mask_and_thumbnail_tint_sit_on_the_drawn_tissue(tmp_path, seed):
+    """The tissue mask, and its green tint on the tools/wsi_tile.py thumbnail, cover the tissue drawn on
+    the slide: their bounding boxes are centred on the tissue's within half a mask cell, and every edge
+    lies within one cell of the tissue's. (cv2's closing with the even 4 px kernel once moved the mask
+    one cell, 64 level-0 px, down and right: centres 64 px off.)"""
+    import dataclasses
+
+    import openslide
+
+    from zoo.mil.tiling import draw_thumbnail
+
+    path = tmp_path / 'slide.tif'
+    W.write_pyramid_tiff(path, W.render(2048, [], seed=seed))
+    with openslide.OpenSlide(str(path)) as s:  # the drawn tissue, read back at level 0
+        level0 = np.asarray(s.read_region((0, 0), 0, s.dimensions).convert('RGB'))
+    tissue = (level0 != W.BACKGROUND.astype(np.uint8)).any(-1)
+
+    def box(m: np.ndarray, scale: float) -> np.ndarray:  # (x0, y0, x1, y1) in level-0 pixels
+        ys, xs = np.nonzero(m)
+        return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]) * scale
+
+    want = box(tissue, 1.0)
+    res = tile_slide(path, TILING)
+    cell = res.mask_downsample
+    assert cell == pytest.approx(64.0)
+    # the thumbnail tint: pixels that differ from the plain thumbnail (no grid drawn: no patches)
+    tinted = draw_thumbnail(path, dataclasses.replace(res, coords=np.zeros((0, 2), np.int64)), size=512)
+    with openslide.OpenSlide(str(path)) as s:
+        plain = np.asarray(s.get_thumbnail((512, 512)).convert('RGB'))
+    for name, got in (('mask', box(res.mask, cell)), ('thumbnail tint', box((tinted != plain).any(-1), 2048 / 512))):
+        centre_err = (got[:2] + got[2:]) / 2 - (want[:2] + want[2:]) / 2
+        assert np.abs(centre_err).max() <= cell / 2, (name, got, want)
+        assert np.abs(got - want).max() <= cell, (name, got, want)
+
+
 def test_single_level_slide_gives_the_same_grid(tmp_path):
     img = W.render(2048, [(900.0, 1000.0, 200.0)], seed=5)
     W.write_pyramid_tiff(tmp_path / 'pyramid.tif', img, levels=4)
@@ -357,41 +392,36 @@ def _tool(name):
     return sys.modules[key]
 
 
+SMOKE_CONFIG = str(ROOT / 'configs/smoke/mil/acmil_ga_slides.py')
+
+
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
-    """tile -> extract -> train (tools/train.py) on 12 synthetic slides: 6 train, 2 val, 4 test."""
-    root = tmp_path_factory.mktemp('wsi_chain')
-    slides = W.make_cohort(root / 'slides', n_pos=6, n_neg=6, seed=1)
-    split = {}
-    for rank, i in enumerate([0, 6, 1, 7, 2, 8, 3, 9, 4, 10, 5, 11]):
-        split[slides[i].path.stem] = 'train' if rank < 6 else 'val' if rank < 8 else 'test'
-    opts = ['--cfg-options', *TILING_OPTS]
-    tiled = _tool('wsi_tile').main([str(root / 'slides'), '--out', str(root), '--quiet', *opts])
-    assert tiled['done'] == 12 and not tiled['failed']
-    extracted = _tool('wsi_extract').main([str(root / 'slides'), '--out', str(root / 'feats'), '--coords',
-                                           str(root / 'coords'), '--model', EXTRACTOR, '--no-pretrained',
-                                           '--num-workers', '0', '--batch-size', '128', '--quiet', *opts])
-    assert extracted['done'] == 12
-    with open(root / 'slides.csv', 'w') as f:
-        f.write('slide,label,split\n')
-        f.writelines(f'{s.path.stem},{s.label},{split[s.path.stem]}\n' for s in slides)
-    feat, csv = root / 'feats', root / 'slides.csv'
-    options = {f'{dl}.dataset.{k}': str(v) for dl in ('train_dataloader', 'val_dataloader', 'test_dataloader')
-               for k, v in (('feat_dir', feat), ('csv_path', csv))}
-    options.update({'model.head.in_dim': 64, 'model.head.inner_dim': 32, 'train_cfg.max_epochs': 12,
-                    'param_scheduler.0.end': 12, 'optim_wrapper.optimizer.lr': 0.002, 'custom_hooks': [],
-                    'default_hooks.logger.interval': 1000, 'randomness.seed': 0})
-    cfg_opts = [f'{k}={v}' for k, v in options.items()]
-    config = str(ROOT / 'configs/mil/acmil_ga_default.py')
-    _tool('train').main([config, '--work-dir', str(root / 'work'), '--cfg-options', *cfg_opts])
-    best = glob.glob(str(root / 'work' / 'best_mil_f1_auc_*.pth'))
-    assert len(best) == 1, os.listdir(root / 'work')
-    return dict(root=root, slides=slides, split=split, config=config, cfg_opts=cfg_opts, ckpt=best[0])
+    """The smoke chain of docs/acmil.md on 12 synthetic slides (6 train, 2 val, 4 test, each split half
+    tumour): make_slide_fixture -> tools/wsi_tile.py -> tools/wsi_extract.py -> tools/train.py, all
+    with configs/smoke/mil/acmil_ga_slides.py (its data root is $ZOO_FIXTURES/wsi)."""
+    root = tmp_path_factory.mktemp('fixtures')
+    fx = W.make_slide_fixture(root / 'wsi', seed=1)
+    prev = os.environ.get('ZOO_FIXTURES')
+    os.environ['ZOO_FIXTURES'] = str(root)
+    try:
+        tiled = _tool('wsi_tile').main(['--config', SMOKE_CONFIG, '--quiet'])
+        assert tiled['done'] == 12 and not tiled['failed']
+        extracted = _tool('wsi_extract').main(['--config', SMOKE_CONFIG, '--quiet'])
+        assert extracted['done'] == 12
+        _tool('train').main([SMOKE_CONFIG, '--work-dir', str(root / 'work')])
+        best = glob.glob(str(root / 'work' / 'best_mil_f1_auc_*.pth'))
+        assert len(best) == 1, os.listdir(root / 'work')
+        yield dict(root=root / 'wsi', slides=fx['slides'], split=fx['split'], config=SMOKE_CONFIG, ckpt=best[0])
+    finally:
+        if prev is None:
+            os.environ.pop('ZOO_FIXTURES', None)
+        else:
+            os.environ['ZOO_FIXTURES'] = prev
 
 
 def _evaluate(trained, ckpt: str) -> dict:
-    return _tool('test').main([trained['config'], ckpt, '--work-dir', str(trained['root'] / 'eval'),
-                               '--cfg-options', *trained['cfg_opts']])
+    return _tool('test').main([trained['config'], ckpt, '--work-dir', str(trained['root'] / 'eval')])
 
 
 def test_chain_beats_chance(trained):
@@ -418,24 +448,21 @@ def test_heatmaps_attend_to_tumour(trained):
     from zoo.registry import MODELS
 
     root = trained['root']
-    out = _tool('wsi_heatmap').main([trained['config'], trained['ckpt'], '--slides', str(root / 'slides'),
-                                     '--feats', str(root / 'feats'), '--out', str(root / 'heatmaps'),
-                                     '--size', '256', '--quiet',
-                                     '--only', *[n for n, s in trained['split'].items() if s == 'test'],
-                                     '--cfg-options', 'model.head.in_dim=64', 'model.head.inner_dim=32'])
+    out = _tool('wsi_heatmap').main([trained['config'], trained['ckpt'], '--size', '256', '--quiet',
+                                     '--only', *[n for n, s in trained['split'].items() if s == 'test']])
     assert len(out['written']) == 4 and not out['failed']
     from PIL import Image
 
     img = Image.open(out['written'][0])
     assert img.size[0] > 600  # thumbnail + 5 branches + bag panels
-    cfg = load_config(trained['config'], {'model.head.in_dim': 64, 'model.head.inner_dim': 32})
+    cfg = load_config(trained['config'])
     model = MODELS.build(cfg.model)
     model.load_state_dict(checkpoint_filter_fn(load_mil_checkpoint(trained['ckpt']), model))
     ratios = []
     for s in trained['slides']:
         if trained['split'][s.path.stem] != 'test' or not s.label:
             continue
-        feat, coords, _ = read_features(root / 'feats' / f'{s.path.stem}.h5')
+        feat, coords, _ = read_features(root / 'features' / f'{s.path.stem}.h5')
         maps = attention_maps(model, feat)
         assert maps.shape == (6, len(coords)) and np.allclose(maps.sum(1), 1, atol=1e-4)
         tumour = s.in_tumour(coords, 128)

@@ -149,7 +149,16 @@ def tissue_mask(rgb: np.ndarray, cfg: TilingConfig, patch_area: float = 0.0) -> 
     else:
         _, m = cv2.threshold(sat, cfg.sthresh, 255, cv2.THRESH_BINARY)
     if cfg.close > 0:
-        m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((cfg.close, cfg.close), np.uint8))
+        # Closing = dilation, then erosion by the *reflected* square. cv2.morphologyEx(MORPH_CLOSE) uses
+        # the same anchor for both, which for an even side (the default 4) moves the whole mask one
+        # pixel down and right: one 64 px cell at level 0. Reflecting the anchor keeps it in place.
+        # The zero margin makes the outside of the slide background: cv2's erosion treats it as
+        # foreground, which let tissue within `close` pixels of the edge grow to the edge.
+        k = cfg.close
+        kernel = np.ones((k, k), np.uint8)
+        m = cv2.copyMakeBorder(m, k, k, k, k, cv2.BORDER_CONSTANT, value=0)
+        m = cv2.erode(cv2.dilate(m, kernel, anchor=(k // 2,) * 2), kernel, anchor=(k - 1 - k // 2,) * 2)
+        m = m[k:-k, k:-k]
     if cfg.min_area_patches > 0 and patch_area > 0:
         n, lab, stats, _ = cv2.connectedComponentsWithStats((m > 0).astype(np.uint8), connectivity=8)
         keep = stats[:, cv2.CC_STAT_AREA] >= cfg.min_area_patches * patch_area
