@@ -358,3 +358,48 @@ def test_dcal_models_are_listed_for_the_contract_suite() -> None:
         'dcal_deit_base_patch16_448',
         'dcal_vit_base_patch16_448',
     }
+
+
+# ---------------------------------------------------------------------------- Agent-DeiT through wrap_dcal
+def test_agent_attention_map_is_the_product_of_the_two_agent_softmaxes() -> None:
+    """One head: the rollout map M satisfies out = proj(M V + dwc(V)), i.e. M is the token mixing."""
+    from zoo.layers.agent_attention import AgentAttention
+    from zoo.layers.cross_attention import agent_attention_forward
+
+    torch.manual_seed(0)
+    attn = AgentAttention(16, num_heads=1, agent_num=4, window_size=(4, 4), num_prefix_tokens=1).eval()
+    x = torch.randn(2, 1 + 16, 16)
+    with torch.no_grad():
+        out, amap, (k, v) = agent_attention_forward(attn, x, (4, 4), need_map=True)
+        assert torch.allclose(out, attn(x, (4, 4)), atol=1e-5)
+        div = attn.dwc(v[:, 0, 1:].transpose(-1, -2).reshape(2, 16, 4, 4)).flatten(2).transpose(1, 2)
+        ref = attn.proj(amap @ v[:, 0] + F.pad(div, (0, 0, 1, 0)))
+        same, _, _ = agent_attention_forward(attn, x, (4, 4), partner_kv=(k, v))
+    assert torch.allclose(amap.sum(-1), torch.ones(2, 17), atol=1e-5)
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert torch.allclose(same, out, atol=1e-5)  # PWCA with itself as partner
+
+
+def test_wrap_dcal_on_agent_deit() -> None:
+    torch.manual_seed(0)
+    model = timm.create_model('agent_deit_small', img_size=112, depth=2, embed_dim=48, num_heads=3, num_classes=4)
+    model.eval()
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        ref = model(x)
+    last = {k: v.clone() for k, v in model.blocks[-1].state_dict().items()}
+    wrap_dcal(model, local_query_ratio=0.2)
+    assert all(torch.equal(v, last[k]) for k, v in model.glca.state_dict().items())  # shared weights copied
+    with torch.no_grad():
+        out = model.forward_branches(x, partner_idx=torch.tensor([1, 0]))
+        model.set_inference_branches('sa')
+        assert torch.allclose(model(x), ref, atol=1e-5)
+        model.set_inference_branches('sa', 'glca')
+        assert model(x).shape == (2, 4)
+    assert torch.allclose(out['logits_sa'], ref, atol=1e-5)
+    assert out['query_idx'].shape == (2, 1 + 10)  # 20 % of 7 x 7 patches
+    assert not torch.allclose(out['logits_pwca'], out['logits_sa'], atol=1e-4)
+    model.train()
+    res = model(x, torch.tensor([0, 1]))
+    res['loss'].backward()
+    assert model.glca.attn.qkv.weight.grad.abs().sum() > 0

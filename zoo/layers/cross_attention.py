@@ -11,22 +11,28 @@
 
 Both run on timm's ``vision_transformer.Block`` with ``timm.layers.Attention`` (fused ``qkv``, optional
 ``q_norm`` / ``k_norm`` / ``norm`` / ``gate``, layer scale, drop path): :func:`block_forward` is that block's
-forward with the per-block attention map for rollout and the partner keys / values for PWCA.
+forward with the per-block attention map for rollout and the partner keys / values for PWCA. Blocks with the
+zoo's :class:`~zoo.layers.agent_attention.AgentAttention` (Agent-DeiT) work too: their token-to-token map is
+the product of the two agent softmaxes (the depthwise-conv term is not attention and stays out of rollout),
+and PWCA lets the agents aggregate over both images' keys / values under one softmax.
 """
 
 from __future__ import annotations
 
 import copy
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from zoo.layers.agent_attention import AgentAttention
 from zoo.layers.rollout import fuse_heads
 
 __all__ = [
     'GLCABlock',
+    'agent_attention_forward',
     'block_forward',
     'check_dcal_block',
     'glca_forward',
@@ -51,6 +57,8 @@ def check_dcal_block(block: nn.Module, where: str = 'block') -> None:
         )
     if not hasattr(attn, 'num_heads'):
         raise TypeError(f'{where}.attn ({type(attn).__name__}) has no num_heads attribute')
+    if isinstance(attn, AgentAttention) and not hasattr(block, 'grid'):
+        raise TypeError(f'{where} ({type(block).__name__}) has agent attention but no grid attribute')
 
 
 def _heads(attn: nn.Module) -> tuple[int, int]:
@@ -129,11 +137,16 @@ def block_forward(
         ``(out (B, N, C), map or None, (k, v))``, ``k`` / ``v`` this block's own ``(B, h, N, d)`` keys and
         values (what a PWCA partner attends to).
     """
+    if partner_kv is not None and need_map:
+        raise ValueError('need_map is for the self-attention branch; PWCA (partner_kv) has no rollout')
     y = block.norm1(x)
+    if isinstance(block.attn, AgentAttention):
+        a, amap, kv = agent_attention_forward(block.attn, y, block.grid, partner_kv, need_map)
+        x = x + _residual(block, 1, a)
+        x = x + _residual(block, 2, block.mlp(block.norm2(x)))
+        return x, amap, kv
     q, k, v = project_qkv(block.attn, y)
     if partner_kv is not None:
-        if need_map:
-            raise ValueError('need_map is for the self-attention branch; PWCA (partner_kv) has no rollout')
         k2, v2 = partner_kv
         if k2.shape[:2] != k.shape[:2] or k2.shape[-1] != k.shape[-1]:
             raise ValueError(f'partner keys {tuple(k2.shape)} do not match the block keys {tuple(k.shape)}')
@@ -143,6 +156,60 @@ def block_forward(
     x = x + _residual(block, 1, project_output(block.attn, out, y))
     x = x + _residual(block, 2, block.mlp(block.norm2(x)))
     return x, amap, (k, v)
+
+
+def agent_attention_forward(
+    attn: AgentAttention,
+    x: torch.Tensor,
+    hw: tuple[int, int],
+    partner_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    need_map: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
+    """``AgentAttention.forward`` with DCAL's extras (same output when ``partner_kv`` is None).
+
+    Args:
+        attn: the agent attention of an Agent-DeiT block.
+        x: ``(B, P + H*W, C)`` normed block input; hw: the grid ``(H, W)``.
+        partner_kv: PWCA keys / values ``(B, h, P + H*W, d)`` of the partner images: the agents (pooled from
+            image 1's queries) aggregate over both images under one softmax, the partner's tokens carrying the
+            position biases of their grid cells; the depthwise-conv term uses image 1's values only.
+        need_map: also return the head-mean token-to-token map ``softmax(Q A^T + b2) softmax(A K^T + b1)``
+            ``(B, N, N)`` (rows sum to 1; detached).
+
+    Returns:
+        ``(out (B, N, C), map or None, (k, v))``.
+    """
+    B, N, C = x.shape
+    h, d = attn.num_heads, attn.head_dim
+    if attn.separate_q:
+        q = attn.q(x).reshape(B, N, h, d).transpose(1, 2)
+        k, v = attn.kv(x).reshape(B, N, 2, h, d).permute(2, 0, 3, 1, 4).unbind(0)
+    else:
+        q, k, v = attn.qkv(x).reshape(B, N, 3, h, d).permute(2, 0, 3, 1, 4).unbind(0)
+    agents = attn.pool_agents(q, hw)
+    bias1, bias2 = attn.agent_biases(hw)
+    bias1, bias2 = bias1.to(q.dtype), bias2.to(q.dtype)
+    k_all, v_all, bias1_all = k, v, bias1
+    if partner_kv is not None:
+        k2, v2 = partner_kv
+        if k2.shape != k.shape:
+            raise ValueError(f'partner keys {tuple(k2.shape)} do not match the block keys {tuple(k.shape)}')
+        k_all, v_all = torch.cat([k, k2], dim=2), torch.cat([v, v2], dim=2)
+        bias1_all = torch.cat([bias1, bias1], dim=-1)
+    agent_v = attn._softmax_attention(agents, k_all, v_all, bias1_all)
+    out = attn._softmax_attention(q, agents, agent_v, bias2).transpose(1, 2).reshape(B, N, C)
+    P = attn.num_prefix_tokens
+    H, W = hw
+    div = attn.dwc(v[:, :, P:].transpose(-1, -2).reshape(B, C, H, W)).flatten(2).transpose(1, 2)
+    out = attn.proj_drop(attn.proj(out + (F.pad(div, (0, 0, P, 0)) if P else div)))
+    amap = None
+    if need_map:
+        with torch.no_grad():
+            scale = d**-0.5
+            a1 = ((agents * scale) @ k.transpose(-1, -2) + bias1).softmax(-1)  # agents <- tokens (B, h, n, N)
+            a2 = ((q * scale) @ agents.transpose(-1, -2) + bias2).softmax(-1)  # tokens <- agents (B, h, N, n)
+            amap = fuse_heads(a2 @ a1)
+    return out, amap, (k, v)
 
 
 def _residual(block: nn.Module, i: int, t: torch.Tensor) -> torch.Tensor:
@@ -199,10 +266,32 @@ class GLCABlock(Block):
 
     @classmethod
     def from_block(cls, block: nn.Module) -> GLCABlock:
-        """A deep copy of ``block`` (a timm ``Block``, weights included) as a ``GLCABlock``."""
-        if not isinstance(block, Block):
-            raise TypeError(f'GLCABlock.from_block needs a timm vision_transformer.Block, got {type(block).__name__}')
+        """A GLCA block initialised from ``block``.
+
+        A timm ``Block`` is deep-copied (weights, layer scale, drop path). Another pre-norm block with a fused
+        ``qkv`` (e.g. an Agent-DeiT block) gives a plain softmax-attention ``GLCABlock`` of the same width,
+        heads and MLP, whose norms, ``qkv``, ``proj`` and MLP weights are copied (agent biases and the
+        depthwise conv have no counterpart and are dropped).
+        """
         check_dcal_block(block)
-        new = copy.deepcopy(block)
-        new.__class__ = cls  # same attributes, only forward differs
+        if isinstance(block, Block):
+            new = copy.deepcopy(block)
+            new.__class__ = cls  # same attributes, only forward differs
+            return new
+        attn = block.attn
+        dim = attn.qkv.in_features
+        dp = getattr(block, 'drop_path', None)
+        new = cls(
+            dim,
+            attn.num_heads,
+            mlp_ratio=block.mlp.fc1.out_features / dim,
+            qkv_bias=attn.qkv.bias is not None,
+            drop_path=getattr(dp, 'drop_prob', 0.0) or 0.0,
+            norm_layer=partial(nn.LayerNorm, eps=block.norm1.eps),
+        ).to(device=attn.qkv.weight.device, dtype=attn.qkv.weight.dtype)
+        src = block.state_dict()
+        missing = [k for k, v in new.state_dict().items() if k not in src or src[k].shape != v.shape]
+        if missing:
+            raise TypeError(f'cannot initialise a GLCA block from {type(block).__name__}: no matching {missing}')
+        new.load_state_dict({k: src[k] for k in new.state_dict()})
         return new

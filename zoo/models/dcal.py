@@ -254,7 +254,9 @@ class DCALMixin:
 
     # ---------------------------------------------------------------- internals
     def _embed_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """Image -> block-0 input tokens, exactly the ViT's route."""
+        """Image -> block-0 input tokens, exactly the backbone's route."""
+        if hasattr(self, '_embed'):  # zoo Agent-DeiT: tokens + grid (its blocks learn the grid here)
+            return self._embed(x)[0]
         x = self.patch_embed(x)
         x = self._pos_embed(x)
         x = self.patch_drop(x)
@@ -434,15 +436,17 @@ def wrap_dcal(model: nn.Module, **dcal_kwargs) -> nn.Module:
 
     Any ``timm.models.vision_transformer.VisionTransformer`` (or subclass) with a class token and timm
     ``Block`` layers works, e.g. ``wrap_dcal(timm.create_model('vit_small_patch16_224', pretrained=True),
-    local_query_ratio=0.3, task='reid')``. GLCA is initialised from the (pretrained) last block.
+    local_query_ratio=0.3, task='reid')``, and so does the zoo's Agent-DeiT (``agent_deit_small``: rollout
+    through the agent attention maps, PWCA through the agents, GLCA a softmax block initialised from the
+    last agent block's shared weights). GLCA is initialised from the (pretrained) last block.
     ``dcal_kwargs`` are those of :class:`DCALVisionTransformer`.
     """
     if isinstance(model, DCALMixin):
         raise ValueError(f'{type(model).__name__} is already a DCAL model')
-    if not isinstance(model, VisionTransformer):
+    if not isinstance(model, VisionTransformer) and not hasattr(model, '_embed'):
         raise TypeError(
-            f'wrap_dcal needs a timm VisionTransformer (token sequence, class token, timm Blocks); '
-            f'got {type(model).__name__}'
+            f'wrap_dcal needs a timm VisionTransformer or the zoo Agent-DeiT (token sequence, class token, '
+            f'pre-norm blocks); got {type(model).__name__}'
         )
     base = type(model)
     cls = _WRAPPED_CLASSES.get(base)
