@@ -378,9 +378,50 @@ def test_fgd_token_gram_and_distiller_loss() -> None:
         kd_weight=0.5, tau=2.0)
     assert m.teacher_layers == [0, 0, 1, 1]  # 4 student attention blocks spread over 2 teacher blocks
     m.train()
-    losses = m(torch.randn(4, 3, 32, 32), dict(gt_label=torch.tensor([0, 1, 2, 3])), mode='loss')
+    # record what the loss is made of in the same forward: student logits and q / k spikes of every
+    # Q-SDSA block, teacher logits and the qkv output of the mapped teacher blocks
+    from zoo.models.qsd_transformer import SpikeDrivenSelfAttention
+
+    seen: dict = {}
+
+    def keep(key):
+        return lambda mod, inp, out: seen.__setitem__(key, out.detach())
+
+    attns = [a for a in m.backbone.modules() if isinstance(a, SpikeDrivenSelfAttention)]
+    hooks = [m.backbone.register_forward_hook(keep('student')), m.teacher.register_forward_hook(keep('teacher'))]
+    for i, a in enumerate(attns):
+        hooks += [a.q_lif.register_forward_hook(keep(('q', i))), a.k_lif.register_forward_hook(keep(('k', i)))]
+    for j in set(m.teacher_layers):
+        hooks.append(m.teacher.blocks[j].attn.qkv.register_forward_hook(keep(('qkv', j))))
+    labels = torch.tensor([0, 1, 2, 3])
+    losses = m(torch.randn(4, 3, 32, 32), dict(gt_label=labels), mode='loss')
+    for h in hooks:
+        h.remove()
     assert set(losses) == {'loss_ce', 'loss_fgd', 'loss_kd'}
-    assert 0 < losses['loss_fgd'].item() < 4  # MSE between cosine-similarity matrices lies in [0, 4]
+
+    # the loss by hand (docs/qsd_spiking.md): per block, MSE between the token cosine-similarity matrices
+    # of the student's q / k spikes (averaged over T) and the teacher's q / k tokens (class token dropped,
+    # 4x4 grid average-pooled to the student's grid), averaged over blocks and q / k
+    def gram(t):  # (B, N, C) -> (B, N, N)
+        t = t.double()
+        t = t / t.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        return t @ t.transpose(1, 2)
+
+    T = m.backbone.T
+    want = 0.0
+    for i, j in enumerate(m.teacher_layers):
+        qkv = seen[('qkv', j)][:, 1:]  # (B, 16, 3 * 48): drop the class token
+        for s, t in ((seen[('q', i)], qkv[..., :48]), (seen[('k', i)], qkv[..., 48:96])):
+            h, w = s.shape[-2:]
+            s_tok = s.unflatten(0, (T, -1)).mean(0).flatten(2).transpose(1, 2)
+            t_grid = F.adaptive_avg_pool2d(t.transpose(1, 2).reshape(4, 48, 4, 4), (h, w))
+            want += ((gram(s_tok) - gram(t_grid.flatten(2).transpose(1, 2))) ** 2).mean().item()
+    assert losses['loss_fgd'].item() == pytest.approx(want / (2 * len(attns)), rel=1e-4)
+    s_logits, t_logits = seen['student'].double(), seen['teacher'].double()
+    p_t = (t_logits / 2.0).softmax(1)
+    kl = (p_t * (p_t.log() - (s_logits / 2.0).log_softmax(1))).sum(1).mean() * 2.0 ** 2
+    assert losses['loss_kd'].item() == pytest.approx(0.5 * kl.item(), rel=1e-4)
+    assert losses['loss_ce'].item() == pytest.approx(F.cross_entropy(s_logits, labels).item(), rel=1e-5)
     losses['loss_fgd'].backward()  # the FGD term alone trains the Q-SDSA convs through the spike STE
     q_conv = m.backbone.block3[0].attn.q_conv[0].body[0].weight
     assert q_conv.grad is not None and q_conv.grad.abs().sum() > 0
@@ -401,8 +442,9 @@ def test_energy_tool_attribution_and_outputs(tmp_path) -> None:
 
     m = _active_tiny('qsd_transformer_15m')
     rec = energy.Recorder(m, T=1)
+    x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        m(torch.randn(2, 3, 32, 32))
+        m(x)
     rec.remove()
     layers = rec.layers
     # encoding conv: real-valued input (MAC), 7x7 s2 3->8 channels at 16x16 output
@@ -417,7 +459,20 @@ def test_energy_tool_attribution_and_outputs(tmp_path) -> None:
     # k^T v per image-step: heads * tokens * d^2 = 8 * (2*2) * 8^2
     assert layers['block3.0.attn.kTv'][0] == 8 * 4 * 8 * 8
     rates = rec.firing_rates()
-    assert all(0 <= r <= 1 for r in rates.values()) and max(rates.values()) > 0
+    # firing rate = spikes emitted / (neuron outputs x D), counted from each neuron's input with the
+    # IE-LIF rule k = round(clamp(D x, 0, D)) (seen in a second, identical eval forward)
+    inputs = {}
+    hooks = [mod.register_forward_hook(lambda mod, inp, out, n=n: inputs.__setitem__(n, (inp[0], mod.levels)))
+             for n, mod in m.named_modules() if isinstance(mod, MultiSpike)]
+    with torch.no_grad():
+        m(x)
+    for h in hooks:
+        h.remove()
+    assert set(inputs) == set(rates)
+    for n, (inp, D) in inputs.items():
+        k = torch.floor((inp.double() * D).clamp(0, D) + 0.5)
+        assert rates[n] == pytest.approx(k.mean().item() / D, rel=1e-6, abs=1e-9), n
+    assert len({round(r, 6) for r in rates.values()}) > 1  # not a constant
 
     out = tmp_path / 'e'
     assert energy.main(['qsd_transformer_15m', '--num-images', '2', '--img-size', '16', '--batch-size', '2',
