@@ -147,6 +147,28 @@ def test_dataset_sentinel_and_skip_collate(tmp_path: Path) -> None:
     assert got == [(1, [1]), (2, [])]
 
 
+def test_accuracy_counts_each_read_image_once() -> None:
+    """Results keyed by ``sample_idx``: a dropped image lowers the count, a repeated index (the DDP
+    sampler's padding) is counted once."""
+    from zoo.engine import Accuracy
+
+    metric = Accuracy(topk=(1,))
+    scores = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    labels = [0, 0, 0, 1]  # hits: 0, 2, 3
+
+    def feed(idx: list[int]) -> None:
+        batch = dict(data_samples=dict(gt_label=torch.tensor([labels[i] for i in idx]), sample_idx=torch.tensor(idx)))
+        metric.process(batch, [dict(pred_score=scores[i], gt_label=labels[i]) for i in idx])
+
+    feed([0, 2])
+    feed([3, 0])  # index 0 again (padding); index 1 was unreadable
+    out = metric.evaluate(4)
+    assert out['accuracy/top1'] == pytest.approx(100.0)  # 3 of the 3 images read
+    assert (metric.num_samples, metric.num_skipped) == (3, 1)
+    feed([0, 1, 2, 3])
+    assert metric.evaluate(4)['accuracy/top1'] == pytest.approx(75.0) and metric.num_skipped == 0
+
+
 # ------------------------------------------------------------------------------- the tools
 
 
