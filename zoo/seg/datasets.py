@@ -102,8 +102,9 @@ class ISICSegDataset(Dataset):
     def __getitem__(self, idx: int) -> dict:
         from PIL import Image
 
-        with Image.open(self.images[idx]) as im:
-            img = np.asarray(im.convert('RGB'))
+        from zoo.data import read_rgb
+
+        img = read_rgb(self.images[idx])  # by the file's true bit depth (16-bit dermoscopy TIFFs too)
         with Image.open(self.masks[idx]) as im:
             mask = np.asarray(im.convert('L')).astype(np.float32) / 255.0
         img = normalize_image(img, self.normalize)
