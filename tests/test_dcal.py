@@ -17,7 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import zoo  # noqa: F401  (registers the models)
 from zoo.layers import GLCABlock, block_forward, glca_forward, rollout_cls_row, select_local_queries
-from zoo.models import list_zoo_models
+from zoo.models import list_zoo_models, paper_facts
 from zoo.models.dcal import DCALLoss, batch_hard_triplet_loss, sample_partners, wrap_dcal
 
 TINY = dict(img_size=64, patch_size=16, embed_dim=32, depth=3, num_heads=2, num_classes=5)
@@ -324,7 +324,29 @@ def test_param_overhead_of_dcal_deit_tiny() -> None:
     assert n_dcal - n_deit == extra
     overhead = (n_dcal - n_deit) / n_deit
     print(f'dcal_deit_tiny_patch16_448: {n_dcal / 1e6:.3f}M vs deit_tiny@448 {n_deit / 1e6:.3f}M: +{overhead:.1%}')
-    assert 0.08 < overhead < 0.095
+    assert abs(overhead - paper_facts()['dcal_deit_tiny_patch16_448']['params_overhead']) < 0.01  # paper: "9 %"
+
+
+def test_flops_overhead_of_dcal_deit_tiny() -> None:
+    """Paper: +2 % FLOPs for DeiT-T at 448; a GLCA block over all 785 tokens would add about 8 %."""
+    with torch.device('meta'):
+        model = timm.create_model('dcal_deit_tiny_patch16_448', num_classes=200).eval()
+    for m in model.modules():
+        if hasattr(m, 'fused_attn'):
+            m.fused_attn = False  # explicit matmuls: the flop counter sees the attention on every device
+    x = torch.empty(1, 3, 448, 448, device='meta')
+
+    def gmacs() -> float:
+        with FlopCounterMode(display=False) as fc, torch.no_grad():
+            model(x)
+        return fc.get_total_flops() / 2e9
+
+    dcal = gmacs()
+    model.set_inference_branches('sa')
+    sa = gmacs()
+    overhead = dcal / sa - 1
+    print(f'dcal_deit_tiny_patch16_448: {dcal:.3f} GMACs vs SA {sa:.3f}: +{overhead:.2%}')
+    assert abs(overhead - paper_facts()['dcal_deit_tiny_patch16_448']['flops_overhead']) < 0.005
 
 
 def test_wrap_dcal_on_another_timm_vit() -> None:
@@ -403,3 +425,17 @@ def test_wrap_dcal_on_agent_deit() -> None:
     res = model(x, torch.tensor([0, 1]))
     res['loss'].backward()
     assert model.glca.attn.qkv.weight.grad.abs().sum() > 0
+
+
+def test_grad_checkpointing_keeps_training_gradients() -> None:
+    x, y = torch.randn(2, 3, 64, 64), torch.tensor([1, 3])
+    grads = []
+    for ckpt in (False, True):
+        model = _tiny().train()
+        model.set_grad_checkpointing(ckpt)
+        res = model(x, y, partner_idx=torch.tensor([1, 0]))
+        res['loss'].backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) == len(list(_tiny().parameters()))
+    for n, g in grads[0].items():
+        assert torch.allclose(g, grads[1][n], atol=1e-5), n

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None, exit_on_skip: bool = False) -> dict:
 
     import zoo  # noqa: F401
     from zoo.engine.config import apply_runtime_options, load_config
-    from zoo.hub import load_checkpoint_file, unwrap_state_dict
+    from zoo.hub import drop_pretrained, load_checkpoint_file, unwrap_state_dict
 
     cfg = load_config(args.config, args.cfg_options)
     work_dir = args.work_dir or os.path.join(
@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None, exit_on_skip: bool = False) -> dict:
         kwargs['pretrained_cfg_overlay'] = overlay
     else:
         weights = unwrap_state_dict(ckpt)
+    if is_runner_ckpt or weights is not None:  # the checkpoint replaces every weight: fetch none
+        drop_pretrained(cfg.model)
     cfg.resume = False
     if args.show_dir:
         _add_show_dir(cfg, args.show_dir)

@@ -91,9 +91,11 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == '__main__':
+    from zoo.hub import WeightsError  # a failed download or a bad --checkpoint: one line, exit code 2
+
     try:
         result = main()
-    except (FileNotFoundError, KeyError, ValueError) as err:
+    except (FileNotFoundError, KeyError, ValueError, WeightsError) as err:
         print(f'error: {err.args[0] if err.args else err}', file=sys.stderr)
         sys.exit(2)
     sys.exit(1 if result['failed'] else 0)

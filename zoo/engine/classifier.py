@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import timm
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModel
@@ -33,14 +32,11 @@ class TimmClassifier(BaseModel):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         import zoo  # noqa: F401  (zoo models must be registered before create_model)
         from zoo.engine.config import ConfigKeyError
-        from zoo.hub import load_checkpoint_file
+        from zoo.hub import create_model
 
         kwargs = dict(model_kwargs or {})
-        weights = (kwargs.get('pretrained_cfg_overlay') or {}).get('file')
-        if kwargs.get('pretrained') and weights:
-            load_checkpoint_file(weights)  # one-line error naming a missing/corrupt file
-        try:
-            self.backbone = timm.create_model(model_name, **kwargs)
+        try:  # the zoo's weight route: one-line errors for a bad weights file or a failed download
+            self.backbone = create_model(model_name, **kwargs)
         except TypeError as err:  # timm's message does not say which config key was wrong
             raise ConfigKeyError(f"unknown config key in model.model_kwargs for '{model_name}': {err}") from None
         except RuntimeError as err:

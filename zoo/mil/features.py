@@ -97,20 +97,23 @@ def build_extractor(model: str, pretrained: bool = False, checkpoint: str | None
 
     Args:
         model: any timm or zoo model name.
-        pretrained: load the cfg's weights (needs network or a cached file).
+        pretrained: load the cfg's weights (needs network or a cached file; offline, a one-line
+            ``zoo.hub.DownloadError`` names the source and the ways round it).
         checkpoint: a local weights file (``pretrained_cfg_overlay=dict(file=...)``), implies pretrained.
         input_size: resize incoming patches to this side on the model's device (default: use the
             patches as they come, i.e. at the tiling's ``target_size``; timm CNNs take any size, ViTs
             need ``model_kwargs=dict(img_size=...)`` or ``dynamic_img_size=True``).
     """
     import zoo  # noqa: F401  (registers the zoo's models with timm)
+    from zoo.hub import create_model
 
     kwargs = dict(model_kwargs or {})
     if checkpoint:
         kwargs['pretrained_cfg_overlay'] = dict(file=str(checkpoint))
         pretrained = True
     try:
-        net = timm.create_model(model, pretrained=pretrained, num_classes=0, **kwargs)
+        # the zoo's weight route: fails within seconds offline, names a bad checkpoint file
+        net = create_model(model, pretrained=pretrained, num_classes=0, **kwargs)
     except RuntimeError as err:
         if 'Unknown model' in str(err):
             raise ValueError(f"extractor '{model}' is not a timm/zoo model name") from None

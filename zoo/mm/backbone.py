@@ -27,6 +27,8 @@ from mmengine.registry import MODELS
 from timm.layers import LayerNorm2d
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from zoo.hub import create_model
+
 PYRAMID_STRIDES = (4, 8, 16, 32)
 
 
@@ -154,7 +156,8 @@ class ZooBackbone(BaseModule):
             if bad:
                 raise ValueError(f'ZooBackbone: out_indices {bad} out of range for {model_name} ({n} feature levels)')
             take = self.out_indices
-        self.body = timm.create_model(name, features_only=True, out_indices=take, **kwargs, **pre)
+        # the zoo's weight route: a failed download or a bad file is one line naming it
+        self.body = create_model(name, features_only=True, out_indices=take, **kwargs, **pre)
         fmt = getattr(self.body, 'output_fmt', 'NCHW')
         self.nhwc = str(getattr(fmt, 'value', fmt)).upper() == 'NHWC'
         channels = list(self.body.feature_info.channels())

@@ -38,11 +38,12 @@ import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, Mlp
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 from torch import nn
 
+from zoo.hub import build_model_with_weights, name_downloads
 from zoo.layers.agent_attention import (
     AgentAttentionCore,
     adapt_agent_bias,
@@ -444,7 +445,7 @@ def checkpoint_filter_fn(state_dict: dict, model: AgentCSWinTransformer) -> dict
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> AgentCSWinTransformer:
     out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
-    return build_model_with_cfg(
+    return build_model_with_weights(
         AgentCSWinTransformer,
         variant,
         pretrained,
@@ -474,7 +475,7 @@ def _cfg(file_id: str, **kwargs) -> dict:
     }
 
 
-default_cfgs = generate_default_cfgs(
+default_cfgs = generate_default_cfgs(name_downloads(
     {
         'agent_cswin_tiny.in1k': _cfg('8c562a74441e46d5902b'),
         'agent_cswin_small.in1k': _cfg('30eb8af675bc4b7a8747'),
@@ -483,7 +484,7 @@ default_cfgs = generate_default_cfgs(
             '1239be0df44b47719432', input_size=(3, 384, 384), pool_size=(12, 12), crop_pct=1.0
         ),
     }
-)
+))
 
 # Reference card agent_attention.md section 3. params_m: re-counted from the official model definition
 # (instantiated; the higher-resolution rows, which the card rounds to whole millions, too); gmacs: the

@@ -28,12 +28,13 @@ from functools import partial
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, Mlp, PatchEmbed, resample_abs_pos_embed, trunc_normal_
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from zoo.hub import build_model_with_weights, name_downloads
 from zoo.layers.agent_attention import (
     POS_EMBED_RESIZE,
     AgentAttention,
@@ -302,7 +303,7 @@ def checkpoint_filter_fn(state_dict: dict, model: AgentVisionTransformer) -> dic
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> AgentVisionTransformer:
     out_indices = kwargs.pop('out_indices', 3)
-    return build_model_with_cfg(
+    return build_model_with_weights(
         AgentVisionTransformer,
         variant,
         pretrained,
@@ -332,14 +333,14 @@ def _cfg(file_id: str, **kwargs) -> dict:
     }
 
 
-default_cfgs = generate_default_cfgs(
+default_cfgs = generate_default_cfgs(name_downloads(
     {
         'agent_deit_tiny.in1k': _cfg('57e0904221824ee7b7af'),
         'agent_deit_small.in1k': _cfg('fdd43304372541db8ea7'),
         'agent_deit_small_448.in1k': _cfg('a228f86241c445f1969b', input_size=(3, 448, 448), crop_pct=1.0),
         'agent_deit_base.in1k': _cfg('5115f15fdd7e4ab58fbc'),
     }
-)
+))
 
 # Reference card agent_attention.md section 3. params_m: re-counted from the official model definition
 # (instantiated; the higher-resolution rows, which the card rounds to whole millions, too); gmacs: the

@@ -31,11 +31,12 @@ import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, Mlp, resample_abs_pos_embed, trunc_normal_
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 from torch import nn
 
+from zoo.hub import build_model_with_weights, name_downloads
 from zoo.layers.agent_attention import (
     POS_EMBED_RESIZE,
     AgentAttention,
@@ -392,7 +393,7 @@ def checkpoint_filter_fn(state_dict: dict, model: AgentPyramidVisionTransformer)
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> AgentPyramidVisionTransformer:
     out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
-    return build_model_with_cfg(
+    return build_model_with_weights(
         AgentPyramidVisionTransformer,
         variant,
         pretrained,
@@ -422,7 +423,7 @@ def _cfg(file_id: str, **kwargs) -> dict:
     }
 
 
-default_cfgs = generate_default_cfgs(
+default_cfgs = generate_default_cfgs(name_downloads(
     {
         'agent_pvt_tiny.in1k': _cfg('13fdf0e0a7c5498c934f'),
         'agent_pvt_small.in1k': _cfg('36b8be9a8863456685a3'),
@@ -430,7 +431,7 @@ default_cfgs = generate_default_cfgs(
         'agent_pvt_medium_256.in1k': _cfg('654df734121643b19c52', input_size=(3, 256, 256), pool_size=(8, 8)),
         'agent_pvt_large.in1k': _cfg('040cfe0cfbbe4762ad09'),
     }
-)
+))
 
 # Reference card agent_attention.md section 3. params_m: re-counted from the official model definition
 # (instantiated; the higher-resolution rows, which the card rounds to whole millions, too); gmacs: the

@@ -31,12 +31,13 @@ import re
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, Mlp, PatchEmbed, resize_rel_pos_bias_table
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 from timm.models.swin_transformer import PatchMerging, SwinTransformerBlock
 from torch import nn
 
+from zoo.hub import build_model_with_weights, name_downloads
 from zoo.layers.agent_attention import (
     AgentAttention,
     adapt_agent_bias,
@@ -345,16 +346,21 @@ def checkpoint_filter_fn(state_dict: dict, model: AgentSwinTransformer) -> dict[
     """Official Agent-Swin checkpoint (``{'model': ...}`` or a plain state dict) -> zoo keys.
 
     Drops the non-persistent buffers (``relative_position_index``, ``attn_mask``), moves patch merging
-    to the next stage, and resizes agent biases and relative position tables trained at another
-    resolution (e.g. the 288 / 384 checkpoints into a model built at 224).
+    to the next stage (official layout only: the zoo's own state dict loads unchanged), and resizes
+    agent biases and relative position tables trained at another resolution (e.g. the 288 / 384
+    checkpoints into a model built at 224).
     """
     state_dict = unwrap_checkpoint(state_dict)
+    # The official layout merges patches at the end of stages 0-2 (layers.0.downsample exists);
+    # the zoo's own state dict (and files exported from it) already has them at stages 1-3.
+    official = any(k.startswith('layers.0.downsample.') for k in state_dict)
     target = model.state_dict()
     out = {}
     for k, v in state_dict.items():
         if k.endswith(('relative_position_index', 'attn_mask')):
             continue
-        k = re.sub(r'^layers\.(\d+)\.downsample\.', lambda m: f'layers.{int(m[1]) + 1}.downsample.', k)
+        if official:
+            k = re.sub(r'^layers\.(\d+)\.downsample\.', lambda m: f'layers.{int(m[1]) + 1}.downsample.', k)
         if k.endswith('relative_position_bias_table') and k in target and v.shape != target[k].shape:
             # a Swin window of another size (e.g. a 288 / 384 checkpoint): timm's table resize
             v = resize_rel_pos_bias_table(v, model.get_submodule(k[:-29]).window_size, target[k].shape)
@@ -366,7 +372,7 @@ def checkpoint_filter_fn(state_dict: dict, model: AgentSwinTransformer) -> dict[
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> AgentSwinTransformer:
     out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
-    return build_model_with_cfg(
+    return build_model_with_weights(
         AgentSwinTransformer,
         variant,
         pretrained,
@@ -396,7 +402,7 @@ def _cfg(file_id: str, **kwargs) -> dict:
     }
 
 
-default_cfgs = generate_default_cfgs(
+default_cfgs = generate_default_cfgs(name_downloads(
     {
         'agent_swin_tiny.in1k': _cfg('a2ddc1190c224f768a41'),
         'agent_swin_small.in1k': _cfg('f607172c9fea4d6e99bb'),
@@ -408,7 +414,7 @@ default_cfgs = generate_default_cfgs(
             'bb84ee9058954706a557', input_size=(3, 384, 384), pool_size=(12, 12), crop_pct=1.0
         ),
     }
-)
+))
 
 # Reference card agent_attention.md section 3. params_m: re-counted from the official model definition
 # (instantiated; the higher-resolution rows, which the card rounds to whole millions, too); gmacs: the

@@ -51,10 +51,11 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 from timm.layers import DropPath, LayerNorm2d, NormMlpClassifierHead
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 
+from zoo.hub import build_model_with_weights, name_downloads
 from zoo.layers.multi_head_scan import MultiHeadScan
 from zoo.layers.weight_init import init_linear_layernorm
 
@@ -545,14 +546,14 @@ def _cfg(url: str = '', **kwargs) -> dict:
     }
 
 
-default_cfgs = generate_default_cfgs({
+default_cfgs = generate_default_cfgs(name_downloads({
     'mhs_vm_encoder_4h.isic2018': _cfg(url=OFFICIAL_WEIGHTS.format('4h')),
     'mhs_vm_encoder_3h.isic2018': _cfg(url=OFFICIAL_WEIGHTS.format('3h')),
-})
+}))
 
 
 def _create_encoder(variant: str, pretrained: bool = False, **kwargs) -> MHSVMEncoder:
-    return build_model_with_cfg(
+    return build_model_with_weights(
         MHSVMEncoder, variant, pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
         feature_cfg=dict(out_indices=(0, 1, 2, 3), feature_cls='getter'),

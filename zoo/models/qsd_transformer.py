@@ -68,10 +68,11 @@ import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, trunc_normal_
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 
+from zoo.hub import build_model_with_weights
 from zoo.layers.spiking import (
     LinearLSQ,
     MultiSpike,
@@ -593,7 +594,7 @@ def checkpoint_filter_fn(state_dict: dict[str, Any], model: SpikeDrivenMetaForme
 # Registration
 # ----------------------------------------------------------------------------------------------
 def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> SpikeDrivenMetaFormer:
-    return build_model_with_cfg(
+    return build_model_with_weights(
         SpikeDrivenMetaFormer, variant, pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
         feature_cfg=dict(out_indices=(0, 1, 2, 3), feature_cls='getter'),
