@@ -96,7 +96,8 @@ def test_download_verifies_sha256(tmp_path: Path) -> None:
         download_weights('tiny.test', cache_dir=tmp_path / 'cache2', manifest=bad, progress=False)
     msg = str(err.value)
     assert 'sha256 mismatch' in msg and 'tiny.test.safetensors' in msg and '\n' not in msg
-    assert not any((tmp_path / 'cache2').iterdir()), 'a bad download must not be kept'
+    kept = [p.name for p in (tmp_path / 'cache2').iterdir() if not p.name.endswith('.lock')]
+    assert not kept, 'a bad download must not be kept'
 
 
 def test_repo_manifest_is_well_formed() -> None:
@@ -115,7 +116,7 @@ def test_truncated_checkpoint_one_line_error(femto, tmp_path: Path) -> None:
     torch.save(femto.state_dict(), path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match='truncated or corrupt') as err:
+    with pytest.raises(CheckpointError, match='truncated') as err:
         load_checkpoint_file(path)
     assert str(path) in str(err.value) and '\n' not in str(err.value)
     st = tmp_path / 'cut.safetensors'

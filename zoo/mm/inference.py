@@ -16,11 +16,10 @@ import numpy as np
 
 def _prepare_config(config: str, cfg_options: dict | None):
     from zoo.engine.config import load_config
+    from zoo.hub import drop_pretrained
 
     cfg = load_config(config, cfg_options)
-    backbone = cfg.model.get('backbone')
-    if isinstance(backbone, dict) and backbone.get('type') == 'ZooBackbone':
-        backbone['pretrained'] = None  # the checkpoint holds every weight; never download here
+    drop_pretrained(cfg.model)  # the checkpoint holds every weight: never download backbone weights here
     return cfg
 
 

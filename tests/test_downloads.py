@@ -1,0 +1,441 @@
+"""Pretrained weights, the way a new user meets them.
+
+* The real download code (``timm.create_model(name, pretrained=True)`` through the zoo's route) fetches
+  from a local HTTP server on 127.0.0.1 that serves files under the publishers' URL shapes: Tsinghua
+  Cloud ``/f/<id>/?dl=1`` (a URL without a file name, answered by a redirect), GitHub release and raw
+  paths, a Hugging Face ``resolve`` path. Nothing is mocked; TORCH_HOME / HF_HOME point into tmp.
+* Every family's own state dict, the safetensors ``ExportSafetensorsHook`` writes after training and the
+  output of ``tools/convert.py`` reload through every route: ``pretrained_cfg_overlay=dict(file=...)``,
+  ``zoo.hub.create_model`` and ``tools/test.py CONFIG FILE``.
+* Offline (a closed local port, ``HF_HUB_OFFLINE=1``, an unreachable Hub endpoint) and bad local files
+  give one line that names the URL / Hub id / file and the ways round it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import timm
+import torch
+from conftest import ROOT, run_tool
+
+import zoo  # noqa: F401
+from zoo.hub import (
+    CheckpointError,
+    ChecksumError,
+    DownloadError,
+    WeightsError,
+    create_model,
+    download_weights,
+    load_checkpoint_file,
+    read_manifest,
+    save_safetensors,
+)
+from zoo.models import list_zoo_models
+
+# One tiny model per family (64 px inputs, 10 classes): the real architectures, shrunk.
+TINY: dict[str, dict] = {
+    'mambaout_femto': dict(depths=(1, 1, 1, 1), dims=(16, 24, 32, 48)),
+    'agent_deit_tiny': dict(embed_dim=48, depth=2, num_heads=3, img_size=64, agent_num=(9, 9), agent_layer=2),
+    'agent_pvt_tiny': dict(embed_dims=(16, 32, 40, 64), depths=(1, 1, 1, 1), img_size=64),
+    'agent_swin_tiny': dict(embed_dim=24, depths=(1, 1, 1, 1), num_heads=(1, 2, 3, 4), img_size=64, window_size=16,
+                            attn_type='AAAA'),
+    'agent_cswin_tiny': dict(embed_dim=16, depths=(1, 1, 1, 1), img_size=64, agent_split=(16, 8, 4, 2),
+                             split_size=(1, 2, 2, 2), agent_num=(9, 16, 4, 4)),
+    'qsd_transformer_15m': dict(embed_dim=(16, 32, 64, 64), depths=4),
+    'mhs_vm_encoder_4h': dict(dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), d_state=4, img_size=64),
+}
+
+# Official MambaOut key layout (the GitHub release files) from timm keys; reference card mambaout.md s6.
+_MAMBAOUT_OFFICIAL = [
+    ('stem.', 'downsample_layers.0.'),
+    ('head.pre_logits.fc.', 'head.fc1.'),
+    ('head.pre_logits.norm.', 'head.norm.'),
+    ('head.fc.', 'head.fc2.'),
+    ('head.norm.', 'norm.'),
+]
+
+
+def _tiny(name: str, seed: int = 0) -> torch.nn.Module:
+    """The family's tiny model with every float tensor moved off its init (so a load that silently
+    keeps the init cannot pass), 10 classes."""
+    torch.manual_seed(seed)
+    model = timm.create_model(name, num_classes=10, **TINY[name]).eval()
+    with torch.no_grad():
+        for v in model.state_dict().values():
+            if v.is_floating_point():
+                v.add_(torch.rand_like(v) * 0.05)  # positive: LSQ steps and BN variances stay valid
+    return model
+
+
+def _published(name: str, model: torch.nn.Module) -> dict:
+    """What the publisher's file holds: MambaOut in the official GitHub-release layout, the others
+    wrapped as their official files are (``model``); the filters map both onto the zoo's keys."""
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    if name.startswith('mambaout'):
+        out = {}
+        for k, v in sd.items():
+            k = next((k.replace(a, b, 1) for a, b in _MAMBAOUT_OFFICIAL if k.startswith(a)), k)
+            if k.startswith('stages.') and '.downsample.' in k:
+                i = int(k.split('.')[1])
+                k = f'downsample_layers.{i}.' + k.split('.downsample.', 1)[1]
+            elif k.startswith('stages.') and '.blocks.' in k:
+                k = k.replace('.blocks.', '.', 1)
+            out[k] = v
+        assert 'downsample_layers.0.conv1.weight' in out and 'stages.0.0.fc1.weight' in out
+        return out
+    return {'model': sd, 'epoch': 300}
+
+
+def _assert_same_weights(model: torch.nn.Module, expected: dict[str, torch.Tensor]) -> None:
+    got = model.state_dict()
+    assert set(got) == set(expected), set(got) ^ set(expected)
+    for k, v in expected.items():
+        assert torch.equal(got[k], v), k
+
+
+def _one_line_naming(err: BaseException, *names: str) -> str:
+    msg = str(err)
+    assert '\n' not in msg, msg
+    for n in names:
+        assert n in msg, (n, msg)
+    return msg
+
+
+# ------------------------------------------------------------------------------------------------
+# A local file host with the publishers' URL shapes
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def host():
+    """An HTTP server on 127.0.0.1 (thread; stops at the end of the module, or by itself after 10 min).
+    ``routes[path] = bytes`` serves a file, ``= ('redirect', path)`` answers 302, ``= ('short', bytes)``
+    promises twice the bytes it sends. ``requests`` records every path asked for."""
+    routes: dict[str, object] = {}
+    requests: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            requests.append(self.path)
+            entry = routes.get(self.path)
+            if entry is None:
+                self.send_error(404)
+                return
+            if isinstance(entry, tuple) and entry[0] == 'redirect':
+                self.send_response(302)
+                self.send_header('Location', entry[1])
+                self.send_header('Content-Length', '0')
+                self.end_headers()
+                return
+            body = entry[1] if isinstance(entry, tuple) else entry
+            self.send_response(200)
+            self.send_header('Content-Type', 'application/octet-stream')
+            self.send_header('Content-Length', str(len(body) * (2 if isinstance(entry, tuple) else 1)))
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs=dict(poll_interval=0.05), daemon=True)
+    thread.start()
+    stopper = threading.Timer(600, server.shutdown)  # bounded even if the module's teardown never runs
+    stopper.daemon = True
+    stopper.start()
+    yield SimpleNamespace(base=f'http://127.0.0.1:{server.server_port}', routes=routes, requests=requests)
+    stopper.cancel()
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def _publish(host, name: str, body: bytes) -> str:
+    """Serve ``body`` under the URL shape of ``name``'s publisher (with the redirect the real host
+    answers with); returns the URL a user would be given."""
+    n = len(host.routes)
+    if name.startswith('agent_'):  # Tsinghua Cloud (Seafile): /f/<id>/?dl=1 -> /seafhttp/files/<token>/<file>
+        file_id = f'{n:04d}5115f15fdd7e4ab5'
+        host.routes[f'/f/{file_id}/?dl=1'] = ('redirect', f'/seafhttp/files/tok{n}/{name}.pth')
+        host.routes[f'/seafhttp/files/tok{n}/{name}.pth'] = body
+        return f'{host.base}/f/{file_id}/?dl=1'
+    if name.startswith('mambaout'):  # GitHub release asset -> a signed object URL
+        path = f'/yuweihao/MambaOut/releases/download/model/{name}.pth'
+        host.routes[path] = ('redirect', f'/github-production-release-asset/{n}?response-content-disposition=x')
+        host.routes[f'/github-production-release-asset/{n}?response-content-disposition=x'] = body
+        return host.base + path
+    if name.startswith('mhs_vm'):  # GitHub raw file in the repository
+        path = f'/PixDeep/MHS-VM/raw/main/pretrained/best_{n}.pth'
+        host.routes[path] = ('redirect', f'/raw/PixDeep/MHS-VM/main/pretrained/best_{n}.pth')
+        host.routes[f'/raw/PixDeep/MHS-VM/main/pretrained/best_{n}.pth'] = body
+        return host.base + path
+    path = f'/Xuerui123/QSD_Transformer/resolve/main/{n}_15M_w4.pth'  # a Hugging Face file URL
+    host.routes[path] = body
+    return host.base + path
+
+
+@pytest.fixture
+def caches(tmp_path: Path, monkeypatch) -> Path:
+    """Fresh torch.hub and Hugging Face caches under tmp; online mode."""
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    monkeypatch.setenv('HF_HOME', str(tmp_path / 'hf'))
+    monkeypatch.delenv('HF_HUB_OFFLINE', raising=False)
+    return tmp_path / 'torch' / 'hub' / 'checkpoints'
+
+
+def _bytes(obj) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]  # nothing listens here once the socket is closed
+
+
+# ------------------------------------------------------------------------------------------------
+# Downloads
+# ------------------------------------------------------------------------------------------------
+def test_registered_cfgs_name_their_download_files() -> None:
+    """Every zoo cfg with a URL carries a valid cache file name (timm's ``url=(URL, FILE_NAME)``), the
+    manifest row of the same URL uses the same name, and no URL is left to torch.hub's name rule."""
+    manifest = {e.url: e for e in read_manifest().values()}
+    named = 0
+    for name in list_zoo_models():
+        for full in timm.list_pretrained(f'{name}.*'):
+            cfg = timm.models.get_pretrained_cfg(full)
+            if not cfg.url:
+                continue
+            assert isinstance(cfg.url, tuple), f'{full}: url without a file name'
+            url, file_name = cfg.url
+            assert file_name == f'{full}.pth', file_name
+            entry = manifest.get(url)
+            assert entry is not None and f'{entry.name}.{entry.format}' == file_name, (full, url)
+            named += 1
+    assert named == 20  # 18 Agent-Attention checkpoints and 2 MHS-VM encoders
+
+
+@pytest.mark.parametrize('name', list(TINY))
+def test_pretrained_download_under_the_publishers_url(name: str, host, caches: Path) -> None:
+    """``timm.create_model(name, pretrained=True)`` downloads from a URL of the publisher's shape (a
+    Tsinghua URL has no file name: the issue's IsADirectoryError), caches it under a real file name,
+    and loads it strictly through the family's filter; the second call reads the cache."""
+    src = _tiny(name)
+    url = _publish(host, name, _bytes(_published(name, src)))
+    # num_classes in both places, else timm drops a head whose size differs from the cfg's 1000 classes
+    kwargs = dict(num_classes=10, pretrained_cfg_overlay=dict(url=url, num_classes=10), **TINY[name])
+    # MambaOut is timm's own model, whose factory the zoo does not own: the zoo's route is zoo.hub.create_model
+    # (plain timm would still go to its Hub id, which the overlay's URL does not replace)
+    make = create_model if name.startswith('mambaout') else timm.create_model
+    model = make(name, pretrained=True, **kwargs)
+    _assert_same_weights(model, src.state_dict())
+    files = [p for p in caches.iterdir() if not p.name.endswith('.lock')]
+    assert len(files) == 1 and files[0].is_file() and files[0].suffix == '.pth', files
+    if name.startswith('agent_'):
+        assert files[0].name.startswith(f'{name}.in1k-')  # cfg name + URL hash: '/f/<id>/' has no name
+    asked = len(host.requests)
+    again = make(name, pretrained=True, **kwargs)
+    assert len(host.requests) == asked, 'the second load must come from the cache'
+    _assert_same_weights(again, src.state_dict())
+
+
+def test_registered_cfg_file_name_is_used_for_the_cache(caches: Path, monkeypatch) -> None:
+    """The registered Agent-Swin cfg (Tsinghua URL) reads its file from the cache under the cfg's own
+    name, offline: no download is attempted for a cached file."""
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    src = _tiny('agent_swin_tiny')
+    caches.mkdir(parents=True)
+    torch.save(_published('agent_swin_tiny', src), caches / 'agent_swin_tiny.in1k.pth')
+    model = timm.create_model('agent_swin_tiny', pretrained=True, num_classes=10,
+                              pretrained_cfg_overlay=dict(num_classes=10), **TINY['agent_swin_tiny'])
+    _assert_same_weights(model, src.state_dict())
+    # dense tools build backbones with features_only: the same route
+    feats = timm.create_model('agent_swin_tiny', pretrained=True, features_only=True, **TINY['agent_swin_tiny'])
+    assert torch.equal(feats.model.layers[1].downsample.norm.weight, src.layers[1].downsample.norm.weight)
+
+
+def test_manifest_download_checks_sha256_length_and_http_status(host, tmp_path: Path) -> None:
+    body = _bytes({'w': torch.arange(6.0)})
+    host.routes['/org/repo/releases/download/v1/w.pth'] = body
+    host.routes['/org/repo/releases/download/v1/cut.pth'] = ('short', body)
+    sha = hashlib_sha256(body)
+
+    def manifest(url: str, sha256: str) -> Path:
+        m = tmp_path / 'manifest.csv'
+        m.write_text(f'name,url,sha256,format,license,conversion\ntiny.test,{url},{sha256},pth,MIT,none\n')
+        return m
+
+    good = manifest(f'{host.base}/org/repo/releases/download/v1/w.pth', sha)
+    path = download_weights('tiny.test', cache_dir=tmp_path / 'c1', manifest=good, progress=False)
+    assert Path(path).name == 'tiny.test.pth' and torch.equal(load_checkpoint_file(path)['w'], torch.arange(6.0))
+
+    bad = manifest(f'{host.base}/org/repo/releases/download/v1/w.pth', '0' * 64)
+    with pytest.raises(ChecksumError) as err:
+        download_weights('tiny.test', cache_dir=tmp_path / 'c2', manifest=bad, progress=False)
+    _one_line_naming(err.value, 'sha256 mismatch', 'tiny.test.pth')
+    assert not [p for p in (tmp_path / 'c2').iterdir() if not p.name.endswith('.lock')]
+
+    cut = manifest(f'{host.base}/org/repo/releases/download/v1/cut.pth', '')
+    with pytest.raises(DownloadError) as err:
+        download_weights('tiny.test', cache_dir=tmp_path / 'c3', manifest=cut, progress=False)
+    _one_line_naming(err.value, '/releases/download/v1/cut.pth', f'closed after {len(body)} of {2 * len(body)}')
+    assert not [p for p in (tmp_path / 'c3').iterdir() if not p.name.endswith('.lock')]
+
+    gone = manifest(f'{host.base}/org/repo/releases/download/v1/gone.pth', '')
+    with pytest.raises(DownloadError, match='HTTP 404'):
+        download_weights('tiny.test', cache_dir=tmp_path / 'c4', manifest=gone, progress=False)
+
+
+def hashlib_sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------
+# Offline
+# ------------------------------------------------------------------------------------------------
+HINTS = ('pretrained_cfg_overlay=dict(file=', '--checkpoint', 'pretrained=False', '--no-pretrained')
+
+
+def test_no_network_fails_fast_in_one_line(caches: Path) -> None:
+    """A host that refuses connections (the offline case that can be made on 127.0.0.1): the zoo's
+    families and timm's own models fail at once with the URL and the ways round it."""
+    url = f'http://127.0.0.1:{_closed_port()}/f/0123456789abcdef0123/?dl=1'
+    start = time.monotonic()
+    with pytest.raises(DownloadError) as err:
+        timm.create_model('agent_pvt_tiny', pretrained=True, pretrained_cfg_overlay=dict(url=url),
+                          **TINY['agent_pvt_tiny'])
+    assert time.monotonic() - start < 20  # the Hugging Face client's retries took ~46 s
+    _one_line_naming(err.value, url, 'agent_pvt_tiny', *HINTS)
+    with pytest.raises(DownloadError) as err:  # a timm model through the zoo's route
+        create_model('mambaout_femto', pretrained=True, pretrained_cfg_overlay=dict(url=url))
+    _one_line_naming(err.value, url, 'mambaout_femto', *HINTS)
+    assert not caches.exists() or not [p for p in caches.iterdir() if not p.name.endswith('.lock')]
+
+
+def test_hf_hub_offline_and_unreachable_hub(caches: Path, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    with pytest.raises(DownloadError) as err:
+        create_model('mambaout_femto', pretrained=True)
+    _one_line_naming(err.value, 'hf-hub:timm/mambaout_femto.in1k', 'HF_HUB_OFFLINE', *HINTS)
+    with pytest.raises(WeightsError) as err:  # no source at all: says so, with the cfg's note on the weights
+        timm.create_model('qsd_transformer_15m', pretrained=True)
+    _one_line_naming(err.value, 'qsd_transformer_15m', 'Xuerui123/QSD_Transformer', *HINTS)
+
+    # A Hub endpoint nobody answers (HF_ENDPOINT is read when huggingface_hub is imported: a new process)
+    code = "import zoo.hub as h; h.create_model('resnet18.tv_in1k', pretrained=True)"
+    env = dict(os.environ, HF_ENDPOINT=f'http://127.0.0.1:{_closed_port()}', HF_HOME=str(tmp_path / 'hf2'),
+               TORCH_HOME=str(tmp_path / 't2'))
+    env.pop('HF_HUB_OFFLINE', None)
+    import subprocess
+
+    out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith('zoo.hub.DownloadError: cannot download the pretrained weights of resnet18.tv_in1k '
+                           'from hf-hub:timm/resnet18.tv_in1k (no network? cannot reach 127.0.0.1:'), last
+
+
+def test_hf_cached_file_loads_offline(caches: Path, monkeypatch, tmp_path: Path) -> None:
+    """A Hub file already in the Hugging Face cache (its documented layout) loads with HF_HUB_OFFLINE=1."""
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    src = _tiny('mambaout_femto')
+    hub = tmp_path / 'hub'
+    snap = hub / 'models--timm--mambaout_femto.in1k' / 'snapshots' / ('a' * 40)
+    snap.mkdir(parents=True)
+    save_safetensors(src.state_dict(), snap / 'model.safetensors')
+    (hub / 'models--timm--mambaout_femto.in1k' / 'refs').mkdir()
+    (hub / 'models--timm--mambaout_femto.in1k' / 'refs' / 'main').write_text('a' * 40)
+    model = create_model('mambaout_femto', pretrained=True, cache_dir=str(hub), num_classes=10,
+                         pretrained_cfg_overlay=dict(num_classes=10), **TINY['mambaout_femto'])
+    _assert_same_weights(model, src.state_dict())
+
+
+def test_wsi_extract_offline_default_extractor(tmp_path: Path) -> None:
+    """tools/wsi_extract.py with its default (Hub) extractor and HF_HUB_OFFLINE=1: exit 2, one line."""
+    slides = tmp_path / 'slides'
+    slides.mkdir()
+    (slides / 'a.svs').write_bytes(b'not read: the extractor is built first')
+    start = time.monotonic()
+    out = run_tool('tools/wsi_extract.py', str(slides), '--out', str(tmp_path / 'feat'), '--quiet',
+                   env=dict(HF_HUB_OFFLINE='1', HF_HOME=str(tmp_path / 'hf'), TORCH_HOME=str(tmp_path / 't')))
+    assert time.monotonic() - start < 60
+    assert out.returncode == 2, out.stderr[-2000:]
+    err = out.stderr.strip()
+    assert err.count('\n') == 0 and err.startswith('error: cannot download'), err
+    assert 'hf-hub:timm/resnet18.tv_in1k' in err and '--checkpoint' in err and '--no-pretrained' in err
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad local files
+# ------------------------------------------------------------------------------------------------
+def _bad_file(kind: str, tmp_path: Path, model: torch.nn.Module) -> Path:
+    path = tmp_path / f'{kind}.pth'
+    if kind == 'missing':
+        return path
+    if kind == 'empty':
+        path.write_bytes(b'')
+    elif kind == 'truncated':
+        data = _bytes(model.state_dict())
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == 'random':
+        path.write_bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0),
+                                       dtype=torch.uint8).numpy().tobytes())
+    elif kind == 'no_tensors':
+        torch.save({'model': {'epoch': 3, 'note': 'no weights here'}, 'args': [1, 2]}, path)
+    elif kind == 'truncated_safetensors':
+        path = tmp_path / 'cut.safetensors'
+        save_safetensors(model.state_dict(), path)
+        path.write_bytes(path.read_bytes()[:-100])
+    elif kind == 'other_model':
+        torch.save(timm.create_model('agent_deit_tiny', depth=1, img_size=64).state_dict(), path)
+    return path
+
+
+BAD = ('missing', 'empty', 'truncated', 'random', 'no_tensors', 'truncated_safetensors', 'other_model')
+WHY = {'missing': 'does not exist', 'empty': 'empty file', 'truncated': 'truncated', 'random': 'not a checkpoint',
+       'no_tensors': 'holds no weight tensors', 'truncated_safetensors': 'truncated', 'other_model': 'does not fit'}
+
+
+@pytest.mark.parametrize('kind', BAD)
+def test_bad_local_file_is_one_line_naming_it(kind: str, tmp_path: Path) -> None:
+    """Through timm.create_model (a zoo family), zoo.hub.create_model (a timm model) and
+    zoo.hub.load_checkpoint_file: one line with the file's path and what is wrong with it."""
+    pvt = TINY['agent_pvt_tiny']
+    path = _bad_file(kind, tmp_path, timm.create_model('agent_pvt_tiny', **pvt))
+    expected = FileNotFoundError if kind == 'missing' else CheckpointError
+    with pytest.raises(expected) as err:
+        timm.create_model('agent_pvt_tiny', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **pvt)
+    _one_line_naming(err.value, str(path), WHY[kind])
+    mo = TINY['mambaout_femto']
+    with pytest.raises(expected) as err:
+        create_model('mambaout_femto', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **mo)
+    _one_line_naming(err.value, str(path), WHY[kind] if kind != 'other_model' else 'does not fit mambaout_femto')
+    if kind not in ('no_tensors', 'other_model'):  # those two read fine as files
+        with pytest.raises(expected) as err:
+            load_checkpoint_file(path)
+        _one_line_naming(err.value, str(path))
+
+
+def test_pickled_code_is_still_refused(tmp_path: Path) -> None:
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {'w': torch.ones(1)}, 'payload': Path('/etc/passwd')}, path)
+    with pytest.raises(CheckpointError, match='refuses') as err:
+        timm.create_model('agent_pvt_tiny', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)),
+                          **TINY['agent_pvt_tiny'])
+    _one_line_naming(err.value, str(path), 'pathlib')
