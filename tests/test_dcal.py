@@ -7,6 +7,7 @@ timm DeiT-T weights into ``dcal_deit_tiny_patch16_448``).
 from __future__ import annotations
 
 import math
+import pickle
 
 import pytest
 import timm
@@ -420,6 +421,11 @@ def test_wrap_dcal_on_agent_deit() -> None:
         assert model(x).shape == (2, 4)
     assert torch.allclose(out['logits_sa'], ref, atol=1e-5)
     assert out['query_idx'].shape == (2, 1 + 10)  # 20 % of 7 x 7 patches
+    # the run-time DCAL class pickles through its base class
+    again = pickle.loads(pickle.dumps(model))
+    assert type(again) is type(model) and type(again).__name__ == 'DCALAgentVisionTransformer'
+    with torch.no_grad():
+        assert torch.allclose(again(x), model(x))
     assert not torch.allclose(out['logits_pwca'], out['logits_sa'], atol=1e-4)
     model.train()
     res = model(x, torch.tensor([0, 1]))

@@ -431,6 +431,29 @@ class DCALVisionTransformer(DCALMixin, VisionTransformer):
 _WRAPPED_CLASSES: dict[type, type] = {VisionTransformer: DCALVisionTransformer}
 
 
+def _dcal_class(base: type) -> type:
+    """``DCALMixin`` over ``base``, made once per base class (what :func:`wrap_dcal` turns a model into)."""
+    cls = _WRAPPED_CLASSES.get(base)
+    if cls is None:
+        cls = type(
+            f'DCAL{base.__name__}',
+            (DCALMixin, base),
+            {'__module__': __name__, '__doc__': DCALMixin.__doc__, '__reduce_ex__': _reduce_wrapped},
+        )
+        _WRAPPED_CLASSES[base] = cls
+    return cls
+
+
+def _new_wrapped(base: type) -> nn.Module:
+    cls = _dcal_class(base)
+    return cls.__new__(cls)
+
+
+def _reduce_wrapped(self: nn.Module, protocol: int):
+    """Pickle / deepcopy a wrapped model through its base class (the DCAL class is made at run time)."""
+    return _new_wrapped, (type(self).__bases__[1],), self.__getstate__()
+
+
 def wrap_dcal(model: nn.Module, **dcal_kwargs) -> nn.Module:
     """Add DCAL's branches to an existing timm ViT in place (its weights and keys stay) and return it.
 
@@ -449,11 +472,7 @@ def wrap_dcal(model: nn.Module, **dcal_kwargs) -> nn.Module:
             f'pre-norm blocks); got {type(model).__name__}'
         )
     base = type(model)
-    cls = _WRAPPED_CLASSES.get(base)
-    if cls is None:
-        cls = type(f'DCAL{base.__name__}', (DCALMixin, base), {'__module__': __name__, '__doc__': DCALMixin.__doc__})
-        _WRAPPED_CLASSES[base] = cls
-    model.__class__ = cls
+    model.__class__ = _dcal_class(base)
     try:
         model._init_dcal(**dcal_kwargs)
     except Exception:
