@@ -31,6 +31,10 @@ def build_pipeline(pipeline: Sequence[dict] | None) -> Callable[[np.ndarray], to
     compose = A.Compose(steps)
 
     def apply(image: np.ndarray) -> torch.Tensor:
+        # albumentations 2 draws from Compose's own generators, seeded from OS entropy: re-seed them from
+        # torch's global generator for every image, so `randomness.seed` reproduces a run and an exact
+        # --resume (zoo.engine.resume restores torch's generator) continues the augmentation stream.
+        compose.set_random_seed(int(torch.randint(0, 2**31 - 1, ())))
         out = compose(image=image)['image']
         if out.dtype == np.uint8:  # no Normalize in the pipeline: scale to [0, 1]
             out = out.astype(np.float32) / 255.0

@@ -2,9 +2,11 @@
 
 from .checkpoint_order import save_checkpoints_before_pruning
 from .classifier import TimmClassifier
+from .fault_injection import FaultInjectionHook
 from .hooks import ExportSafetensorsHook, ProgressBarHook, TrainingCurveHook
 from .metrics import Accuracy
 from .optim import CpuAmpOptimWrapper
+from .resume import ResumableEpochBasedTrainLoop, capture_rng_state, restore_rng_state, use_exact_resume
 from .safe_load import allow_mmengine_checkpoints
 from .skip_report import SkippedSamplesHook
 
@@ -15,4 +17,5 @@ save_checkpoints_before_pruning()
 
 __all__ = ['TimmClassifier', 'Accuracy', 'ProgressBarHook', 'TrainingCurveHook', 'ExportSafetensorsHook',
            'CpuAmpOptimWrapper', 'allow_mmengine_checkpoints',
-           'save_checkpoints_before_pruning', 'SkippedSamplesHook']
+           'save_checkpoints_before_pruning', 'SkippedSamplesHook', 'FaultInjectionHook',
+           'ResumableEpochBasedTrainLoop', 'capture_rng_state', 'restore_rng_state', 'use_exact_resume']

@@ -93,7 +93,11 @@ def _is_tty(stream) -> bool:
 @HOOKS.register_module()
 class TrainingCurveHook(Hook):
     """Writes ``curves.png`` (training loss per iteration, validation metrics per epoch) and
-    ``curves.json`` to the work dir after every validation and at the end of training."""
+    ``curves.json`` to the work dir after every validation and at the end of training.
+
+    The history so far travels in every checkpoint (``'training_curves'``), so a run resumed with
+    ``--resume`` draws all epochs, not only those after the resume.
+    """
 
     priority = 'LOW'
 
@@ -101,6 +105,24 @@ class TrainingCurveHook(Hook):
         self.filename = filename
         self.loss: list[tuple[int, float]] = []
         self.metrics: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        self._loaded: dict | None = None
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        # plain lists, ints and floats: loadable with torch.load(weights_only=True)
+        checkpoint['training_curves'] = dict(loss=[[int(i), float(v)] for i, v in self.loss],
+                                             metrics={k: [[int(e), float(v)] for e, v in pts]
+                                                      for k, pts in self.metrics.items()})
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self._loaded = checkpoint.get('training_curves')
+
+    def before_train(self, runner) -> None:
+        # only a resumed run continues the history (load_from starts at iteration 0: a new curve)
+        loaded, self._loaded = self._loaded, None
+        if loaded and runner.iter > 0:
+            self.loss = [(int(i), float(v)) for i, v in loaded['loss'] if i <= runner.iter]
+            self.metrics = defaultdict(list, {k: [(int(e), float(v)) for e, v in pts]
+                                              for k, pts in loaded['metrics'].items()})
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         if isinstance(outputs, dict) and 'loss' in outputs:
