@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -85,37 +84,26 @@ def test_train_then_test_safetensors_roundtrip(tiny_config, tmp_path: Path) -> N
     assert list(work.rglob('events.out.tfevents.*'))
 
 
-def _wait_for(path_glob: str, root: Path, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if list(root.glob(path_glob)):
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f'training exited early: {proc.stdout.read()[-2000:]}')
-        time.sleep(0.5)
-    raise AssertionError(f'{path_glob} did not appear in {timeout}s')
-
-
 def test_resume_after_kill_9(tiny_config, tmp_path: Path) -> None:
+    """The run kills itself with SIGKILL after iteration 30 (epoch 2 of 3, 23 iterations per epoch;
+    zoo.engine.fault_injection), so the kill never races the clock; --resume then finishes the run."""
     work = tmp_path / 'work'
     cfg = tiny_config(epochs=3)
-    cmd = [sys.executable, 'tools/train.py', cfg, '--work-dir', str(work)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        _wait_for('epoch_1.pth', work, proc, timeout=400)
-        time.sleep(1.0)  # let the save finish writing 'last_checkpoint'
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert not (work / 'epoch_3.pth').exists()
+    out = run_tool('tools/train.py', cfg, '--work-dir', str(work), env={'ZOO_FAULT_INJECT': 'iter:30'})
+    assert out.returncode == -signal.SIGKILL, out.stderr[-3000:]
+    assert 'zoo fault injection: SIGKILL after iteration 30' in out.stderr
+    assert (work / 'epoch_1.pth').exists() and not (work / 'epoch_2.pth').exists()
+    assert (work / 'last_checkpoint').read_text().strip().endswith('epoch_1.pth')
     out = run_tool('tools/train.py', cfg, '--work-dir', str(work), '--resume')
     assert out.returncode == 0, out.stderr[-3000:]
     log = out.stdout + out.stderr
-    assert 'resumed epoch' in log.lower() or 'Load checkpoint from' in log or 'resumed' in log.lower()
+    assert 'resumed epoch: 1, iter: 23' in log and 'exact resume: epoch 2, batch 0/23, iteration 23' in log
     assert (work / 'epoch_3.pth').exists()
     assert 'finished 3 epochs' in out.stdout
+    # the curves hold all 3 epochs, not only those after the resume
+    curves = json.loads((work / 'curves.json').read_text())
+    assert [i for i, _ in curves['loss']] == list(range(1, 70))
+    assert [e for e, _ in curves['metrics']['accuracy/top1']] == [1, 2, 3]
 
 
 def test_checkpoint_rotation_survives_a_crash_while_saving(tmp_path: Path) -> None:

@@ -6,7 +6,11 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=20),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    # Keeps the last checkpoint (for --resume) and the best one by the first metric.
+    # Keeps the last checkpoint (for --resume) and the best one by the first metric. Checkpoints carry
+    # everything the run depends on (weights, optimiser, schedulers, EMA, RNG states, the position in the
+    # epoch, the curves), so --resume continues the uninterrupted trajectory exactly. For long epochs,
+    # save every N iterations instead of every epoch (a resume then starts at the exact batch):
+    #   --cfg-options default_hooks.checkpoint.by_epoch=False default_hooks.checkpoint.interval=500
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1, save_best='auto'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
@@ -30,4 +34,6 @@ log_processor = dict(type='LogProcessor', window_size=20, by_epoch=True)
 log_level = 'INFO'
 load_from = None
 resume = False
+# seed: every RNG, the sampler's shuffle and per-batch data-loader worker seeds derive from it.
+# deterministic=True also selects deterministic CUDA kernels (needed for bit-identical GPU runs).
 randomness = dict(seed=0, deterministic=False)
