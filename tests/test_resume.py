@@ -224,3 +224,22 @@ def test_detection_kill_mid_epoch_and_while_saving_then_resume_is_bit_identical(
         ta, tb = dict(_tensors(a[key])), dict(_tensors(b[key]))
         assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta), key
     assert json.loads((ref / 'curves.json').read_text()) == json.loads((work / 'curves.json').read_text())
+
+
+def test_segmentation_same_seed_twice_is_bit_identical(tmp_path: Path) -> None:
+    """UPerNet smoke config (iteration-based loop, random flips), 4 iterations, twice with seed 0."""
+    pytest.importorskip('mmseg')
+    from zoo.testing.dense import make_ade_fixture
+
+    make_ade_fixture(tmp_path / 'fx' / 'ade', num_images=4, num_val=1)
+    env = dict(ENV, ZOO_FIXTURES=str(tmp_path / 'fx'))
+    cfg = 'configs/smoke/segmentation/upernet_test-mambaout_fixture.py'
+    opts = ('--cfg-options', 'train_cfg.max_iters=4', 'train_cfg.val_interval=4',
+            'default_hooks.checkpoint.interval=4')
+    for run in ('a', 'b'):
+        out = run_tool('tools/train.py', cfg, '--work-dir', str(tmp_path / run), *opts, env=env)
+        assert out.returncode == 0, out.stderr[-3000:]
+    a = torch.load(tmp_path / 'a' / 'iter_4.pth', weights_only=True)['state_dict']
+    b = torch.load(tmp_path / 'b' / 'iter_4.pth', weights_only=True)['state_dict']
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], torch.zeros_like(a[k])) for k in a)
