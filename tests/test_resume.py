@@ -243,3 +243,50 @@ def test_segmentation_same_seed_twice_is_bit_identical(tmp_path: Path) -> None:
     b = torch.load(tmp_path / 'b' / 'iter_4.pth', weights_only=True)['state_dict']
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], torch.zeros_like(a[k])) for k in a)
+
+
+def _make_bags(root: Path, n_train: int = 8, n_val: int = 2, dim: int = 64, seed: int = 0) -> None:
+    """Feature bags as tools/wsi_extract.py writes them (``feat`` (N, D), ``coords`` (N, 2)) and the
+    slide CSV; positive bags hold a few instances shifted along one direction."""
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    (root / 'features').mkdir(parents=True)
+    rows = ['slide,label,split']
+    for i in range(n_train + n_val + 2):
+        label, n = i % 2, int(rng.integers(20, 40))
+        feat = rng.normal(0, 1, (n, dim)).astype(np.float32)
+        if label:
+            feat[: n // 4, :8] += 2.0
+        with h5py.File(root / 'features' / f's{i:02d}.h5', 'w') as f:
+            f.create_dataset('feat', data=feat.astype(np.float16))
+            f.create_dataset('coords', data=np.stack([np.arange(n), np.zeros(n)], 1).astype(np.int64))
+        split = 'train' if i < n_train else 'val' if i < n_train + n_val else 'test'
+        rows.append(f's{i:02d},{label},{split}')
+    (root / 'slides.csv').write_text('\n'.join(rows) + '\n')
+
+
+def test_mil_kill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path) -> None:
+    """ACMIL-GA smoke config (STKIM random instance masking) on 8 generated feature bags, 8 iterations
+    per epoch, checkpoints every 3: killed after iteration 11 (epoch 2, batch 3), resumed from iter_9."""
+    pytest.importorskip('h5py')
+    _make_bags(tmp_path / 'fx' / 'wsi')
+    env = dict(ENV, ZOO_FIXTURES=str(tmp_path / 'fx'))
+    cfg = 'configs/smoke/mil/acmil_ga_slides.py'
+    opts = ('--cfg-options', 'train_cfg.max_epochs=2', 'default_hooks.checkpoint.by_epoch=False',
+            'default_hooks.checkpoint.interval=3')
+    ref, work = tmp_path / 'ref', tmp_path / 'work'
+    out = run_tool('tools/train.py', cfg, '--work-dir', str(ref), *opts, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    out = run_tool('tools/train.py', cfg, '--work-dir', str(work), *opts, env=dict(env, ZOO_FAULT_INJECT='iter:11'))
+    _killed(out, 'after iteration 11')
+    assert (work / 'last_checkpoint').read_text().strip().endswith('iter_9.pth')
+    out = run_tool('tools/train.py', cfg, '--work-dir', str(work), '--resume', *opts, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'exact resume: epoch 2, batch 1/8, iteration 9' in out.stdout + out.stderr
+    a = torch.load(ref / 'iter_16.pth', weights_only=True)
+    b = torch.load(work / 'iter_16.pth', weights_only=True)
+    for key in ('state_dict', 'optimizer'):
+        ta, tb = dict(_tensors(a[key])), dict(_tensors(b[key]))
+        assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta), key
+    assert json.loads((ref / 'curves.json').read_text()) == json.loads((work / 'curves.json').read_text())
