@@ -6,20 +6,49 @@ times; inputs use batch 1 at the pretrained cfg's ``input_size``.
 
 from __future__ import annotations
 
+import importlib
+from fnmatch import fnmatch
+
 import pytest
 import timm
 import torch
+from timm.models._manipulate import group_parameters
 
 import zoo  # noqa: F401  (registers the models)
-from zoo.models import list_zoo_models, paper_facts
+from zoo.models import family_of, list_zoo_models, paper_facts
 
 MODELS = list_zoo_models()
 REQUIRED_CFG_FIELDS = ('input_size', 'mean', 'std', 'crop_pct', 'first_conv', 'classifier', 'license')
+# Explicit exceptions, each with its reason:
+# - timm's own classes the zoo carries unchanged (MambaOut: DESIGN "reuse timm's implementation") may lack
+#   the optional no_weight_decay(); timm's optimizer factory then uses an empty set (MambaOut has no
+#   position embeddings or tables to exempt; 1-D weights are exempt by shape anyway).
+# - parameters used by a training loss but not by forward() get no gradient from the forward pass:
+#   DCAL's learned loss weights (Kendall uncertainty weighting of the SA / GLCA / PWCA losses).
+NO_FORWARD_GRAD = {'dcal_': ('dcal_loss.',)}
+
+
+def _carried_from_timm(name: str) -> bool:
+    mod = importlib.import_module(f'zoo.models.{family_of(name)}')
+    return name in getattr(mod, 'CARRIED_TIMM_MODELS', ())
+
+
+def _timm_base_no_weight_decay(model: torch.nn.Module) -> set[str]:
+    """Names a timm base class lists (timm's ViT lists dist_token / reg_token even when absent)."""
+    for base in type(model).__mro__[1:]:
+        if base.__module__.startswith('timm.') and 'no_weight_decay' in vars(base):
+            return set(base.no_weight_decay(model))
+    return set()
 
 
 def _input(model: torch.nn.Module, batch: int = 1) -> torch.Tensor:
     torch.manual_seed(0)
     return torch.randn(batch, *model.pretrained_cfg['input_size'])
+
+
+def _names(field: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """A cfg's ``first_conv`` / ``classifier``: one module name or several."""
+    return tuple(field) if isinstance(field, (tuple, list)) else (field,)
 
 
 def _channels_dim(model: torch.nn.Module, feat: torch.Tensor) -> int:
@@ -36,8 +65,7 @@ def test_timm_contract(name: str) -> None:
     # first_conv and classifier must name real modules (timm adapts them by name).
     modules = dict(model.named_modules())
     for field in ('first_conv', 'classifier'):
-        names = cfg[field] if isinstance(cfg[field], (tuple, list)) else (cfg[field],)
-        for n in names:
+        for n in _names(cfg[field]):
             assert n in modules, f'{name}: {field}={n!r} is not a module'
 
     x = _input(model)
@@ -47,8 +75,16 @@ def test_timm_contract(name: str) -> None:
     assert out.shape == (1, 7)
     assert torch.isfinite(out).all()
     out.sum().backward()
-    grads = [p.grad for p in model.parameters() if p.requires_grad]
-    assert any(g is not None and g.abs().sum() > 0 for g in grads), f'{name}: no gradient reached the weights'
+    # every trainable parameter takes part in the graph (some may be exactly zero at init: stochastic
+    # depth drops whole branches for one sample, silent spiking neurons pass no surrogate gradient),
+    # gradients are finite, and they reach the stem
+    skip = next((v for k, v in NO_FORWARD_GRAD.items() if name.startswith(k)), ())
+    params = dict(model.named_parameters())
+    no_grad = [n for n, p in params.items() if p.requires_grad and p.grad is None and not n.startswith(skip)]
+    assert not no_grad, f'{name}: no gradient for {no_grad[:5]}'
+    assert all(torch.isfinite(p.grad).all() for p in params.values() if p.grad is not None)
+    for n in _names(cfg['first_conv']):
+        assert params[f'{n}.weight'].grad.abs().sum() > 0, f'{name}: the gradient does not reach {n}'
 
     model.eval()
     with torch.no_grad():
@@ -76,26 +112,60 @@ def test_timm_contract(name: str) -> None:
     model.set_grad_checkpointing(False)
     assert torch.allclose(ckpt_out, ref, atol=1e-5), f'{name}: grad checkpointing changed the output'
 
-    # classifier reset
+    # optimizer helpers (before the classifier reset: the head is still the cfg's classifier)
+    _check_no_weight_decay(name, model)
+    _check_group_matcher(name, model)
+
+    # classifier reset: without a classifier the model returns its pre-logits features
     model.reset_classifier(0)
     with torch.no_grad():
         emb = model(x)
-    assert emb.ndim == 2 and emb.shape[1] in (model.num_features, hidden)
+    assert emb.shape == (1, hidden) and torch.allclose(emb, pooled, atol=1e-5), f'{name}: reset_classifier(0)'
     model.reset_classifier(3)
-    assert model.get_classifier() is not None
+    assert getattr(model.get_classifier(), 'out_features', None) == 3
     with torch.no_grad():
         assert model(x).shape == (1, 3)
-
-    # optimizer helpers
-    assert isinstance(model.no_weight_decay(), (set, list, tuple)) if hasattr(model, 'no_weight_decay') else True
-    matcher = model.group_matcher()
-    assert 'stem' in matcher and 'blocks' in matcher
 
     # prune_intermediate_layers keeps the requested taps working (pruned in place, last)
     with torch.no_grad():
         model.prune_intermediate_layers(indices=[1])
         again = model.forward_intermediates(x, indices=[1], intermediates_only=True)
     assert torch.allclose(inter[1], again[0], atol=1e-5)
+
+
+def _check_no_weight_decay(name: str, model: torch.nn.Module) -> None:
+    """timm's optimizer factory exempts the parameters whose names match ``no_weight_decay()`` (fnmatch)."""
+    if _carried_from_timm(name) and not hasattr(model, 'no_weight_decay'):
+        return  # timm's own class, see the exceptions at the top
+    nwd = model.no_weight_decay()
+    assert isinstance(nwd, (set, frozenset, list, tuple)) and all(isinstance(p, str) for p in nwd), name
+    names = [n for n, _ in model.named_parameters()]
+    dead = [p for p in nwd if p not in _timm_base_no_weight_decay(model) and not any(fnmatch(n, p) for n in names)]
+    assert not dead, f'{name}: no_weight_decay() names no parameter: {dead}'
+    # models that keep the official recipe's keyword list (Swin's optimizer.py) must also exempt those
+    # parameters through no_weight_decay(), the only list timm's optimizer factory reads
+    keywords = model.no_weight_decay_keywords() if hasattr(model, 'no_weight_decay_keywords') else ()
+    missed = [n for n in names if any(kw in n for kw in keywords) and not any(fnmatch(n, p) for p in nwd)]
+    assert not missed, f'{name}: no_weight_decay_keywords() parameters still decayed by timm: {missed[:3]}'
+
+
+def _check_group_matcher(name: str, model: torch.nn.Module) -> None:
+    """Layer-wise groups (timm's layer decay, BEiT-style fine-tuning) run from the stem to the head in
+    depth order."""
+    cfg = model.pretrained_cfg
+    for coarse in (False, True):
+        layer_of = group_parameters(model, model.group_matcher(coarse=coarse), reverse=True)
+        assert all(layer_of[f'{n}.weight'] == 0 for n in _names(cfg['first_conv'])), f'{name}: stem not first'
+        last = max(layer_of.values())
+        assert all(layer_of[f'{n}.weight'] == last for n in _names(cfg['classifier'])), f'{name}: head not last'
+        spans = []
+        for info in model.feature_info:
+            ids = [lid for n, lid in layer_of.items() if n.startswith(info['module'] + '.')]
+            if ids:
+                spans.append((min(ids), max(ids)))
+        assert spans == sorted(spans) and all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), (name, spans)
+        if not coarse:
+            assert len(set(layer_of.values())) > len(spans), f'{name}: fine groups no finer than stages'
 
 
 @pytest.mark.parametrize('name', MODELS)

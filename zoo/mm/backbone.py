@@ -16,7 +16,8 @@ from mmdet, mmseg and zoo configs alike.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import timm
@@ -25,6 +26,7 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from timm.layers import LayerNorm2d
+from timm.models._manipulate import group_with_matcher
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from zoo.hub import create_model
@@ -56,6 +58,123 @@ def _pretrained_kwargs(model_name: str, pretrained: Any) -> tuple[str, dict]:
     if os.sep in pretrained or pretrained.endswith(('.pth', '.pt', '.bin', '.safetensors')):
         raise FileNotFoundError(f'ZooBackbone: pretrained file {pretrained} does not exist')
     return f'{model_name}.{pretrained}', dict(pretrained=True)
+
+
+# ``model_kwargs`` that configure timm's feature wrapper, not the model (dropped for the probe model).
+_WRAPPER_KWARGS = ('feature_cls', 'feature_cfg', 'flatten_sequential', 'out_indices', 'output_fmt')
+
+
+def _probe_model(model_name: str, kwargs: dict) -> nn.Module:
+    """The full timm model (random init), for its ``feature_info`` and ``group_matcher``.
+
+    Built on the CPU: the meta device would skip the memory but is slower to construct for models
+    initialised with ``trunc_normal_`` (every op is dispatched through Python).
+    """
+    kwargs = {k: v for k, v in kwargs.items() if k not in _WRAPPER_KWARGS}
+    return timm.create_model(model_name, pretrained=False, **kwargs)
+
+
+def _feature_info_list(model: nn.Module) -> list[dict]:
+    info = getattr(model, 'feature_info', None)
+    if info is None:
+        raise ValueError(f'ZooBackbone: {type(model).__name__} has no feature_info (needed for features_only)')
+    return list(info.info) if hasattr(info, 'info') else list(info)
+
+
+def _stem_patterns(stem: Any) -> list[re.Pattern]:
+    """The regexes of a ``group_matcher`` 'stem' entry (a regex, or a list of ``(regex, ordinal)``)."""
+    if stem is None:
+        return []
+    if isinstance(stem, str):
+        return [re.compile(stem)]
+    return [re.compile(spec[0] if isinstance(spec, (tuple, list)) else spec) for spec in stem]
+
+
+def stage_parameters(model: nn.Module) -> list[list[str]]:
+    """Parameter names of the stem and of every feature stage of a timm model.
+
+    Returns ``[stem, stage_0, ..., stage_{n-1}]`` with ``n = len(model.feature_info)``; names are
+    ``model.named_parameters()`` names. Both come from what the model declares, not from its
+    module names:
+
+    * ``model.group_matcher(coarse=True)`` puts the parameters into ordered groups (timm's
+      layer-decay grouping: execution order). The stem is what its ``'stem'`` entry matches.
+    * Feature ``k`` is taken from ``model.feature_info[k]['module']``. Stage ``k`` ends with the
+      last group holding a parameter of that module (but before the first group of the next tap's
+      module) and starts after stage ``k - 1``, so it holds the downsampling that produces feature
+      ``k`` wherever the family keeps it (timm Swin /
+      MambaOut ``stages.k.downsample``, PVT ``stages.k.patch_embed``, CSwin ``merge{k}``, MHS-VM
+      ``layers.{k-1}.downsample``, QSD ``downsample{k+1}``). For a plain ViT every block is a stage.
+
+    Hence stem + stages ``0..k-1`` are exactly the parameters that feed feature ``k - 1``, and
+    nothing that only feeds later features (``tests/test_backbone_adapter.py`` checks this
+    against autograd for every family). Parameters after the last tap (final norm, head) belong to
+    no stage.
+    """
+    if not hasattr(model, 'group_matcher'):
+        raise ValueError(f'ZooBackbone: frozen_stages needs {type(model).__name__}.group_matcher()')
+    matcher = model.group_matcher(coarse=True)
+    names = [n for n, _ in model.named_parameters()]
+    sentinel = '\0ungrouped'  # matches no regex: its group id is the one of unmatched parameters
+    named = [(n, None) for n in names]
+    if isinstance(matcher, dict):
+        named.append((sentinel, None))
+    gid = group_with_matcher(named, matcher, reverse=True)
+    ungrouped = gid.pop(sentinel, None)
+
+    info = _feature_info_list(model)
+    order = [n for n, _ in model.named_modules()]
+    owner = {}  # parameter -> position of its owning module in registration order
+    for pos, (mname, mod) in enumerate(model.named_modules()):
+        for pname, _ in mod.named_parameters(recurse=False):
+            owner.setdefault(f'{mname}.{pname}' if mname else pname, pos)
+    inside = [[n for n in names if n.startswith(tap['module'] + '.')] for tap in info]
+    ends: list[int] = []
+    for k, tap in enumerate(info):
+        if inside[k]:
+            bad = [n for n in inside[k] if gid[n] == ungrouped]
+            if bad:
+                raise ValueError(f'ZooBackbone: {type(model).__name__}.group_matcher() leaves {bad[0]} ungrouped')
+            end = max(gid[n] for n in inside[k])
+            if k + 1 < len(info) and inside[k + 1]:
+                # A tap taken inside its module, before a downsampling that the matcher groups with
+                # the next stage (MHS-VM's layers.{k}.downsample): the stage ends before that group.
+                end = min(end, min(gid[n] for n in inside[k + 1]) - 1)
+        else:  # a tap without parameters (e.g. ResNet's act1): the groups registered before it
+            if tap['module'] not in order:
+                raise ValueError(f"ZooBackbone: feature_info module '{tap['module']}' is not in "
+                                 f'{type(model).__name__}')
+            pos = order.index(tap['module'])
+            end = max((gid[n] for n in names if owner[n] < pos and gid[n] != ungrouped), default=-1)
+        ends.append(max(end, ends[-1] if ends else -1))
+
+    stem_re = _stem_patterns(matcher.get('stem') if isinstance(matcher, dict) else None)
+    stem = [n for n in names if any(r.match(n) for r in stem_re)]
+    stem_set = set(stem)
+    stages = []
+    for k, end in enumerate(ends):
+        start = ends[k - 1] if k else -1
+        stages.append([n for n in names if start < gid[n] <= end and n not in stem_set])
+    return [stem, *stages]
+
+
+def _wrapper_name_maps(model: nn.Module) -> Iterable[dict[str, str]]:
+    """Candidate ``{features_only name: model name}`` maps for timm's feature wrappers.
+
+    ``FeatureGetterNet`` keeps the model as ``model.``; ``FeatureListNet`` / ``FeatureDictNet`` /
+    ``FeatureHookNet`` re-register its children, with ``flatten_sequential`` renaming a child
+    ``stages.0`` of a top-level ``nn.Sequential`` to ``stages_0``.
+    """
+    names = [n for n, _ in model.named_parameters()]
+    seq = {n for n, m in model.named_children() if isinstance(m, nn.Sequential)}
+
+    def flat(n: str) -> str:
+        head, _, rest = n.partition('.')
+        return f'{head}_{rest}' if head in seq else n
+
+    for prefix in ('', 'model.', 'body.'):
+        yield {prefix + n: n for n in names}
+        yield {prefix + flat(n): n for n in names}
 
 
 class SimplePyramid(nn.Module):
@@ -105,9 +224,12 @@ class ZooBackbone(BaseModule):
         pretrained: ``None``/``False``, ``True`` (the model's default weights), a checkpoint file
             (official or zoo layout), ``'hf-hub:org/repo'``, a URL, or a pretrained tag.
         drop_path_rate: stochastic depth of the timm model.
-        frozen_stages: -1 trains everything; 0 freezes the stem (everything before the first
-            stage); k >= 1 also freezes stages 0..k-1.
-        norm_eval: keep BatchNorm layers in eval mode while training.
+        frozen_stages: -1 trains everything; 0 freezes the stem; k >= 1 freezes the stem and
+            stages 0..k-1, i.e. every parameter that feeds feature tap k-1 and nothing after it
+            (stages as declared by the model's ``group_matcher`` and ``feature_info``, see
+            :func:`stage_parameters`; for a plain ViT a stage is one block). Frozen parts stay in
+            eval mode through ``.train()`` (BatchNorm statistics, dropout, drop-path).
+        norm_eval: keep every BatchNorm layer in eval mode while training.
         out_norm: add a LayerNorm (over channels) on every returned map.
         model_kwargs: extra ``timm.create_model`` arguments (e.g. ``dynamic_img_size=True`` for ViT).
         init_cfg: mmengine init config for the adapter's own layers (the timm weights are loaded
@@ -116,6 +238,7 @@ class ZooBackbone(BaseModule):
     Attributes:
         out_channels: channels of each returned map, for the neck's ``in_channels``.
         out_strides: stride of each returned map.
+        num_stages: feature taps of the timm model (the largest valid ``frozen_stages``).
     """
 
     def __init__(
@@ -142,10 +265,14 @@ class ZooBackbone(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
 
-        # Probe the feature layout once (cheap: no weights) to decide between taps and a pyramid.
-        info = timm.create_model(model_name, pretrained=False, features_only=True, **kwargs).feature_info
-        reductions = info.reduction()
-        self._stage_modules = [d['module'] for d in info.info]  # every tap, for frozen_stages
+        # Probe the full model once (no weights) for every feature tap (features_only defaults may
+        # list fewer, e.g. ViT's last three blocks) and for the stage declaration.
+        probe = _probe_model(model_name, kwargs)
+        reductions = [d['reduction'] for d in _feature_info_list(probe)]
+        self.num_stages = len(reductions)
+        if not -1 <= frozen_stages <= self.num_stages:
+            raise ValueError(f'ZooBackbone: frozen_stages={frozen_stages} must be in -1..{self.num_stages} '
+                             f'for {model_name} ({self.num_stages} stages)')
         # Every tap at one stride (>= 8) means a plain ViT-like model: build the pyramid ourselves.
         self.flat = len(set(reductions)) == 1 and reductions[0] >= 8
         if self.flat:
@@ -174,38 +301,48 @@ class ZooBackbone(BaseModule):
         self.out_channels: list[int] = channels
         self.out_strides: list[int] = strides
         self.out_norms = nn.ModuleList([LayerNorm2d(c) for c in channels]) if out_norm else None
-        self._freeze()
+        self._frozen_modules: list[nn.Module] = []
+        if frozen_stages >= 0:
+            self._freeze(probe)
 
     # -- freezing --------------------------------------------------------------------------------
-    def _stage_of(self, param_name: str) -> int | None:
-        """Index of the feature stage a parameter belongs to, or None (stem, pos-embed, ...)."""
-        name = param_name[len('model.'):] if param_name.startswith('model.') else param_name
-        for i, mod in enumerate(self._stage_modules):
-            for prefix in (mod, mod.replace('.', '_', 1)):
-                if name == prefix or name.startswith(prefix + '.'):
-                    return i
-        return None
-
-    def _freeze(self) -> None:
-        if self.frozen_stages < 0:
-            return
-        seen_stage = False
-        frozen = 0
-        for name, p in self.body.named_parameters():
-            stage = self._stage_of(name)
-            seen_stage = seen_stage or stage is not None
-            if (stage is None and not seen_stage) or (stage is not None and stage < self.frozen_stages):
-                p.requires_grad_(False)
-                frozen += 1
-        if frozen == 0:
+    def _freeze(self, probe: nn.Module) -> None:
+        """Freeze the stem and stages ``0..frozen_stages-1`` (see :func:`stage_parameters`)."""
+        groups = stage_parameters(probe)
+        body_names = [n for n, _ in self.body.named_parameters()]
+        to_probe = next((m for m in _wrapper_name_maps(probe) if all(n in m for n in body_names)), None)
+        if to_probe is None:
+            raise ValueError(f'ZooBackbone: cannot match the parameters of the features_only {self.model_name} '
+                             f'to the model (wrapper {type(self.body).__name__})')
+        frozen_probe = {n for g in groups[:self.frozen_stages + 1] for n in g}
+        frozen = {n for n in body_names if to_probe[n] in frozen_probe}
+        if not frozen:
             raise ValueError(f'ZooBackbone: frozen_stages={self.frozen_stages} froze nothing in {self.model_name}')
+        for n, p in self.body.named_parameters():
+            if n in frozen:
+                p.requires_grad_(False)
+        # The largest submodules whose parameters are all frozen: kept in eval mode by train().
+        ids = {id(p) for n, p in self.body.named_parameters() if n in frozen}
+        covered: set[int] = set()
+        for m in self.body.modules():
+            if id(m) in covered:
+                continue
+            params = list(m.parameters())
+            if params and all(id(p) in ids for p in params):
+                self._frozen_modules.append(m)
+                covered.update(id(sub) for sub in m.modules())
+        self.train(self.training)
 
     def train(self, mode: bool = True) -> ZooBackbone:
+        """``nn.Module.train``, with frozen stages (and every BatchNorm if ``norm_eval``) in eval mode."""
         super().train(mode)
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
+        if mode:
+            for m in self._frozen_modules:
+                m.eval()
+            if self.norm_eval:
+                for m in self.modules():
+                    if isinstance(m, _BatchNorm):
+                        m.eval()
         return self
 
     def init_weights(self) -> None:

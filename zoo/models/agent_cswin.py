@@ -320,16 +320,10 @@ class AgentCSWinTransformer(nn.Module):
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
-        return dict(
-            stem=r'^stage1_conv_embed',
-            blocks=r'^(?:merge|stage)(\d+)'
-            if coarse
-            else [
-                (r'^stage(\d+)\.(\d+)', None),
-                (r'^merge(\d+)', (0,)),
-                (r'^norm', (99999,)),
-            ],
-        )
+        # merge{i} runs before stage{i + 1} (it makes that stage's input), so it groups with it.
+        merges = [(rf'^merge{i}\.', (i + 1,) if coarse else (i + 1, -1)) for i in range(1, 4)]
+        stages = [(r'^stage(\d+)', None)] if coarse else [(r'^stage(\d+)\.(\d+)', None), (r'^norm', (99999,))]
+        return dict(stem=r'^stage1_conv_embed', blocks=merges + stages)
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:

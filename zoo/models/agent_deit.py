@@ -181,7 +181,7 @@ class AgentVisionTransformer(nn.Module):
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
         return dict(
-            stem=r'^(cls_token|pos_embed|patch_embed)',
+            stem=r'^(?:cls_token|pos_embed|patch_embed)',
             blocks=[(r'^blocks\.(\d+)', None), (r'^norm', (99999,))],
         )
 

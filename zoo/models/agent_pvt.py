@@ -284,12 +284,12 @@ class AgentPyramidVisionTransformer(nn.Module):
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
         return dict(
-            stem=r'^stages\.0\.(patch_embed|pos_embed)',
+            stem=r'^stages\.0\.(?:patch_embed|pos_embed)',
             blocks=r'^stages\.(\d+)'
             if coarse
             else [
                 (r'^stages\.(\d+)\.blocks\.(\d+)', None),
-                (r'^stages\.(\d+)\.(patch_embed|pos_embed)', (0,)),
+                (r'^stages\.(\d+)\.(?:patch_embed|pos_embed)', (0,)),
             ],
         )
 

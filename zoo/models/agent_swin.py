@@ -239,7 +239,10 @@ class AgentSwinTransformer(nn.Module):
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
-        return {'absolute_pos_embed'}
+        """The Swin relative position tables: the official recipe exempts them by keyword
+        (``no_weight_decay_keywords``, read by its optimizer.py); timm's optimizer factory reads only
+        this list. There is no absolute position embedding (``ape=False`` in every official config)."""
+        return {n for n, _ in self.named_parameters() if n.endswith('relative_position_bias_table')}
 
     @torch.jit.ignore
     def no_weight_decay_keywords(self) -> set[str]:

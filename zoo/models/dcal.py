@@ -234,7 +234,8 @@ class DCALMixin:
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
         matcher = dict(super().group_matcher(coarse))
-        matcher['blocks'] = [(r'^blocks\.(\d+)', None), (r'^norm|^glca|^dcal_loss', (99999,))]
+        # the GLCA block and norm sit with the last block; glca_head is a classifier like head (the last group)
+        matcher['blocks'] = [(r'^blocks\.(\d+)', None), (r'^norm|^glca\.|^glca_norm|^dcal_loss', (99999,))]
         return matcher
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:

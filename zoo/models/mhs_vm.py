@@ -294,12 +294,15 @@ class MHSVMEncoder(nn.Module):
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
+        # layers.{i}.downsample runs after the blocks of layer i and makes the input of layer i + 1
+        # (feature i is taken before it), so it groups with layer i + 1.
+        downsamples = [(rf'^layers\.{i}\.downsample', (i + 1,) if coarse else (i + 1, -1))
+                       for i in range(len(self.layers))]
         return dict(
             stem=r'^patch_embed',
-            blocks=r'^layers\.(\d+)' if coarse else [
-                (r'^layers\.(\d+)\.downsample', (0,)),
+            blocks=downsamples + ([(r'^layers\.(\d+)', None)] if coarse else [
                 (r'^layers\.(\d+)\.blocks\.(\d+)', None),
-            ],
+            ]),
         )
 
     @torch.jit.ignore
