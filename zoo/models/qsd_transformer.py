@@ -384,16 +384,24 @@ class SpikeDrivenMetaFormer(nn.Module):
         self._num_stages = len(_STAGES)
         self.lif = spec.neuron()
         self.head_drop = nn.Dropout(drop_rate)
-        self._make_head = (lambda n: LinearLSQ(c3, n, nbits=wbits, act_placeholder=act_placeholders)) \
-            if wbits is not None else (lambda n: nn.Linear(c3, n))
-        self.head = self._make_head(num_classes) if num_classes > 0 else nn.Identity()
-        self.head_kd = None
-        if kd_head:
-            self.head_kd = self._make_head(num_classes) if num_classes > 0 else nn.Identity()
+        # Plain attributes (no lambdas), so the model pickles and deepcopies cleanly (mmengine EMA).
+        self._head_wbits = wbits
+        self._act_placeholders = act_placeholders
+        self.head = self._make_head(num_classes)
+        self.head_kd = self._make_head(num_classes) if kd_head else None
         self.apply(self._init_weights)
         for m in self.modules():  # LSQ steps follow the final initial weights
             if hasattr(m, 'reset_alpha'):
                 m.reset_alpha()
+
+    def _make_head(self, num_classes: int) -> nn.Module:
+        """Classifier ``(N, num_features) -> (N, num_classes)``: LSQ-quantised when the model is."""
+        if num_classes <= 0:
+            return nn.Identity()
+        if self._head_wbits is not None:
+            return LinearLSQ(self.num_features, num_classes, nbits=self._head_wbits,
+                             act_placeholder=self._act_placeholders)
+        return nn.Linear(self.num_features, num_classes)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -410,15 +418,21 @@ class SpikeDrivenMetaFormer(nn.Module):
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        # Stages as in _STAGES (stem: the first downsampling); fine: one group per transformer block,
+        # after its stage's downsampling.
+        def stage(i: int, name: str) -> list[tuple[str, tuple]]:
+            if coarse:
+                return [(rf'^(?:downsample{i + 1}|{name})\.', (i,))]
+            return [(rf'^downsample{i + 1}\.', (i, -1))] + [
+                (rf'^{name}\.{j}\.', (i, j)) for j in range(len(getattr(self, name)))]
+
         return dict(
-            stem=r'^downsample1_1',
+            stem=r'^downsample1_1\.',
             blocks=[
-                (r'^(ConvBlock1_1|downsample1_2|ConvBlock1_2)', (0,)),
-                (r'^(downsample2|ConvBlock2_\d)', (1,)),
-                (r'^downsample3', (2,)),
-                (r'^block3\.(\d+)', None) if not coarse else (r'^block3', (2,)),
-                (r'^downsample4', (3,)),
-                (r'^block4\.(\d+)', None) if not coarse else (r'^block4', (3,)),
+                (r'^(?:ConvBlock1_1|downsample1_2|ConvBlock1_2)\.', (0,)),
+                (r'^(?:downsample2|ConvBlock2_\d)\.', (1,)),
+                *stage(2, 'block3'),
+                *stage(3, 'block4'),
                 (r'^lif', (99999,)),
             ],
         )
@@ -437,9 +451,9 @@ class SpikeDrivenMetaFormer(nn.Module):
             if global_pool not in ('avg', ''):
                 raise ValueError(f"global_pool must be 'avg', got {global_pool!r}")
             self.global_pool = global_pool
-        self.head = self._make_head(num_classes) if num_classes > 0 else nn.Identity()
+        self.head = self._make_head(num_classes)
         if self.head_kd is not None:
-            self.head_kd = self._make_head(num_classes) if num_classes > 0 else nn.Identity()
+            self.head_kd = self._make_head(num_classes)
 
     def set_T(self, T: int) -> None:
         """Change the number of time steps (also inside every LIF neuron)."""
@@ -542,7 +556,7 @@ class SpikeDrivenMetaFormer(nn.Module):
         if pruned_end:
             self.num_features = self.head_hidden_size = self.feature_info[max_index]['num_chs']
         if prune_head or pruned_end:
-            self._make_head = lambda n: nn.Linear(self.num_features, n)
+            self._head_wbits = None  # a pruned model gets a full-precision head
             self.head_kd = None
             self.reset_classifier(0)
         return take
