@@ -96,7 +96,13 @@ def render_heatmaps(slide_path: str | Path, coords: np.ndarray, maps: np.ndarray
         ax.set_title(name, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    # One colour bar for every heatmap panel: all use the same colour map over [0, 1].
+    cax = fig.add_axes((0.915, 0.12, 0.018, 0.76))
+    bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap='jet'), cax=cax)
+    bar.set_label('attention, percentile rank within the slide' if norm == 'rank'
+                  else 'attention, min-max scaled per map', fontsize=8)
+    bar.ax.tick_params(labelsize=7)
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=100)
