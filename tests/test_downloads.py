@@ -439,3 +439,76 @@ def test_pickled_code_is_still_refused(tmp_path: Path) -> None:
         timm.create_model('agent_pvt_tiny', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)),
                           **TINY['agent_pvt_tiny'])
     _one_line_naming(err.value, str(path), 'pathlib')
+
+
+# ------------------------------------------------------------------------------------------------
+# Every family's files through every route
+# ------------------------------------------------------------------------------------------------
+def _tool(name: str):
+    """``tools/<name>.py`` as a module (its ``main(argv)`` is the command line minus the exit code)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f'zoo_tool_{name}', ROOT / 'tools' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_CLASSIFIER_CONFIG = """
+_base_ = ['{root}/configs/_base_/datasets/digits.py', '{root}/configs/_base_/schedules/adamw_cosine.py',
+          '{root}/configs/_base_/default_runtime.py']
+model = dict(type='TimmClassifier', model_name='{name}', model_kwargs={kwargs!r})
+train_dataloader = dict(batch_size=16, dataset=dict(img_size=64))
+val_dataloader = dict(batch_size=128, dataset=dict(img_size=64))
+test_dataloader = val_dataloader
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=2, val_interval=2)
+param_scheduler = []
+default_hooks = dict(checkpoint=dict(by_epoch=False, interval=2), logger=dict(interval=1))
+log_processor = dict(by_epoch=False)
+custom_hooks = [dict(type='ExportSafetensorsHook')]
+"""
+
+
+def _cli_kwargs(kwargs: dict) -> list[str]:
+    def text(v) -> str:
+        return '(' + ','.join(map(str, v)) + ')' if isinstance(v, tuple) else str(v)
+
+    return [f'{k}={text(v)}' for k, v in kwargs.items()]
+
+
+@pytest.mark.parametrize('name', list(TINY))
+def test_every_weights_file_reloads_through_every_route(name: str, tmp_path: Path, caches: Path) -> None:
+    """The model's own state dict (.pth and .safetensors), the model.safetensors ExportSafetensorsHook
+    writes after training, and tools/convert.py's output from the published layout all load strictly
+    through pretrained_cfg_overlay=dict(file=...), zoo.hub.create_model and tools/test.py (the issue:
+    Agent-Swin's own weights failed with 'Missing key(s): layers.1.downsample.norm.weight')."""
+    from safetensors.torch import load_file
+
+    src = _tiny(name)
+    own_pth, own_st = tmp_path / 'own.pth', tmp_path / 'own.safetensors'
+    torch.save(src.state_dict(), own_pth)
+    save_safetensors(src.state_dict(), own_st)
+    published = tmp_path / 'published.pth'
+    torch.save(_published(name, src), published)
+
+    kwargs = dict(num_classes=10, **TINY[name])
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text(_CLASSIFIER_CONFIG.format(root=ROOT, name=name, kwargs=kwargs))
+    _tool('train').main([str(cfg), '--work-dir', str(tmp_path / 'train')])
+    exported = tmp_path / 'train' / 'model.safetensors'
+    converted = _tool('convert').main([name, str(published), str(tmp_path / 'converted.safetensors'),
+                                       '--model-kwargs', *_cli_kwargs(kwargs)])
+
+    expected = {own_pth: src.state_dict(), own_st: src.state_dict(), exported: load_file(exported),
+                Path(converted): src.state_dict()}
+    for path, weights in expected.items():
+        overlay = dict(file=str(path), num_classes=10)
+        _assert_same_weights(timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs),
+                             weights)
+        _assert_same_weights(create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs), weights)
+
+    tester = _tool('test')
+    scores = {p.name: tester.main([str(cfg), str(p), '--work-dir', str(tmp_path / f'test_{p.stem}')])
+              for p in (own_pth, exported, Path(converted))}
+    top1 = {k: float(v['accuracy/top1']) for k, v in scores.items()}
+    assert top1['own.pth'] == top1['converted.safetensors'], top1  # the same weights, the same score

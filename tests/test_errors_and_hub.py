@@ -213,3 +213,35 @@ param_scheduler = []
     assert out.returncode == 0, out.stderr[-2000:]
     assert f'skipped [train] {bad}: ' in out.stdout  # the end-of-run list (tests/test_data_integrity.py)
     assert 'finished 1 epochs' in out.stdout
+
+
+@pytest.mark.parametrize('error', [
+    # what mmengine's Config raises for a `mmdet::` / `mmseg::` _base_ when the package is absent (no .name)
+    ModuleNotFoundError('mmsegmentation is not installed, please install mmsegmentation manually'),
+    # a plain failed import (zoo.mm.inference importing mmdet.apis)
+    ModuleNotFoundError("No module named 'mmdet'", name='mmdet'),
+])
+def test_missing_openmmlab_extra_is_one_line_with_the_install_command(error, capsys) -> None:
+    """`make demo` installs only the core; the dense tools then say how to add the OpenMMLab extra
+    (checked by hand on a core-only venv: tools/train.py and tools/test.py with a smoke dense config)."""
+    from zoo_cli import run_cli
+
+    def main() -> None:
+        raise error
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(main)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and 'is missing' in err
+    assert 'bash scripts/install.sh' in err and 'Traceback' not in err
+
+
+def test_other_missing_modules_keep_their_traceback() -> None:
+    from zoo_cli import run_cli
+
+    def main() -> None:
+        raise ModuleNotFoundError("No module named 'not_a_zoo_dependency'", name='not_a_zoo_dependency')
+
+    with pytest.raises(ModuleNotFoundError):
+        run_cli(main)

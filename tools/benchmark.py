@@ -231,25 +231,6 @@ def write_outputs(results: list[Result], out: str) -> None:
     plt.close(fig)
 
 
-def check_models(models: list[str]) -> None:
-    """Unknown model names are one error line with the closest known names."""
-    import difflib
-
-    import timm
-    from zoo_cli import UsageError
-
-    import zoo  # noqa: F401
-
-    known = timm.list_models()
-    for name in models:
-        arch = name.split('.')[0]  # 'model.tag' names a pretrained variant of 'model'
-        if not timm.is_model(arch):
-            close = difflib.get_close_matches(arch, known, n=3, cutoff=0.6)
-            hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else \
-                " (see timm.list_models('*pattern*'))"
-            raise UsageError(f'unknown model {name!r} in --models{hint}')
-
-
 def main(argv: list[str] | None = None) -> list[Result]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--models', nargs='+', required=False, help='timm / zoo model names')
@@ -269,7 +250,9 @@ def main(argv: list[str] | None = None) -> list[Result]:
         return []
     if not args.models:
         p.error('--models is required')
-    check_models(args.models)
+    from zoo_cli import check_model_names
+
+    check_model_names(args.models, '--models')
     start = time.time()
     results = run(args.models, args.img_sizes, args.batch_size, args.bench, args.rounds, args.iters,
                   args.device, memory=not args.no_memory)

@@ -34,9 +34,27 @@ def main(argv: list[str] | None = None) -> str:
     if not args.dst.endswith('.safetensors'):
         p.error(f'dst must end with .safetensors, got {args.dst}')
     start = time.time()
+    from zoo_cli import CaptureLoadReport, UsageError, check_model_names, summarize_state_dict_error
+
     from zoo.hub import convert_checkpoint, sha256_file
 
-    out = convert_checkpoint(args.model, args.src, args.dst, **args.model_kwargs)
+    check_model_names([args.model])
+    try:
+        with CaptureLoadReport() as report:
+            out = convert_checkpoint(args.model, args.src, args.dst, **args.model_kwargs)
+    except RuntimeError as err:  # strict load: weights of another architecture
+        msg = summarize_state_dict_error(str(err), args.src)
+        if msg is None:
+            raise
+        raise UsageError(msg) from None
+    # timm loads non-strictly when num_classes differs from the file's; only the classifier may be missing
+    import timm
+
+    classifier = timm.models.get_pretrained_cfg_value(args.model.split('.')[0], 'classifier') or ()
+    problem = report.problem((classifier,) if isinstance(classifier, str) else tuple(classifier))
+    if problem:
+        os.remove(out)
+        raise UsageError(f'weights {args.src} do not fit {args.model} (another architecture?): {problem}')
     print(f'convert: {args.src} -> {out} ({args.model}), sha256 {sha256_file(out)}, '
           f'{os.path.getsize(out) / 1e6:.1f} MB, {time.time() - start:.1f}s')
     return out

@@ -22,9 +22,9 @@ from collections.abc import Callable
 # import of pkg_resources, and mmengine re-imports it on each config package lookup.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API', category=UserWarning)
 
-OPENMMLAB_HINT = ('the OpenMMLab extra (mmcv, mmdet, mmseg) is not installed: run `make install` '
-                  '(or `bash scripts/install.sh`), which builds mmcv once and caches it')
-_OPENMMLAB = ('mmcv', 'mmdet', 'mmseg')
+OPENMMLAB_HINT = ('the OpenMMLab extra (mmcv, mmdet, mmseg) is not installed (`make demo` installs only the '
+                  'core): run `make install` (or `bash scripts/install.sh`), which builds mmcv once and caches it')
+_OPENMMLAB = ('mmcv', 'mmdet', 'mmseg', 'mmsegmentation')  # module and distribution names
 
 
 class UsageError(Exception):
@@ -46,9 +46,11 @@ def run_cli(main: Callable[[], object]) -> None:
     except SystemExit:
         raise
     except ModuleNotFoundError as err:
-        if (err.name or '').split('.')[0] not in _OPENMMLAB:
+        # mmengine's Config raises its own 'mmdet is not installed, ...' without setting err.name
+        name = err.name or next(iter(re.findall(r'^(\w+) is not installed', str(err))), '')
+        if name.split('.')[0] not in _OPENMMLAB:
             raise
-        _fail(f'{err.name} is missing: {OPENMMLAB_HINT}')
+        _fail(f'{name} is missing: {OPENMMLAB_HINT}')
     except (FileNotFoundError, KeyError, WeightsError, UsageError, ConfigValueError) as err:
         _fail(_first_line(err))
     except RuntimeError as err:
@@ -71,6 +73,23 @@ def _first_line(err: BaseException) -> str:
 def _fail(msg: str) -> None:
     print(f'error: {msg}', file=sys.stderr)
     sys.exit(2)
+
+
+def check_model_names(models: list[str], where: str = 'model') -> None:
+    """Unknown timm / zoo model names are one error line with the closest known names."""
+    import difflib
+
+    import timm
+
+    import zoo  # noqa: F401  (registers the zoo's models)
+
+    for name in models:
+        arch = name.split('.')[0]  # 'model.tag' names a pretrained variant of 'model'
+        if not timm.is_model(arch):
+            close = difflib.get_close_matches(arch, timm.list_models(), n=3, cutoff=0.6)
+            hint = (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close
+                    else " (see timm.list_models('*pattern*'))")
+            raise UsageError(f'unknown model {name!r} in {where}{hint}')
 
 
 # --------------------------------------------------------------------------------------------------
@@ -114,6 +133,45 @@ def summarize_state_dict_error(text: str, source: str | None = None) -> str | No
             f'{"; ".join(parts) or "keys differ"}')
 
 
+class CaptureLoadReport(logging.Handler):
+    """Collects the keys timm's ``load_pretrained`` reports as missing / unexpected: timm loads
+    non-strictly (and only logs) when ``num_classes`` differs from the file's, so weights of another
+    architecture would otherwise load "successfully" into a randomly initialised model."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.missing: list[str] = []
+        self.unexpected: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        m = re.match(r'(Missing|Unexpected) keys \((.*)\) (?:discovered|found) while loading pretrained',
+                     record.getMessage(), flags=re.S)
+        if m:
+            (self.missing if m.group(1) == 'Missing' else self.unexpected).extend(
+                k.strip() for k in m.group(2).split(',') if k.strip())
+
+    def __enter__(self) -> CaptureLoadReport:
+        logger = logging.getLogger('timm.models._builder')
+        self._saved = logger.level, logger.propagate
+        logger.addHandler(self)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False  # reported in one line by the tool instead
+        return self
+
+    def __exit__(self, *exc) -> None:
+        logger = logging.getLogger('timm.models._builder')
+        logger.removeHandler(self)
+        logger.setLevel(self._saved[0])
+        logger.propagate = self._saved[1]
+
+    def problem(self, classifier: tuple[str, ...] = ()) -> str | None:
+        """One line about keys that do not fit (a dropped classifier is expected), or None."""
+        missing = [k for k in self.missing if not k.startswith(tuple(c + '.' for c in classifier))]
+        parts = [f'{len(keys)} {name} key(s) ({", ".join(keys[:3])}{", ..." if len(keys) > 3 else ""})'
+                 for name, keys in (('missing', missing), ('unexpected', self.unexpected)) if keys]
+        return '; '.join(parts) or None
+
+
 # --------------------------------------------------------------------------------------------------
 # Concise console log.
 
@@ -155,6 +213,13 @@ def build_runner(cfg, verbose: bool = False, header: str = 'train'):
                         h.addFilter(_ConsoleFilter())
             return logger
 
+    # mmengine keeps one Visualizer per name for the whole process: a second run in the same process
+    # (tools called as functions, the tests) would write its TensorBoard events into the first run's
+    # work dir. A name per run gives each run its own visualizer and backends.
+    if isinstance(cfg.get('visualizer'), dict):
+        import uuid
+
+        cfg.visualizer.name = f"{cfg.visualizer.get('name', 'visualizer')}_{uuid.uuid4().hex[:8]}"
     runner = ZooRunner.from_cfg(cfg)
     runner.register_hook(_header_hook(header, cfg), priority='VERY_HIGH')
     return runner
