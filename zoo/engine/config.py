@@ -135,6 +135,7 @@ def _resolve_type(node: Mapping):
     from mmengine.registry import (
         DATASETS,
         HOOKS,
+        LOOPS,
         METRICS,
         MODELS,
         OPTIM_WRAPPERS,
@@ -143,7 +144,7 @@ def _resolve_type(node: Mapping):
     )
 
     import zoo.registry  # noqa: F401  (the zoo scope must exist)
-    for reg in (MODELS, DATASETS, METRICS, HOOKS, OPTIM_WRAPPERS, OPTIMIZERS, PARAM_SCHEDULERS):
+    for reg in (MODELS, DATASETS, METRICS, HOOKS, LOOPS, OPTIM_WRAPPERS, OPTIMIZERS, PARAM_SCHEDULERS):
         scope = None
         if '.' in t:
             scope = t.split('.')[0]

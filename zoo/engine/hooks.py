@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import sys
 from collections import defaultdict
 
+import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmengine.runner import BaseLoop
+from mmengine.runner import BaseLoop, IterBasedTrainLoop
 from tqdm import tqdm
 
 from zoo.registry import HOOKS
@@ -130,12 +132,21 @@ class TrainingCurveHook(Hook):
 
     def after_val_epoch(self, runner, metrics=None) -> None:
         for k, v in (metrics or {}).items():
-            if isinstance(v, (int, float)):
-                self.metrics[k].append((runner.epoch, float(v)))
+            # numbers.Real covers numpy scalars too (mmseg's IoUMetric returns np.float32)
+            if isinstance(v, numbers.Real) or (isinstance(v, torch.Tensor) and v.numel() == 1):
+                self.metrics[k].append((self._x(runner), float(v)))
         self._write(runner)
 
     def after_run(self, runner) -> None:
         self._write(runner)
+
+    @staticmethod
+    def _by_iter(runner) -> bool:
+        return isinstance(runner._train_loop, IterBasedTrainLoop)
+
+    def _x(self, runner) -> int:
+        """Where a validation lands on the x axis: the epoch, or the iteration for iteration-based loops."""
+        return runner.iter if self._by_iter(runner) else runner.epoch
 
     def _write(self, runner) -> None:
         if runner.rank != 0 or not self.loss:
@@ -152,7 +163,7 @@ class TrainingCurveHook(Hook):
         for name, pts in self.metrics.items():
             ep, val = zip(*pts)
             axes[1].plot(ep, val, marker='o', ms=3, label=name)
-        axes[1].set(xlabel='epoch', title='validation')
+        axes[1].set(xlabel='iteration' if self._by_iter(runner) else 'epoch', title='validation')
         if self.metrics:
             axes[1].legend(fontsize=8)
         fig.tight_layout()
