@@ -1,16 +1,20 @@
 # The README's two commands: `make demo` and `make test`. Each installs what it needs first
-# (scripts/install.sh: .venv with the pinned stack; mmcv is built once, then reused from the cache).
+# (scripts/install.sh: .venv with the pinned stack). The demo needs only the core (torch, timm, mmengine);
+# the tests need everything (mmcv is built once, then reused from the cache).
 PY := .venv/bin/python
 DEMO_CFG := configs/classification/mambaout/mambaout_femto_digits.py
 # Tests run two workers on the two cores; each torch process then takes one thread.
 TEST_WORKERS ?= 2
 
-.PHONY: install demo test lint bench readme
+.PHONY: install install-core demo test lint bench readme
 
 install:
 	bash scripts/install.sh
 
-demo: install
+install-core:
+	bash scripts/install.sh core
+
+demo: install-core
 	bash scripts/demo.sh
 
 test: install

@@ -4,7 +4,7 @@
 # and check that both accuracies agree and reach 95%.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
+PY=${ZOO_VENV:-.venv}/bin/python
 CFG=configs/classification/mambaout/mambaout_femto_digits.py
 WORK=${WORK:-work_dirs/demo}
 start=$(date +%s)
