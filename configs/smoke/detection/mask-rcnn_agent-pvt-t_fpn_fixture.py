@@ -1,14 +1,14 @@
-# Smoke config: the Agent-PVT-T RetinaNet recipe (../../detection/agent_attention/retinanet_agent-pvt-t_fpn_1x_coco.py:
-# the real backbone, randomly initialised, FPN P3-P7, focal loss, AdamW) on the synthetic COCO-format
-# fixture: 128 px images, 2 classes, a 128-channel neck / head (COCO's 256 doubles the step time here)
-# and a short schedule with a higher lr (~1 min on one CPU thread).
+# Smoke config: the Agent-PVT-T Mask R-CNN recipe (../../detection/agent_attention/mask-rcnn_agent-pvt-t_fpn_1x_coco.py:
+# the real backbone, randomly initialised, FPN, Mask R-CNN heads, AdamW) on the
+# synthetic COCO-format fixture: 128 px images, 2 classes, fewer RPN / RoI samples and a short
+# schedule with a higher lr (~1 min on one CPU thread).
 #
 #   python tools/make_fixtures.py coco --out data/fixtures/coco
-#   OMP_NUM_THREADS=1 python tools/train.py configs/smoke/detection/retinanet_agent-pvt-t_fpn_fixture.py
+#   OMP_NUM_THREADS=1 python tools/train.py configs/smoke/detection/mask-rcnn_agent-pvt-t_fpn_fixture.py
 #
 # The fixture root defaults to data/fixtures (environment variable ZOO_FIXTURES overrides it).
 # Expected numbers (held-out val): docs/dense.md, "Smoke configs".
-_base_ = ['../../detection/agent_attention/retinanet_agent-pvt-t_fpn_1x_coco.py']
+_base_ = ['../../detection/agent_attention/mask-rcnn_agent-pvt-t_fpn_1x_coco.py']
 
 data_root = '{{$ZOO_FIXTURES:data/fixtures}}/coco/'
 img_size = 128
@@ -16,15 +16,15 @@ metainfo = dict(classes=('square', 'disc'), palette=[(220, 20, 60), (0, 80, 230)
 
 model = dict(
     backbone=dict(pretrained=None, drop_path_rate=0.0),
-    neck=dict(out_channels=128),
-    # score_thr 0: a briefly trained detector may score every box under the default 0.05, which would
-    # leave CocoMetric nothing to rank; the mAP over all its boxes still measures what it learned
-    bbox_head=dict(num_classes=2, in_channels=128, feat_channels=128),
-    test_cfg=dict(score_thr=0.0))
+    roi_head=dict(bbox_head=dict(num_classes=2), mask_head=dict(num_classes=2)),
+    # a fixture image holds 1-3 objects: COCO's 256 anchors / 512 RoIs / 1000 proposals are wasted work
+    train_cfg=dict(rpn=dict(sampler=dict(num=64)), rpn_proposal=dict(nms_pre=300, max_per_img=100),
+                   rcnn=dict(sampler=dict(num=64))),
+    test_cfg=dict(rpn=dict(nms_pre=300, max_per_img=100), rcnn=dict(score_thr=0.0, max_per_img=20)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='Resize', scale=(img_size, img_size), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
@@ -32,7 +32,7 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(img_size, img_size), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
 train_dataloader = dict(
@@ -48,7 +48,7 @@ test_evaluator = val_evaluator
 
 max_epochs = 8
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=10)]
-optim_wrapper = dict(optimizer=dict(lr=1e-3), clip_grad=dict(max_norm=10.0))
-default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=max_epochs))
+param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=5)]
+optim_wrapper = dict(optimizer=dict(lr=5e-4), clip_grad=dict(max_norm=10.0))
+default_hooks = dict(logger=dict(interval=5), checkpoint=dict(interval=max_epochs))
 randomness = dict(seed=0)
