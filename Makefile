@@ -3,7 +3,8 @@
 # the tests need everything (mmcv is built once, then reused from the cache).
 PY := .venv/bin/python
 DEMO_CFG := configs/classification/mambaout/mambaout_femto_digits.py
-# Tests run two workers on the two cores; each torch process then takes one thread.
+# Tests run two workers on the two cores; each torch process then takes one thread. Work stealing keeps
+# both workers busy to the end (the smoke trainings take one to three minutes each).
 TEST_WORKERS ?= 2
 
 .PHONY: install install-core demo test lint bench readme
@@ -18,7 +19,7 @@ demo: install-core
 	bash scripts/demo.sh
 
 test: install
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --durations=15 tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15 tests
 
 lint: install
 	.venv/bin/ruff check zoo tools tests configs

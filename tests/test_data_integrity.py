@@ -200,8 +200,8 @@ def _write_config(tmp_path: Path, data: Path, batch_size: int = 4, workers: int 
     return cfg
 
 
-@pytest.mark.parametrize('workers', [0, 2])
-def test_test_tool_counts_only_readable_images_and_exits_nonzero(tmp_path: Path, workers: int) -> None:
+def test_test_tool_counts_only_readable_images_and_exits_nonzero(tmp_path: Path) -> None:
+    """With DataLoader workers: the skip record is made in a worker and must reach the main process."""
     import timm
     from safetensors.torch import save_file
 
@@ -217,11 +217,11 @@ def test_test_tool_counts_only_readable_images_and_exits_nonzero(tmp_path: Path,
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
 
     work = tmp_path / 'eval'
-    out = run_tool('tools/test.py', str(_write_config(tmp_path, data, workers=workers)), str(weights),
+    out = run_tool('tools/test.py', str(_write_config(tmp_path, data, workers=2)), str(weights),
                    '--work-dir', str(work))
     text = out.stdout + out.stderr
     assert out.returncode == 1, text[-3000:]
-    assert re.search(r'test: folder_w\d\.py with weights\.safetensors: accuracy/top1=', out.stdout)  # still printed
+    assert re.search(r'test: folder_w2\.py with weights\.safetensors: accuracy/top1=', out.stdout)  # still printed
     assert 'accuracy over 15 of 16 images; 1 skipped' in text
     top1 = json.loads((work / 'metrics.json').read_text())['accuracy/top1']
 

@@ -139,8 +139,10 @@ def test_fused_backend_matches_sequential_reference(bc_form):
     y_ref, last_ref = reference_scan(**x, delta_softplus=True)
     torch.testing.assert_close(y, y_ref, rtol=1e-9, atol=1e-10)
     torch.testing.assert_close(last, last_ref, rtol=1e-9, atol=1e-10)
-    x2 = dict(x, D=None, z=None, delta_bias=None, delta=x['delta'].abs())
-    torch.testing.assert_close(selective_scan(**x2, backend='fused'), reference_scan(**x2)[0], rtol=1e-9, atol=1e-10)
+    if bc_form == 'grouped':  # the optional inputs absent (no D, z, bias, softplus): one more kernel to compile
+        x2 = dict(x, D=None, z=None, delta_bias=None, delta=x['delta'].abs())
+        torch.testing.assert_close(selective_scan(**x2, backend='fused'), reference_scan(**x2)[0],
+                                   rtol=1e-9, atol=1e-10)
 
 
 def test_fused_backend_long_sequence_float32_and_autograd_fallback():
@@ -448,6 +450,11 @@ def test_tiny_synthetic_training_raises_dice_and_writes_overlays(tmp_path, one_t
     before = _dice(runner, cfg)
     runner.train()
     after = runner.test()['seg/dsc']
-    assert after > before + 0.25 and after > 0.5, (before, after)
+    # the trivial predictor (every pixel lesion) scores DSC 2F / (F + N) on the test split
+    test_set = _build_dataloader(cfg.test_dataloader).dataset
+    masks = [test_set[i]['data_samples']['gt_mask'] >= 0.5 for i in range(len(test_set))]
+    fg, n = sum(int(m.sum()) for m in masks), sum(m.numel() for m in masks)
+    trivial = 2 * fg / (fg + n)
+    assert after > before + 0.25 and after > trivial + 0.2, (before, after, trivial)
     pngs = sorted(os.listdir(tmp_path / 'overlays'))
     assert len(pngs) == 4 and pngs[0].endswith('.png')

@@ -470,6 +470,11 @@ def test_heatmaps_attend_to_tumour(trained):
 
     img = Image.open(out['written'][0])
     assert img.size[0] > 600  # thumbnail + 5 branches + bag panels
+    # the colour bar at the right edge runs from jet's red (attention 1, top) to its blue (0, bottom)
+    rgb = np.asarray(img.convert('RGB')).astype(int)
+    h, w = rgb.shape[:2]
+    top, bottom = rgb[int(0.15 * h), int(0.924 * w)], rgb[int(0.85 * h), int(0.924 * w)]
+    assert top[0] > 150 and top[2] < 100 and bottom[2] > 120 and bottom[0] < 60, (top, bottom)
     cfg = load_config(trained['config'])
     model = MODELS.build(cfg.model)
     model.load_state_dict(checkpoint_filter_fn(load_mil_checkpoint(trained['ckpt']), model))

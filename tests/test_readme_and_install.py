@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import torch
 from conftest import ROOT
@@ -45,3 +46,34 @@ def test_pinned_stack_and_openmmlab_ops_import() -> None:
     boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]])
     kept = nms(boxes, torch.tensor([0.9, 0.8, 0.7]), iou_threshold=0.5)[1]
     assert kept.tolist() == [0, 2]
+
+
+def test_readme_architecture_names_only_what_exists() -> None:
+    """Every path in the README's Architecture tree exists: folders and files in the first column
+    (nested by indentation) and the ``*.py`` / ``*.sh`` / ``name/`` entries described beside them."""
+    text = (ROOT / 'README.md').read_text()
+    block = text.split('## Architecture\n\n```\n')[1].split('```')[0]
+    parents: list[tuple[int, Path]] = []
+    missing = []
+    current = ROOT
+    for line in block.splitlines():
+        m = re.match(r'^( *)(\S+)', line)
+        indent, first = len(m.group(1)), m.group(2)
+        if indent > 2 * len(parents) + 2:  # a continuation line: belongs to the last entry
+            names, where = re.findall(r'[\w./]+\.(?:py|sh)\b|\b\w+/(?=[\s,)]|$)', line), current
+        else:
+            parents = [(i, p) for i, p in parents if i < indent]
+            base = parents[-1][1] if parents else ROOT
+            entry = base / first.rstrip('/')
+            if not entry.exists():
+                missing.append(str(entry.relative_to(ROOT)))
+            current = entry if first.endswith('/') else base
+            if first.endswith('/'):
+                parents.append((indent, entry))
+            names, where = re.findall(r'[\w./]+\.(?:py|sh)\b|\b\w+/(?=[\s,)]|$)', line[m.end():]), current
+        for name in names:
+            if name.startswith('<'):
+                continue
+            if not (where / name.rstrip('/')).exists() and not (ROOT / name.rstrip('/')).exists():
+                missing.append(f'{where.relative_to(ROOT)}/{name}')
+    assert not missing, missing
