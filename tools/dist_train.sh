@@ -11,6 +11,8 @@ NPROC=$2
 shift 2
 DIR=$(cd "$(dirname "$0")" && pwd)
 PYTHON=${PYTHON:-python}
-PORT=${PORT:-$((29500 + RANDOM % 1000))}
-exec "$PYTHON" -m torch.distributed.run --nproc_per_node="$NPROC" --master_port="$PORT" \
+# PORT=N pins the rendezvous port; by default torchrun's --standalone mode takes a free one, so two jobs
+# on one machine never race for the same port.
+if [[ -n ${PORT:-} ]]; then RDZV=(--master_port="$PORT"); else RDZV=(--standalone); fi
+exec "$PYTHON" -m torch.distributed.run "${RDZV[@]}" --nproc_per_node="$NPROC" \
   "$DIR/train.py" "$CONFIG" --launcher pytorch "$@"
