@@ -75,15 +75,21 @@ def user_dir(path: Path) -> Path:
 
 def run_block(block: Block, cwd: Path, timeout: int = 900, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``block`` in ``cwd`` (made with :func:`user_dir`); bash stops at the first failing command."""
+    return run_code(block.lang, block.code, cwd, timeout=timeout, env=env)
+
+
+def run_code(lang: str, code: str, cwd: Path, timeout: int = 900,
+             env: dict | None = None) -> subprocess.CompletedProcess:
+    """``lang`` ('bash' or 'python') ``code`` run as a user would in ``cwd``, as for a docs block."""
     venv_bin = str(Path(sys.executable).parent)
     full_env = dict(os.environ, PATH=venv_bin + os.pathsep + os.environ.get('PATH', ''), PYTHONUNBUFFERED='1',
                     OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '1'), MPLBACKEND='Agg')
     full_env.pop('ZOO_FIXTURES', None)  # the block's own default (data/fixtures under cwd)
     full_env.update(env or {})
-    if block.lang == 'bash':
-        cmd = ['bash', '-e', '-o', 'pipefail', '-c', block.code]
+    if lang == 'bash':
+        cmd = ['bash', '-e', '-o', 'pipefail', '-c', code]
     else:
-        cmd = [sys.executable, '-c', block.code]
+        cmd = [sys.executable, '-c', code]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
