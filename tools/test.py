@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None, exit_on_skip: bool = False) -> dict:
     args = parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     start = time.time()
-    from zoo_cli import UsageError, build_runner, summarize_state_dict_error
+    from zoo_cli import UsageError, build_runner, finish_distributed, summarize_state_dict_error
 
     import zoo  # noqa: F401
     from zoo.engine.config import apply_runtime_options, load_config
@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None, exit_on_skip: bool = False) -> dict:
         if skipped:
             print(f'test: {len(skipped)} unreadable file(s) left out of the metrics (listed above and in '
                   f'{os.path.join(cfg.work_dir, "skipped_samples.json")}); exit code 1', file=sys.stderr, flush=True)
+    finish_distributed()
     if skipped and exit_on_skip:
         sys.exit(1)
     return metrics

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     start = time.time()
-    from zoo_cli import UsageError, build_runner
+    from zoo_cli import UsageError, build_runner, finish_distributed
 
     import zoo  # noqa: F401  (timm models + zoo registry scope)
     from zoo.engine.config import apply_runtime_options, load_config
@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     use_exact_resume(cfg)
     runner = build_runner(cfg, verbose=args.verbose, header='train')
     runner.train()
+    finish_distributed()
     metrics = {}
     hist = runner.message_hub.log_scalars
     for key in hist:

@@ -64,6 +64,18 @@ def run_cli(main: Callable[[], object]) -> None:
         sys.exit(result)
 
 
+def finish_distributed() -> None:
+    """End a torchrun process cleanly: wait for every rank (rank 0 may still be writing the last
+    checkpoint), then tear the process group down. A rank that left Python with a live gloo group
+    could abort in the group's destructor ('terminate called without an active exception'), and
+    torchrun then killed the others and failed the job."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _first_line(err: BaseException) -> str:
     # OSError subclasses keep (errno, strerror) in args; str() names the file for them.
     text = str(err) if isinstance(err, OSError) else str(err.args[0]) if err.args else type(err).__name__
