@@ -35,7 +35,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from timm.layers import trunc_normal_
+from timm.layers import trunc_normal_, use_fused_attn
 from torch import nn
 
 __all__ = [
@@ -44,7 +44,6 @@ __all__ = [
     'resize_agent_bias',
     'init_agent_biases',
     'expand_attn_type',
-    'unwrap_checkpoint',
     'adapt_agent_bias',
 ]
 
@@ -107,7 +106,8 @@ class AgentAttentionCore(nn.Module):
         self.window_size = tuple(int(s) for s in window_size)
         self.num_prefix_tokens = num_prefix_tokens
         self.attn_drop = attn_drop
-        # None: SDPA on accelerators, explicit matmuls on CPU (faster there); True / False force one
+        # None: timm's switch (``use_fused_attn``, e.g. TIMM_FUSED_ATTN=0 or export mode turn SDPA off), and
+        # then SDPA on accelerators but explicit matmuls on CPU (faster there); True / False force one path
         self.fused_attn: bool | None = None
         wh, ww = self.window_size
         h, n = num_heads, agent_num
@@ -186,7 +186,7 @@ class AgentAttentionCore(nn.Module):
         """``softmax(q k^T / sqrt(d) + bias) v``. Fused SDPA on accelerators; on CPU, where SDPA's
         flash kernel is slower than plain GEMMs for the few agent keys / queries here, explicit matmuls."""
         drop = self.attn_drop if self.training else 0.0
-        if self.fused_attn is True or (self.fused_attn is None and q.device.type != 'cpu'):
+        if self.fused_attn is True or (self.fused_attn is None and q.device.type != 'cpu' and use_fused_attn()):
             return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop)
         scale = q.shape[-1] ** -0.5
         # fold the scale into the operand with fewer rows (the agents), not the N queries
@@ -300,21 +300,6 @@ def expand_attn_type(attn_type: str, depths: list[int] | tuple[int, ...]) -> lis
         )
     k = int(tail) if tail else 0
     return [[('A' if j < k else 'B') if c == 'M' else c for j in range(d)] for c, d in zip(head, depths)]
-
-
-def unwrap_checkpoint(checkpoint: dict, prefer_ema: bool = False) -> dict:
-    """The state dict inside an official checkpoint file (``model`` / ``state_dict`` / ``state_dict_ema``
-    wrappers, ``module.`` prefixes), or the dict itself when it already is one."""
-    keys = (
-        ('state_dict_ema', 'model_ema', 'model', 'state_dict')
-        if prefer_ema
-        else ('model', 'state_dict', 'state_dict_ema', 'model_ema')
-    )
-    for key in keys:
-        if isinstance(checkpoint.get(key), dict):
-            checkpoint = checkpoint[key]
-            break
-    return {(k[7:] if k.startswith('module.') else k): v for k, v in checkpoint.items()}
 
 
 def adapt_agent_bias(name: str, value: torch.Tensor, target_shape: torch.Size) -> torch.Tensor:

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn as nn
 
+from zoo.hub import unwrap_state_dict
 from zoo.registry import MODELS
 
 MILOutput = tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]
@@ -310,15 +311,7 @@ def checkpoint_filter_fn(state_dict: Mapping, model: nn.Module | None = None) ->
     ``model`` is a :class:`zoo.mil.classifier.MILClassifier` the head keys get its ``head.`` prefix,
     and a MILClassifier checkpoint loads into a bare head by dropping it.
     """
-    for key in ('model', 'state_dict', 'state_dict_ema'):
-        if key in state_dict and isinstance(state_dict[key], Mapping):
-            state_dict = state_dict[key]
-            break
-    out = {}
-    for k, v in state_dict.items():
-        if not isinstance(v, torch.Tensor):
-            continue
-        out[k.removeprefix('module.')] = v
+    out = unwrap_state_dict(state_dict)
     if model is not None:
         # per key: keep it, add the MILClassifier's ``head.`` prefix, or drop it, whichever matches
         target = model.state_dict()

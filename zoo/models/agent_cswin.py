@@ -37,19 +37,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, Mlp
+from timm.layers import DropPath, Mlp, calculate_drop_path_rates
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 from torch import nn
 
-from zoo.hub import build_model_with_weights, name_downloads
+from zoo.hub import build_model_with_weights, name_downloads, unwrap_state_dict
 from zoo.layers.agent_attention import (
     AgentAttentionCore,
     adapt_agent_bias,
     expand_attn_type,
     init_agent_biases,
-    unwrap_checkpoint,
 )
 from zoo.layers.weight_init import init_linear_layernorm
 
@@ -274,7 +273,7 @@ class AgentCSWinTransformer(nn.Module):
         self.num_stages = len(depths)
         kinds = expand_attn_type(attn_type, depths)
         n = sum(depths)
-        dpr = [drop_path_rate * i / max(n - 1, 1) for i in range(n)]
+        dpr = calculate_drop_path_rates(drop_path_rate, n)
         self.stage1_conv_embed = ConvStem(in_chans, embed_dim)
         self.feature_info = []
         dim, cur = embed_dim, 0
@@ -427,7 +426,7 @@ class AgentCSWinTransformer(nn.Module):
 def checkpoint_filter_fn(state_dict: dict, model: AgentCSWinTransformer) -> dict[str, torch.Tensor]:
     """Official Agent-CSwin checkpoint (``state_dict_ema`` preferred over ``model``, or a plain state
     dict) -> zoo keys (the same); agent biases trained at another resolution are resized."""
-    state_dict = unwrap_checkpoint(state_dict, prefer_ema=True)
+    state_dict = unwrap_state_dict(state_dict)
     target = model.state_dict()
     out = {}
     for k, v in state_dict.items():

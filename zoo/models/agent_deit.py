@@ -27,20 +27,19 @@ from functools import partial
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, Mlp, PatchEmbed, resample_abs_pos_embed, trunc_normal_
+from timm.layers import DropPath, Mlp, PatchEmbed, calculate_drop_path_rates, resample_abs_pos_embed, trunc_normal_
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from zoo.hub import build_model_with_weights, name_downloads
+from zoo.hub import build_model_with_weights, name_downloads, unwrap_state_dict
 from zoo.layers.agent_attention import (
     POS_EMBED_RESIZE,
     AgentAttention,
     adapt_agent_bias,
     init_agent_biases,
-    unwrap_checkpoint,
 )
 from zoo.layers.weight_init import init_linear_layernorm
 
@@ -139,7 +138,7 @@ class AgentVisionTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid[0] * self.grid[1], embed_dim))
         self.pos_drop = nn.Dropout(pos_drop_rate)
-        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+        dpr = calculate_drop_path_rates(drop_path_rate, depth)
         common = dict(
             mlp_ratio=mlp_ratio,
             qkv_bias=qkv_bias,
@@ -286,7 +285,7 @@ class AgentVisionTransformer(nn.Module):
 def checkpoint_filter_fn(state_dict: dict, model: AgentVisionTransformer) -> dict[str, torch.Tensor]:
     """Official Agent-DeiT checkpoint (``{'model': ...}`` or a plain state dict) -> zoo keys (the same);
     the position embedding and agent biases trained at another resolution are resized to the model's."""
-    state_dict = unwrap_checkpoint(state_dict)
+    state_dict = unwrap_state_dict(state_dict)
     target = model.state_dict()
     out = {}
     for k, v in state_dict.items():

@@ -30,19 +30,18 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, Mlp, resample_abs_pos_embed, trunc_normal_
+from timm.layers import DropPath, Mlp, calculate_drop_path_rates, resample_abs_pos_embed, trunc_normal_
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 from torch import nn
 
-from zoo.hub import build_model_with_weights, name_downloads
+from zoo.hub import build_model_with_weights, name_downloads, unwrap_state_dict
 from zoo.layers.agent_attention import (
     POS_EMBED_RESIZE,
     AgentAttention,
     adapt_agent_bias,
     expand_attn_type,
-    unwrap_checkpoint,
 )
 from zoo.layers.weight_init import init_linear_layernorm
 
@@ -243,7 +242,7 @@ class AgentPyramidVisionTransformer(nn.Module):
         self.global_pool = global_pool
         self.num_features = self.head_hidden_size = embed_dims[-1]
         kinds = expand_attn_type(attn_type, depths)
-        dpr = [drop_path_rate * i / max(sum(depths) - 1, 1) for i in range(sum(depths))]
+        dpr = calculate_drop_path_rates(drop_path_rate, sum(depths))
         self.stages = nn.ModuleList()
         self.feature_info = []
         prev, cur, stride = in_chans, 0, 1
@@ -374,7 +373,7 @@ def checkpoint_filter_fn(state_dict: dict, model: AgentPyramidVisionTransformer)
 
     Position embeddings and agent biases trained at another resolution are resized to the model's.
     """
-    state_dict = unwrap_checkpoint(state_dict)
+    state_dict = unwrap_state_dict(state_dict)
     target = model.state_dict()
     out = {}
     for k, v in state_dict.items():

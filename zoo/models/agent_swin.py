@@ -30,20 +30,19 @@ import re
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, Mlp, PatchEmbed, resize_rel_pos_bias_table
+from timm.layers import DropPath, Mlp, PatchEmbed, calculate_drop_path_rates, resize_rel_pos_bias_table
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 from timm.models.swin_transformer import PatchMerging, SwinTransformerBlock
 from torch import nn
 
-from zoo.hub import build_model_with_weights, name_downloads
+from zoo.hub import build_model_with_weights, name_downloads, unwrap_state_dict
 from zoo.layers.agent_attention import (
     AgentAttention,
     adapt_agent_bias,
     expand_attn_type,
     init_agent_biases,
-    unwrap_checkpoint,
 )
 from zoo.layers.weight_init import init_linear_layernorm
 
@@ -203,7 +202,7 @@ class AgentSwinTransformer(nn.Module):
         )
         kinds = expand_attn_type(attn_type, depths)
         n = sum(depths)
-        dpr = [drop_path_rate * i / max(n - 1, 1) for i in range(n)]
+        dpr = calculate_drop_path_rates(drop_path_rate, n)
         self.layers = nn.ModuleList()
         self.feature_info = []
         dim, cur = embed_dim, 0
@@ -353,7 +352,7 @@ def checkpoint_filter_fn(state_dict: dict, model: AgentSwinTransformer) -> dict[
     agent biases and relative position tables trained at another resolution (e.g. the 288 / 384
     checkpoints into a model built at 224).
     """
-    state_dict = unwrap_checkpoint(state_dict)
+    state_dict = unwrap_state_dict(state_dict)
     # The official layout merges patches at the end of stages 0-2 (layers.0.downsample exists);
     # the zoo's own state dict (and files exported from it) already has them at stages 1-3.
     official = any(k.startswith('layers.0.downsample.') for k in state_dict)

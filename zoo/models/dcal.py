@@ -47,6 +47,7 @@ from timm.models.vision_transformer import VisionTransformer
 from timm.models.vision_transformer import checkpoint_filter_fn as vit_checkpoint_filter_fn
 from torch import nn
 
+from zoo.hub import unwrap_state_dict
 from zoo.layers.cross_attention import GLCABlock, block_forward, check_dcal_block
 from zoo.layers.rollout import rollout_cls_row, select_local_queries
 
@@ -490,11 +491,7 @@ def checkpoint_filter_fn(state_dict: dict, model: DCALMixin) -> dict[str, torch.
     norm (``glca_norm.*``) and head (``glca_head.*``); the loss weights take the model's initial values.
     A DCAL checkpoint passes through with only the ViT adaptation.
     """
-    if isinstance(state_dict, dict):
-        for key in ('model', 'state_dict', 'state_dict_ema'):
-            if key in state_dict and isinstance(state_dict[key], dict):
-                state_dict = state_dict[key]
-                break
+    state_dict = unwrap_state_dict(state_dict)
     state_dict = {k: v for k, v in state_dict.items() if k != 'dist_token' and not k.startswith('head_dist.')}
     out = vit_checkpoint_filter_fn(state_dict, model)
     if model.glca is not None and not any(k.startswith('glca.') for k in out):

@@ -50,12 +50,12 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-from timm.layers import DropPath, LayerNorm2d, NormMlpClassifierHead
+from timm.layers import DropPath, LayerNorm2d, NormMlpClassifierHead, calculate_drop_path_rates
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 
-from zoo.hub import build_model_with_weights, name_downloads
+from zoo.hub import build_model_with_weights, name_downloads, unwrap_state_dict
 from zoo.layers.multi_head_scan import MultiHeadScan
 from zoo.layers.weight_init import init_linear_layernorm
 
@@ -227,18 +227,13 @@ class MHSStageUp(nn.Module):
         return x
 
 
-def _linspace(end: float, n: int) -> list[float]:
-    """torch.linspace(0, end, n) as floats (works under the meta device)."""
-    return [end * i / (n - 1) if n > 1 else 0.0 for i in range(n)]
-
-
 def _build_encoder(module: nn.Module, in_chans: int, dims: Sequence[int], depths: Sequence[int], d_state: int,
                    head_num: int, gfu_t: float, with_proj: bool, drop_path_rate: float,
                    img_size: int | tuple[int, int]) -> None:
     """Adds ``patch_embed`` and ``layers`` (official names) to ``module``."""
     hw = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
     module.patch_embed = PatchEmbed(in_chans, dims[0])
-    dpr = _linspace(drop_path_rate, sum(depths))
+    dpr = calculate_drop_path_rates(drop_path_rate, sum(depths))
     module.layers = nn.ModuleList()
     for i, (dim, depth) in enumerate(zip(dims, depths)):
         grid = (hw[0] // (4 * 2 ** i), hw[1] // (4 * 2 ** i))
@@ -413,7 +408,7 @@ class MHSVMUNet(nn.Module):
         _build_encoder(self, in_chans, dims, depths, d_state, head_num, gfu_t, with_proj, drop_path_rate, hw)
         dims_dec = list(dims)[::-1]
         n = len(dims)
-        dpr = _linspace(drop_path_rate, sum(depths_decoder))[::-1]
+        dpr = calculate_drop_path_rates(drop_path_rate, sum(depths_decoder))[::-1]
         self.layers_up = nn.ModuleList()
         for i, (dim, depth) in enumerate(zip(dims_dec, depths_decoder)):
             level = n - 1 - i  # decoder stage i runs on the grid of encoder stage n-1-i
@@ -480,10 +475,7 @@ def checkpoint_filter_fn(state_dict: dict, model: nn.Module) -> dict[str, torch.
     checked against their targets and dropped. For an :class:`MHSVMEncoder` the decoder keys are
     dropped and the classifier head (absent from the official weights) is taken from ``model``.
     """
-    for wrapper in ('state_dict_ema', 'model', 'state_dict'):
-        if isinstance(state_dict.get(wrapper), dict):
-            state_dict = state_dict[wrapper]
-            break
+    state_dict = unwrap_state_dict(state_dict)
     sd = {(k[len('vmunet.'):] if k.startswith('vmunet.') else k): v for k, v in state_dict.items()}
     out: dict[str, torch.Tensor] = {}
     for k, v in sd.items():

@@ -67,12 +67,12 @@ from typing import Any
 import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import DropPath, calculate_drop_path_rates, trunc_normal_
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 
-from zoo.hub import build_model_with_weights
+from zoo.hub import build_model_with_weights, unwrap_state_dict
 from zoo.layers.spiking import (
     LinearLSQ,
     MultiSpike,
@@ -358,7 +358,7 @@ class SpikeDrivenMetaFormer(nn.Module):
         spec = _Spec(neuron, self.T, wbits, spike_levels, act_placeholders)
         c0, c1, c2, c3 = embed_dim
         n3, n4 = int(depths * 0.75), int(depths * 0.25)
-        dpr = [drop_path_rate * i / max(n3 + n4 - 1, 1) for i in range(n3 + n4)]  # stochastic depth rule
+        dpr = calculate_drop_path_rates(drop_path_rate, n3 + n4)  # one linear rule over both transformer stages
 
         self.downsample1_1 = MS_DownSampling(spec, in_chans, c0 // 2, 7, 2, 3, first_layer=True)
         self.ConvBlock1_1 = nn.ModuleList([MS_ConvBlock(spec, c0 // 2)])
@@ -571,11 +571,7 @@ def checkpoint_filter_fn(state_dict: dict[str, Any], model: SpikeDrivenMetaForme
     Accepts the raw state dict or one wrapped in ``model`` / ``state_dict`` / ``state_dict_ema`` /
     ``model_ema``. See the module docstring for the kept / dropped keys.
     """
-    for key in ('model', 'state_dict_ema', 'model_ema', 'state_dict'):
-        if isinstance(state_dict, dict) and key in state_dict and isinstance(state_dict[key], dict):
-            state_dict = state_dict[key]
-            break
-    sd = {(k[7:] if k.startswith('module.') else k): v for k, v in state_dict.items()}
+    sd = unwrap_state_dict(state_dict)
     own = model.state_dict()
     has_act = any('.act.' in k for k in own)
 
