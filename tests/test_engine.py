@@ -59,8 +59,8 @@ def test_classifier_modes() -> None:
 def test_train_then_test_safetensors_roundtrip(tiny_config, tmp_path: Path) -> None:
     """Training lowers the loss, exports the best weights as safetensors, and tools/test.py
     reproduces the best validation accuracy from that file through timm.create_model."""
-    import test as test_tool
-    import train as train_tool
+    from zoo.cli import test as test_tool
+    from zoo.cli import train as train_tool
 
     work = tmp_path / 'work'
     cfg = tiny_config(epochs=3)
@@ -108,14 +108,16 @@ def test_resume_after_kill_9(tiny_config, tmp_path: Path) -> None:
 
 def test_checkpoint_rotation_survives_a_crash_while_saving(tmp_path: Path) -> None:
     # mmengine deletes the kept checkpoint before writing the next one: a crash in between left
-    # last_checkpoint naming a deleted file (seen once in the kill-9 test above). zoo.engine reorders it.
+    # last_checkpoint naming a deleted file (seen once in the kill-9 test above). zoo.engine.patches reorders it.
     from collections import deque
 
     from mmengine.fileio import get_file_backend
     from mmengine.hooks import CheckpointHook
     from mmengine.logging import MessageHub
 
-    import zoo.engine  # noqa: F401  (applies the reordering)
+    from zoo.engine.patches import apply_patches
+
+    apply_patches()  # the reordering
 
     class FakeRunner:
         work_dir = str(tmp_path)

@@ -442,7 +442,9 @@ def test_tiny_synthetic_training_raises_dice_and_writes_overlays(tmp_path, one_t
     from mmengine.runner import Runner
 
     from zoo.engine.config import apply_runtime_options, load_config
+    from zoo.engine.patches import apply_patches
 
+    apply_patches()  # as tools/train.py does before it builds the Runner
     cfg = load_config(CONFIG, {'custom_hooks': [dict(type='SegOverlayHook', max_images=4)]})
     cfg = apply_runtime_options(cfg, str(tmp_path), CONFIG)
     cfg.visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])

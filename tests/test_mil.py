@@ -8,7 +8,6 @@ import glob
 import importlib
 import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ pytest.importorskip('tifffile')
 ROOT = Path(__file__).resolve().parents[1]
 
 import zoo.testing.slides as W  # noqa: E402
+from zoo.hub import allow_mmengine_types  # noqa: E402
 from zoo.mil import (  # noqa: E402
     ACMILGA,
     ACMILMHA,
@@ -36,6 +36,8 @@ from zoo.mil import (  # noqa: E402
     tile_slide,
 )
 from zoo.mil.features import build_extractor, extract_slides, read_features  # noqa: E402
+
+allow_mmengine_types()  # the run checkpoints read below are mmengine's own files
 
 TILING = dict(patch_size=128, magnification=20.0, target_size=32, thumbnail_size=512)
 EXTRACTOR = 'test_convnext'  # timm's tiny test net: 64-d, normalised pooled features
@@ -397,13 +399,8 @@ def test_corrupt_slides_are_reported_and_skipped_and_extraction_resumes(small_co
 
 
 def _tool(name):
-    """tools/<name>.py as a module (by path: 'test' would otherwise be Python's own test package)."""
-    key = f'_zoo_tools_{name}'
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, ROOT / 'tools' / f'{name}.py')
-        sys.modules[key] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[key])
-    return sys.modules[key]
+    """The module behind ``tools/<name>.py``."""
+    return importlib.import_module(f'zoo.cli.{name}')
 
 
 SMOKE_CONFIG = str(ROOT / 'configs/smoke/mil/acmil_ga_slides.py')

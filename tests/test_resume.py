@@ -19,7 +19,9 @@ import pytest
 import torch
 from conftest import ROOT, run_tool
 
-import zoo.engine  # noqa: F401  (allow-lists mmengine's checkpoint types for weights_only loading)
+from zoo.hub import allow_mmengine_types
+
+allow_mmengine_types()  # the checkpoints compared below are mmengine's own files, read with weights_only=True
 
 CLS_CONFIG = """
 _base_ = ['{root}/configs/_base_/schedules/adamw_cosine.py', '{root}/configs/_base_/default_runtime.py']

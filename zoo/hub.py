@@ -340,6 +340,37 @@ def _check_safetensors_header(path: str) -> list[str]:
     return list(tensors)
 
 
+_MMENGINE_TYPES_ALLOWED = False
+
+
+def allow_mmengine_types() -> None:
+    """Add the data-only types that mmengine checkpoints hold (``HistoryBuffer``, ``ConfigDict``, numpy arrays,
+    dtypes and scalars) to torch's ``weights_only`` allow-list, so mmengine's own files load without switching the
+    safety off; any other global still fails. Nothing to do without mmengine (idempotent)."""
+    global _MMENGINE_TYPES_ALLOWED
+    if _MMENGINE_TYPES_ALLOWED:
+        return
+    try:
+        from mmengine.config.config import ConfigDict
+        from mmengine.logging.history_buffer import HistoryBuffer
+    except ImportError:  # no mmengine: its checkpoint types cannot occur
+        return
+    import codecs
+    import collections
+
+    import numpy as np
+
+    np_core = getattr(np, '_core', None) or np.core
+    dtypes = [type(np.dtype(t)) for t in ('float64', 'float32', 'float16', 'int64', 'int32', 'int8',
+                                         'uint8', 'bool', 'int16', 'uint16', 'uint32', 'uint64')]
+    torch.serialization.add_safe_globals([
+        HistoryBuffer, ConfigDict, collections.OrderedDict, collections.defaultdict, np.ndarray, np.dtype, *dtypes,
+        np_core.multiarray._reconstruct, np_core.multiarray.scalar,
+        codecs.encode,  # how numpy pickles the raw bytes of scalars
+    ])
+    _MMENGINE_TYPES_ALLOWED = True
+
+
 def _load_torch(path: str, mmap: bool = False) -> Any:
     """``torch.load(weights_only=True)`` with one-line ``CheckpointError``s that say what the file is."""
     with open(path, 'rb') as f:
@@ -355,12 +386,7 @@ def _load_torch(path: str, mmap: bool = False) -> Any:
     else:
         raise CheckpointError(f'{path}: not a checkpoint (neither a PyTorch .pth nor a safetensors file; it '
                               f'starts with bytes {head[:8].hex(" ")})')
-    try:
-        from zoo.engine.safe_load import allow_mmengine_checkpoints
-    except ImportError:  # no mmengine: its checkpoint types cannot occur
-        pass
-    else:
-        allow_mmengine_checkpoints()
+    allow_mmengine_types()
     try:
         return torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, pickle.UnpicklingError) as err:
@@ -398,14 +424,20 @@ def load_checkpoint_file(path: str | os.PathLike) -> dict:
 
 
 def select_state_dict(checkpoint: Any) -> Any:
-    """The state dict timm's file route takes from a checkpoint: ``state_dict_ema``, ``model_ema``,
-    ``state_dict`` or ``model`` (in that order), else the object itself."""
+    """The state dict inside a checkpoint, by the one precedence every entry point of the zoo uses:
+    ``state_dict_ema``, ``model_ema`` (when not None), ``state_dict``, ``model``, else the object itself.
+
+    This is the order of timm's ``load_state_dict(use_ema=True)`` (its file route), so a file gives the same
+    weights through ``pretrained_cfg_overlay=dict(file=...)``, ``tools/test.py`` and a family's
+    ``checkpoint_filter_fn``. Official checkpoints that hold both a model and an EMA copy (Agent-CSwin's
+    ``main_ema.py``) are evaluated with the EMA copy by their authors too.
+    """
     if isinstance(checkpoint, Mapping):
         for key in ('state_dict_ema', 'model_ema'):
-            if checkpoint.get(key) is not None:
+            if isinstance(checkpoint.get(key), Mapping):
                 return checkpoint[key]
         for key in ('state_dict', 'model'):
-            if key in checkpoint:
+            if isinstance(checkpoint.get(key), Mapping):
                 return checkpoint[key]
     return checkpoint
 
@@ -437,14 +469,14 @@ def check_weights_file(path: str | os.PathLike) -> None:
         raise CheckpointError(f'{path}: holds no weight tensors ({_describe(state)})')
 
 
-def unwrap_state_dict(obj: Mapping) -> dict[str, torch.Tensor]:
-    """The tensor state dict inside a published checkpoint (``model``, ``state_dict``,
-    ``state_dict_ema``, ``model_ema`` wrappers; ``module.`` prefixes removed)."""
-    for key in ('state_dict_ema', 'model_ema', 'state_dict', 'model'):
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
-    return {k.removeprefix('module.'): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+def unwrap_state_dict(checkpoint: Mapping) -> dict[str, torch.Tensor]:
+    """The tensors of the state dict inside ``checkpoint`` (:func:`select_state_dict`), with the
+    ``module.`` (DataParallel / DDP) and ``_orig_mod.`` (``torch.compile``) prefixes removed."""
+    state = select_state_dict(checkpoint)
+    if not isinstance(state, Mapping):
+        raise TypeError(f'expected a state dict or a checkpoint dict wrapping one, got {_describe(state)}')
+    return {k.removeprefix('module.').removeprefix('_orig_mod.'): v for k, v in state.items()
+            if isinstance(v, torch.Tensor)}
 
 
 def save_safetensors(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike,

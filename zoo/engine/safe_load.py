@@ -15,35 +15,7 @@ class-level anyway). Checkpoints written by zoo runs therefore load with ``weigh
 
 from __future__ import annotations
 
-import codecs
-import collections
-
-import numpy as np
-import torch
-
 _done = False
-
-
-def mmengine_safe_globals() -> list:
-    """The data-only classes and reconstructors that mmengine checkpoints contain."""
-    from mmengine.config.config import ConfigDict
-    from mmengine.logging.history_buffer import HistoryBuffer
-
-    np_core = getattr(np, '_core', None) or np.core
-    dtypes = [type(np.dtype(t)) for t in ('float64', 'float32', 'float16', 'int64', 'int32', 'int8',
-                                         'uint8', 'bool', 'int16', 'uint16', 'uint32', 'uint64')]
-    return [
-        HistoryBuffer,
-        ConfigDict,
-        collections.OrderedDict,
-        collections.defaultdict,
-        np.ndarray,
-        np.dtype,
-        *dtypes,
-        np_core.multiarray._reconstruct,
-        np_core.multiarray.scalar,
-        codecs.encode,  # how numpy pickles raw bytes of scalars
-    ]
 
 
 def _history_buffer_state(self) -> dict:
@@ -60,6 +32,8 @@ def allow_mmengine_checkpoints() -> None:
     if not _done:
         from mmengine.logging.history_buffer import HistoryBuffer
 
+        from zoo.hub import allow_mmengine_types
+
         HistoryBuffer.__getstate__ = _history_buffer_state
-        torch.serialization.add_safe_globals(mmengine_safe_globals())
+        allow_mmengine_types()
         _done = True

@@ -23,9 +23,9 @@ def load_mil_checkpoint(path: str) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(path)
-    from zoo.engine.safe_load import allow_mmengine_checkpoints
+    from zoo.hub import allow_mmengine_types
 
-    allow_mmengine_checkpoints()  # mmengine's own checkpoints hold a few data-only non-tensor types
+    allow_mmengine_types()  # mmengine's own checkpoints hold a few data-only non-tensor types
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except FileNotFoundError:

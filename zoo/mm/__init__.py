@@ -4,16 +4,12 @@ inference helpers. The only package of the zoo that imports mmdet / mmseg (lazil
 ``custom_imports = dict(imports=['zoo.mm'], allow_failed_imports=False)``.
 """
 
-import zoo.engine  # noqa: F401  (allow-lists mmengine's checkpoint types for weights_only loading)
 import zoo.engine.optim  # noqa: F401  (registers zoo.CpuAmpOptimWrapper for --amp on CPU)
 import zoo.models  # noqa: F401  (registers the zoo's timm models)
 
 from .amp import enable_cpu_bf16_ops
 from .backbone import SimplePyramid, ZooBackbone
 
-try:  # mmcv with compiled ops installed: let --amp (bfloat16 on CPU) reach its float32-only kernels
-    enable_cpu_bf16_ops()
-except ImportError:
-    pass
+# mmcv's bfloat16 patch for --amp is applied with the others by zoo.engine.patches.apply_patches().
 
 __all__ = ['ZooBackbone', 'SimplePyramid', 'enable_cpu_bf16_ops']
