@@ -25,8 +25,8 @@ lint: install
 	.venv/bin/ruff check zoo tools tests configs
 
 bench: install
-	$(PY) tools/benchmark.py --models mambaout_femto mambaout_kobe mambaout_tiny resnet50 convnext_tiny \
+	$(PY) tools/analysis/benchmark.py --models mambaout_femto mambaout_kobe mambaout_tiny resnet50 convnext_tiny \
 		--bench both --batch-size 8 --out benchmarks/mambaout_cpu
 
 readme: install
-	$(PY) tools/model_table.py --write
+	$(PY) tools/analysis/model_table.py --write

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / 'tools'))
 
 TINY_DIGITS = """
 _base_ = ['{root}/configs/_base_/datasets/digits.py', '{root}/configs/_base_/schedules/adamw_cosine.py',

@@ -445,13 +445,10 @@ def test_pickled_code_is_still_refused(tmp_path: Path) -> None:
 # Every family's files through every route
 # ------------------------------------------------------------------------------------------------
 def _tool(name: str):
-    """``tools/<name>.py`` as a module (its ``main(argv)`` is the command line minus the exit code)."""
-    import importlib.util
+    """The module behind ``tools/<name>.py`` (its ``main(argv)`` is the command line minus the exit code)."""
+    import importlib
 
-    spec = importlib.util.spec_from_file_location(f'zoo_tool_{name}', ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f'zoo.cli.{name}')
 
 
 _CLASSIFIER_CONFIG = """

@@ -224,7 +224,7 @@ param_scheduler = []
 def test_missing_openmmlab_extra_is_one_line_with_the_install_command(error, capsys) -> None:
     """`make demo` installs only the core; the dense tools then say how to add the OpenMMLab extra
     (checked by hand on a core-only venv: tools/train.py and tools/test.py with a smoke dense config)."""
-    from zoo_cli import run_cli
+    from zoo.cli.common import run_cli
 
     def main() -> None:
         raise error
@@ -238,7 +238,7 @@ def test_missing_openmmlab_extra_is_one_line_with_the_install_command(error, cap
 
 
 def test_other_missing_modules_keep_their_traceback() -> None:
-    from zoo_cli import run_cli
+    from zoo.cli.common import run_cli
 
     def main() -> None:
         raise ModuleNotFoundError("No module named 'not_a_zoo_dependency'", name='not_a_zoo_dependency')

@@ -431,14 +431,8 @@ def test_fgd_token_gram_and_distiller_loss() -> None:
 # ----------------------------------------------------------------------------------- energy
 def test_energy_tool_attribution_and_outputs(tmp_path) -> None:
     import csv
-    import importlib.util
-    import sys
-    from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location('zoo_tools_energy', Path(__file__).parents[1] / 'tools' / 'energy.py')
-    energy = importlib.util.module_from_spec(spec)
-    sys.modules['zoo_tools_energy'] = energy  # dataclasses look their module up
-    spec.loader.exec_module(energy)
+    from zoo.cli import energy
 
     m = _active_tiny('qsd_transformer_15m')
     rec = energy.Recorder(m, T=1)

@@ -68,8 +68,8 @@ def test_benchmark_writes_inference_training_and_memory(tmp_path: Path) -> None:
     from PIL import Image
 
     out = tmp_path / 'bench'
-    proc = run_tool('tools/benchmark.py', '--models', 'test_mambaout', '--img-sizes', '32', '--batch-size', '2',
-                    '--rounds', '1', '--iters', '1', '--out', str(out))
+    proc = run_tool('tools/analysis/benchmark.py', '--models', 'test_mambaout', '--img-sizes', '32',
+                    '--batch-size', '2', '--rounds', '1', '--iters', '1', '--out', str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader(open(f'{out}.csv')))
     assert len(rows) == 1 and rows[0]['model'] == 'test_mambaout'
@@ -77,5 +77,5 @@ def test_benchmark_writes_inference_training_and_memory(tmp_path: Path) -> None:
         assert float(rows[0][col]) > 0, col
     assert abs(float(rows[0]['params_m']) - 0.448) < 0.001
     assert Image.open(f'{out}.png').size[0] > 800  # one panel each: inference, training, memory
-    bad = run_tool('tools/benchmark.py', '--models', 'test_mambaot', '--out', str(out))
+    bad = run_tool('tools/analysis/benchmark.py', '--models', 'test_mambaot', '--out', str(out))
     assert bad.returncode == 2 and "did you mean 'test_mambaout'" in bad.stderr and 'Traceback' not in bad.stderr

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Resolution sweep for agent attention vs softmax attention: forward time per image against input side.
 
-What ``tools/benchmark.py`` does not cover: it reports wall-clock time, which on a shared,
+What ``tools/analysis/benchmark.py`` does not cover: it reports wall-clock time, which on a shared,
 oversubscribed CPU measures the other jobs more than the model. This script also records the
 process CPU time of each forward (``time.process_time``, all threads), which is stable under such
 load, and the attention MACs counted analytically (PyTorch's FLOP counter does not see CPU SDPA).

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """CPU inference throughput of the spiking models at several time steps T (img/s), params and MACs.
 
-``tools/benchmark.py`` has no way to pass model arguments such as ``T``, hence this script. Models
+``tools/analysis/benchmark.py`` has no way to pass model arguments such as ``T``, hence this script. Models
 and T values are measured interleaved (round-robin for --rounds rounds, median per entry) so
 ratios hold on a shared machine. Writes <out>.csv and <out>.png.
 

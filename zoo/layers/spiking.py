@@ -166,7 +166,7 @@ class MultiStepLIF(nn.Module):
 
 
 def is_spiking_neuron(m: nn.Module) -> bool:
-    """True for the neurons of this module (used by hooks, e.g. ``tools/energy.py``)."""
+    """True for the neurons of this module (used by hooks, e.g. ``tools/analysis/energy.py``)."""
     return isinstance(m, (MultiSpike, MultiStepLIF))
 
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Generate the README model table from the zoo's registry.
 
 Params and GMACs are measured on the model as built (GMACs = FLOPs/2 from torch's FLOP
@@ -6,20 +5,17 @@ counter, at the cfg input size); paper top-1 and weight sources come from each f
 PAPER_FACTS. `--write` replaces the table between the markers in README.md.
 
 Examples:
-  python tools/model_table.py            # print the table
-  python tools/model_table.py --write    # update README.md
+  python tools/analysis/model_table.py            # print the table
+  python tools/analysis/model_table.py --write    # update README.md
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 BEGIN, END = '<!-- model-table:begin -->', '<!-- model-table:end -->'
-README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'README.md')
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'README.md')
 
 
 def measure(name: str) -> tuple[float, float, tuple[int, ...]]:
@@ -94,5 +90,10 @@ def main(argv: list[str] | None = None) -> str:
     return table
 
 
-if __name__ == '__main__':
+def cli() -> None:
+    """Console entry point (``zoo-model-table``, ``python tools/analysis/model_table.py``)."""
     main()
+
+
+if __name__ == '__main__':
+    cli()

@@ -17,6 +17,7 @@ import re
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 # Exact messages only: the pinned setuptools (< 81, which mmengine 0.10.7 needs) warns on every
 # import of pkg_resources, and mmengine re-imports it on each config package lookup.
@@ -25,6 +26,11 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API
 OPENMMLAB_HINT = ('the OpenMMLab extra (mmcv, mmdet, mmseg) is not installed (`make demo` installs only the '
                   'core): run `make install` (or `bash scripts/install.sh`), which builds mmcv once and caches it')
 _OPENMMLAB = ('mmcv', 'mmdet', 'mmseg', 'mmsegmentation')  # module and distribution names
+
+
+# The checkout the zoo is installed from (editable install): where relative config paths and README.md resolve
+# when the tool runs from another directory.
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class UsageError(Exception):
@@ -215,6 +221,10 @@ def build_runner(cfg, verbose: bool = False, header: str = 'train'):
     ``header`` is ``'train'`` or ``'test'``: which dataloaders the header describes.
     """
     from mmengine.runner import Runner
+
+    from zoo.engine.patches import apply_patches
+
+    apply_patches()
 
     class ZooRunner(Runner):
         def build_logger(self, *args, **kwargs):

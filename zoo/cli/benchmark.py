@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Throughput, latency, peak memory, parameters and GMACs for a list of models (zoo and timm).
 
 Models are measured interleaved (round-robin over models for --rounds rounds, median per model),
@@ -8,8 +7,8 @@ imports (CPU), or the CUDA peak allocation.
 Writes <out>.csv and <out>.png.
 
 Examples:
-  python tools/benchmark.py --models mambaout_femto resnet18 --out benchmarks/cpu_small
-  python tools/benchmark.py --models agent_pvt_tiny pvt_v2_b1 --img-sizes 224 512 1024 --batch-size 1 \\
+  python tools/analysis/benchmark.py --models mambaout_femto resnet18 --out benchmarks/cpu_small
+  python tools/analysis/benchmark.py --models agent_pvt_tiny pvt_v2_b1 --img-sizes 224 512 1024 --batch-size 1 \\
       --bench infer --out benchmarks/agent_resolution
 """
 
@@ -25,9 +24,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import torch  # noqa: E402
+import torch
 
 
 @dataclass
@@ -107,7 +104,7 @@ def time_train(model: torch.nn.Module, x: torch.Tensor, iters: int, device: str)
 
 def peak_memory_mb(name: str, img_size: int, batch: int, mode: str, device: str) -> float:
     """Peak memory of one step in a fresh process (CPU: peak RSS; CUDA: max allocated)."""
-    cmd = [sys.executable, os.path.abspath(__file__), '--memory-probe', json.dumps(
+    cmd = [sys.executable, '-m', 'zoo.cli.benchmark', '--memory-probe', json.dumps(
         dict(name=name, img_size=img_size, batch=batch, mode=mode, device=device))]
     out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
     try:
@@ -250,7 +247,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
         return []
     if not args.models:
         p.error('--models is required')
-    from zoo_cli import check_model_names
+    from zoo.cli.common import check_model_names
 
     check_model_names(args.models, '--models')
     start = time.time()
@@ -266,7 +263,12 @@ def main(argv: list[str] | None = None) -> list[Result]:
     return results
 
 
-if __name__ == '__main__':
-    from zoo_cli import run_cli
+def cli() -> None:
+    """Console entry point (``zoo-benchmark``, ``python tools/analysis/benchmark.py``)."""
+    from zoo.cli.common import run_cli
 
     run_cli(main)
+
+
+if __name__ == '__main__':
+    cli()

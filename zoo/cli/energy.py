@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Firing rates, synaptic operations, energy and model size of spiking zoo models
 (QSD-Transformer, Meta-SpikeFormer), measured with hooks on a batch of real images.
 
@@ -30,8 +29,8 @@ groups, FL_linear = i o). Assumptions the papers leave open, made explicit here:
    firing rates describe that model, not the published one.
 
 Examples:
-  python tools/energy.py qsd_transformer_15m meta_spikeformer_15m --num-images 32 --img-size 224
-  python tools/energy.py qsd_transformer_55m --checkpoint ckpt.pth --images /data/imagenet/val
+  python tools/analysis/energy.py qsd_transformer_15m meta_spikeformer_15m --num-images 32 --img-size 224
+  python tools/analysis/energy.py qsd_transformer_55m --checkpoint ckpt.pth --images /data/imagenet/val
 """
 
 from __future__ import annotations
@@ -39,14 +38,11 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
+import torch
+import torch.nn as nn
 
 E_MAC_PJ = 4.6
 E_AC_PJ = 0.9
@@ -309,5 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == '__main__':
+def cli() -> None:
+    """Console entry point (``zoo-energy``, ``python tools/analysis/energy.py``)."""
     raise SystemExit(main())
+
+
+if __name__ == '__main__':
+    cli()
