@@ -1,14 +1,16 @@
 # Shared ImageNet-1k recipe of the official Agent Attention training (LeapLabTHU/Agent-Attention,
 # agent_transformer/config.py defaults + cfgs/*.yaml), on the zoo's image-folder dataset
-# (data_root/train/<class>/*.jpg, data_root/val/<class>/*.jpg). Variant files override what differs.
+# (data_root/train/<class>/*.jpg, data_root/val/<class>/*.jpg). Each sub-family's schedule is in its own
+# base, _agent_{deit,pvt,swin,cswin}_in1k.py, which inherits this file; variant files inherit those.
 #
 # Official recipe: AdamW (betas 0.9/0.999, eps 1e-8), lr 5e-4 per 512 images of total batch (linear
 # scaling; enable with auto_scale_lr below or --auto-scale-lr), weight decay 0.05, 300 epochs
-# (linear warmup from 1e-6 over 20 epochs for DeiT/Swin/CSwin defaults, 5 for PVT) with a cosine
-# decay to the minimum lr, then 10 cooldown epochs at it for PVT / CSwin, label smoothing 0.1,
-# gradient clipping at 5.0 (config default; PVT-T/S and CSwin: none, PVT-M/L: 1.0), bicubic
-# RandomResizedCrop, flip, RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25, Mixup 0.8 /
-# CutMix 1.0; evaluation resizes the short side to size/0.875 and centre-crops.
+# (linear warmup over 20 epochs, 5 for PVT, from 5e-7 for DeiT/Swin (config.py default) or 1e-6 for
+# PVT/CSwin (their yamls)) with a cosine decay to the minimum lr, then 10 cooldown epochs at it for
+# PVT / CSwin, label smoothing 0.1, gradient clipping at 5.0 (config default; PVT-T/S and CSwin:
+# none, PVT-M/L: 1.0), bicubic RandomResizedCrop, flip, RandAugment rand-m9-mstd0.5-inc1, random
+# erasing 0.25, Mixup 0.8 / CutMix 1.0; evaluation resizes the short side to size/0.875 and
+# centre-crops.
 # Not expressible here: RandAugment (albumentations has none; ColorJitter 0.4 stands in, as timm
 # does when auto-augment is off) and Mixup/CutMix (the classifier wrapper has none).
 _base_ = ['../../_base_/default_runtime.py']
