@@ -27,6 +27,18 @@ custom_hooks = [dict(type='ProgressBarHook'), dict(type='TrainingCurveHook'), di
 
 
 @pytest.fixture
+def one_thread():
+    """One intra-op thread for the test: tiny tensors gain nothing from more, and on a shared 2-core machine
+    OpenMP barriers make every small op wait for a descheduled thread (measured: up to 50x slower)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def tiny_config(tmp_path: Path):
     """Write a digits config for timm's ``test_mambaout`` with ``epochs`` epochs; returns its path."""
 

@@ -292,7 +292,7 @@ def test_official_key_layout_full_size():
     with torch.device('meta'):
         model = create_mhs_vm_unet('mhs_vm_unet_4h')
     sd = model.state_dict()
-    # reference card, section 5 (stage 0, 4 heads, C = 96, dim_sub = 24)
+    # shapes of the official PixDeep/MHS-VM models/vmunet model (stage 0, 4 heads, C = 96, dim_sub = 24)
     pre = 'layers.0.blocks.0.self_attention.'
     expected = {
         'patch_embed.proj.weight': (96, 3, 4, 4),
@@ -314,7 +314,7 @@ def test_official_key_layout_full_size():
     for k, shape in expected.items():
         assert tuple(sd[k].shape) == shape, k
     assert not any(k.startswith('layers_up.0.upsample') for k in sd)
-    assert len(_official_layout(model)) == 807  # the card's key count, aliases included
+    assert len(_official_layout(model)) == 807  # official state dict key count, aliases included
 
 
 def test_official_checkpoint_loads_strictly_full_size(tmp_path):
@@ -429,13 +429,6 @@ def _build_dataloader(cfg):
     return Runner.build_dataloader(cfg)
 
 
-@pytest.fixture
-def one_thread():
-    # The tiny run is dominated by small ops: one thread avoids OpenMP contention on shared cores.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_tiny_synthetic_training_raises_dice_and_writes_overlays(tmp_path, one_thread):

@@ -43,13 +43,7 @@ TILING = dict(patch_size=128, magnification=20.0, target_size=32, thumbnail_size
 EXTRACTOR = 'test_convnext'  # timm's tiny test net: 64-d, normalised pooled features
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    # tiny ops on 2 shared, loaded cores: one intra-op thread is several times faster than two
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures('one_thread')  # conftest.py
 
 
 # ---------------------------------------------------------------- heads
@@ -112,7 +106,8 @@ def test_stkim_in_training_only(cls):
 
 
 def test_acmil_ga_matches_naive_loop():
-    """Our batched head against a loop written from the reference card's equations."""
+    """Our batched head against a loop written from the official ``ACMIL_GA.forward``
+    (dazhangyu123/ACMIL architecture/transformer.py)."""
     torch.manual_seed(0)
     m = ACMILGA(in_dim=24, inner_dim=16, num_classes=3, n_token=4, n_masked_patch=0).eval()
     x = torch.randn(30, 24)
@@ -196,7 +191,8 @@ def test_pooling_baselines():
 
 
 def _official_state_dict(n_class=2, d_feat=512, d_inner=256, m=5) -> dict:
-    """A state dict in the official ACMIL_GA key layout (reference card section 6), built by hand."""
+    """A state dict in the official ACMIL_GA key layout (the module names of ``ACMIL_GA`` in
+    dazhangyu123/ACMIL architecture/transformer.py and network.py), built by hand."""
     g = torch.Generator().manual_seed(0)
 
     def t(*shape):

@@ -1,7 +1,9 @@
 """Spiking layers (LSQ, multi-spike, LIF), QSD-Transformer / Meta-SpikeFormer behaviour and checkpoints.
 
-References are written here in float64 from the equations of the reference card
-(``../shared/reference/qsd_spiking.md``), independent of ``zoo.layers.spiking``.
+References are written here in float64 from the official definitions (LSQ in ``classification/quan_w.py``
+/ ``_quan_base_plus.py`` and ``Multispike`` in ``classification/models.py`` of bollossom/QSD-Transformer;
+the spikingjelly 0.0.0.0.12 ``MultiStepLIFNode`` of the Spike-driven Transformer repos), independent of
+``zoo.layers.spiking``. FGD has no official code; its test checks the zoo's own reconstruction.
 """
 
 from __future__ import annotations
@@ -26,14 +28,7 @@ from zoo.models.qsd_transformer import checkpoint_filter_fn
 TINY = dict(embed_dim=(16, 32, 64, 64), depths=4, num_classes=10)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from intra-op threads; on a shared 2-core machine OpenMP barriers
-    make every small op wait for a descheduled thread (measured: 50x slower). Restored after each test."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')  # conftest.py
 
 
 # ---------------------------------------------------------------------------------------- LSQ
@@ -250,7 +245,7 @@ def test_features_only_strides() -> None:
 
 # ------------------------------------------------------------------------------ checkpoints
 def _official_qsd_keys(n3: int, n4: int) -> list[str]:
-    """QSD ``Spiking_vit_MetaFormer`` state-dict keys, from the reference card's key table."""
+    """QSD ``Spiking_vit_MetaFormer`` state-dict keys, as the official classification/models.py names them."""
     def lsq(n: str, bias: bool) -> list[str]:
         return [f'{n}.weight'] + ([f'{n}.bias'] if bias else []) + [
             f'{n}.alpha', f'{n}.init_state', f'{n}.act.alpha', f'{n}.act.zero_point', f'{n}.act.init_state',
@@ -284,7 +279,7 @@ def test_official_key_layout_is_ours() -> None:
     with torch.device('meta'):
         m = timm.create_model('qsd_transformer_15m')
     official = _official_qsd_keys(6, 2)
-    assert len(official) == 1669  # the card's count for the 15M model
+    assert len(official) == 1669  # official spikformer_8_15M_CAFormer state dict, counted
     assert sorted(m.state_dict()) == sorted(official)
 
 

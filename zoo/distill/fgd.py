@@ -30,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModel
 
+from zoo.engine.classifier import labels_of
 from zoo.registry import MODELS
 
 __all__ = ['FGDDistiller', 'token_gram']
@@ -183,20 +184,12 @@ class FGDDistiller(BaseModel):
 
     def forward(self, inputs: torch.Tensor, data_samples: Any = None, mode: str = 'tensor') -> Any:
         if mode == 'loss':
-            return self.loss(inputs, _labels(data_samples, inputs.device))
+            return self.loss(inputs, labels_of(data_samples, inputs.device))
         logits = self.backbone(inputs)
         if mode == 'tensor':
             return logits
         if mode == 'predict':
-            labels = _labels(data_samples, logits.device)
+            labels = labels_of(data_samples, logits.device)
             scores = logits.float().softmax(dim=1)
             return [dict(pred_score=s, gt_label=lab) for s, lab in zip(scores, labels)]
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
-
-
-def _labels(data_samples: Any, device: torch.device) -> torch.Tensor:
-    if isinstance(data_samples, dict):
-        labels = data_samples['gt_label']
-    else:
-        labels = torch.as_tensor([d['gt_label'] for d in data_samples])
-    return torch.as_tensor(labels, device=device).long().view(-1)

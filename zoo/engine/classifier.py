@@ -54,7 +54,7 @@ class TimmClassifier(BaseModel):
         logits = self.backbone(inputs)
         if mode == 'tensor':
             return logits
-        labels = _labels(data_samples, logits.device)
+        labels = labels_of(data_samples, logits.device)
         if mode == 'loss':
             return dict(loss=F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing))
         if mode == 'predict':
@@ -63,7 +63,9 @@ class TimmClassifier(BaseModel):
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
 
 
-def _labels(data_samples: Any, device: torch.device) -> torch.Tensor:
+def labels_of(data_samples: Any, device: torch.device) -> torch.Tensor:
+    """The ``gt_label`` of a batch as a ``(B,)`` int64 tensor on ``device``: from a collated dict
+    (``default_collate``) or a list of per-sample dicts (``pseudo_collate``)."""
     if isinstance(data_samples, dict):
         labels = data_samples['gt_label']
     else:  # a list of per-sample dicts (pseudo_collate)
