@@ -189,8 +189,9 @@ BASE_VARIANTS = (
 )
 HIGH_RES = {'agent_deit_small_448': 448, 'agent_pvt_medium_256': 256, 'agent_swin_small_288': 288,
             'agent_swin_base_384': 384, 'agent_cswin_base_384': 384}
-# the reference card's table (README params, and the card's re-counts where it has them)
-CARD_PARAMS_M = {
+# DeiT: the Params column of LeapLabTHU/Agent-Attention agent_transformer/README.md; PVT / Swin / CSwin:
+# counted by instantiating the official agent_transformer/models/agent_*.py (finer than the README's rounding)
+PUBLISHED_PARAMS_M = {
     'agent_deit_tiny': 6.0, 'agent_deit_small': 22.7, 'agent_deit_base': 87.2,
     'agent_pvt_tiny': 11.57, 'agent_pvt_small': 20.64, 'agent_pvt_medium': 35.92, 'agent_pvt_large': 48.74,
     'agent_swin_tiny': 28.90, 'agent_swin_small': 49.67, 'agent_swin_base': 88.10,
@@ -205,10 +206,10 @@ def _count(name: str, **kwargs) -> float:
 
 
 @pytest.mark.parametrize('name', BASE_VARIANTS)
-def test_param_count_matches_card(name: str) -> None:
+def test_param_count_matches_paper_facts(name: str) -> None:
     got = _count(name)
-    assert abs(got - CARD_PARAMS_M[name]) / CARD_PARAMS_M[name] <= 0.005, f'{name}: {got:.3f}M'
-    assert paper_facts()[name]['params_m'] == CARD_PARAMS_M[name]
+    assert abs(got - PUBLISHED_PARAMS_M[name]) / PUBLISHED_PARAMS_M[name] <= 0.005, f'{name}: {got:.3f}M'
+    assert paper_facts()[name]['params_m'] == PUBLISHED_PARAMS_M[name]
 
 
 def test_high_resolution_variants() -> None:
@@ -433,14 +434,14 @@ def _is_buffer(name: str) -> bool:
     return name.endswith((_INDEX, _MASK))
 
 
-def test_official_layouts_reproduce_the_card_parameter_counts() -> None:
-    """The written-down layouts are the official models: their parameter counts are the card's
-    (README / re-counted from the official definitions), independently of our code."""
-    for name, want in CARD_PARAMS_M.items():
+def test_official_layouts_reproduce_the_published_parameter_counts() -> None:
+    """The written-down layouts are the official models: their parameter counts are the official
+    README's / those of the instantiated official definitions (PUBLISHED_PARAMS_M), independently of our code."""
+    for name, want in PUBLISHED_PARAMS_M.items():
         build, kw = OFFICIAL[name]
         got = sum(math.prod(s) for k, s in build(**kw) if not _is_buffer(k)) / 1e6
-        assert abs(got - want) / want <= 0.005, f'{name}: official layout {got:.3f}M, card {want}M'
-    # spot checks against the card's key table (section 5, Agent-Swin-T stage 0)
+        assert abs(got - want) / want <= 0.005, f'{name}: official layout {got:.3f}M, published {want}M'
+    # spot checks against the state-dict shapes of the official agent_swin.py (Agent-Swin-T, stage 0)
     swin_t = dict(official_agent_swin(**OFFICIAL['agent_swin_tiny'][1]))
     assert swin_t['layers.0.blocks.0.attn.ah_bias'] == (1, 3, 9, 56, 1)
     assert swin_t['layers.0.blocks.0.attn.dwc.weight'] == (96, 1, 3, 3)
@@ -454,9 +455,9 @@ def _meta_state(spec: Spec) -> dict[str, torch.Tensor]:
 
 
 def _wrap_as_published(name: str, sd: dict[str, torch.Tensor], other: dict | None = None) -> dict:
-    """The published file layout (reference card section 4): main.py saves ``{'model': ..., 'epoch',
-    'max_accuracy', ...}``; CSwin's main_ema.py adds ``state_dict_ema``, which evaluation prefers
-    (``other`` = the non-EMA weights under ``model``)."""
+    """The published file layout (official agent_transformer/utils.py save_checkpoint, called by main.py):
+    ``{'model': ..., 'epoch', 'max_accuracy', ...}``; CSwin's main_ema.py adds ``state_dict_ema``, which
+    evaluation prefers (``other`` = the non-EMA weights under ``model``)."""
     if name.startswith('agent_cswin'):
         return {'model': other if other is not None else sd, 'state_dict_ema': sd, 'epoch': 299,
                 'max_accuracy': 83.1, 'max_accuracy_e': 83.2}

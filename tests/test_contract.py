@@ -186,7 +186,8 @@ def test_features_only(name: str) -> None:
 
 @pytest.mark.parametrize('name', sorted(n for n in MODELS if 'params_m' in paper_facts().get(n, {})))
 def test_param_count_matches_reference(name: str) -> None:
-    """Parameter counts within 0.5% of the reference cards (../shared/reference/)."""
+    """Parameter counts within 0.5% of PAPER_FACTS (published or counted from the official code; sources
+    in the comment above each table)."""
     expected = paper_facts()[name]['params_m']
     with torch.device('meta'):  # counts need shapes only: no memory, no init time
         model = timm.create_model(name)

@@ -54,7 +54,7 @@ TINY: dict[str, dict] = {
     'mhs_vm_encoder_4h': dict(dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), d_state=4, img_size=64),
 }
 
-# Official MambaOut key layout (the GitHub release files) from timm keys; reference card mambaout.md s6.
+# Official MambaOut key layout (the GitHub release files) from timm keys; see timm's mambaout checkpoint_filter_fn.
 _MAMBAOUT_OFFICIAL = [
     ('stem.', 'downsample_layers.0.'),
     ('head.pre_logits.fc.', 'head.fc1.'),

@@ -22,7 +22,7 @@ from zoo.hub import (
     sha256_file,
 )
 
-# Official MambaOut keys -> timm keys (reference card mambaout.md section 6); the test writes a
+# Official MambaOut keys -> timm keys (timm/models/mambaout.py checkpoint_filter_fn); the test writes a
 # checkpoint in the official layout by inverting this map.
 _TIMM_TO_OFFICIAL = [
     (r'^stem\.', 'downsample_layers.0.'),

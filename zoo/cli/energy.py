@@ -1,7 +1,8 @@
 """Firing rates, synaptic operations, energy and model size of spiking zoo models
 (QSD-Transformer, Meta-SpikeFormer), measured with hooks on a batch of real images.
 
-Energy follows the SDT / Meta-SpikeFormer convention (reference card qsd_spiking.md section 5):
+Energy follows the convention of the Spike-driven Transformer papers (SDT, Yao et al., NeurIPS 2023;
+Meta-SpikeFormer, Yao et al., ICLR 2024, arXiv 2404.03663):
 
     E = E_MAC * FLOPs_conv1 + E_AC * sum_l SOP_l,    SOP_l = fr_l * T_eff * FLOPs_l
 

@@ -2,8 +2,9 @@
 
 Each family module is timm style (``default_cfgs``, ``@register_model``, ``checkpoint_filter_fn``)
 and may define ``PAPER_FACTS``: ``{model_name: dict(params_m=..., gmacs=..., top1=..., source=...)}``
-with the numbers of its reference card. Those tables drive the parameter-count tests and the
-README model table.
+with the published numbers (the paper's tables and the official repository's README) and parameter
+counts taken from the official model definitions; a comment above each table names its sources. Those
+tables drive the parameter-count tests and the README model table.
 """
 
 from __future__ import annotations

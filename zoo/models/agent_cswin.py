@@ -479,10 +479,11 @@ default_cfgs = generate_default_cfgs(name_downloads(
     }
 ))
 
-# Reference card agent_attention.md section 3. params_m: re-counted from the official model definition
-# (instantiated; the higher-resolution rows, which the card rounds to whole millions, too); gmacs: the
-# README's 'FLOPs' column, which (Swin convention) counts multiply-adds, at the cfg resolution;
-# top1: ImageNet-1k; weights: the official download.
+# Agent Attention (arXiv 2312.08874), official repo LeapLabTHU/Agent-Attention. params_m: counted by
+# instantiating agent_transformer/models/agent_cswin.py at each cfg resolution (the README rounds them to whole
+# millions); gmacs: the 'FLOPs' column of agent_transformer/README.md, which (Swin convention) counts
+# multiply-adds, at the cfg resolution; top1: ImageNet-1k from the same table; weights: the Tsinghua Cloud links
+# in that table.
 PAPER_FACTS: dict[str, dict] = {
     'agent_cswin_tiny': dict(
         params_m=20.46, gmacs=4.3, top1=83.1, weights=_URL.format('8c562a74441e46d5902b')

@@ -432,10 +432,11 @@ default_cfgs = generate_default_cfgs(name_downloads(
     }
 ))
 
-# Reference card agent_attention.md section 3. params_m: re-counted from the official model definition
-# (instantiated; the higher-resolution rows, which the card rounds to whole millions, too); gmacs: the
-# README's 'FLOPs' column, which (Swin convention) counts multiply-adds, at the cfg resolution;
-# top1: ImageNet-1k; weights: the official download.
+# Agent Attention (arXiv 2312.08874), official repo LeapLabTHU/Agent-Attention. params_m: counted by
+# instantiating agent_transformer/models/agent_pvt.py at each cfg resolution (the 256 row keeps the README's
+# 36.1M, which the count confirms); gmacs: the 'FLOPs' column of agent_transformer/README.md, which (Swin
+# convention) counts multiply-adds, at the cfg resolution; top1: ImageNet-1k from the same table; weights: the
+# Tsinghua Cloud links in that table.
 PAPER_FACTS: dict[str, dict] = {
     'agent_pvt_tiny': dict(params_m=11.57, gmacs=2.0, top1=78.4, weights=_URL.format('13fdf0e0a7c5498c934f')),
     'agent_pvt_small': dict(

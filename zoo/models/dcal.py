@@ -562,9 +562,10 @@ default_cfgs = generate_default_cfgs(
     }
 )
 
-# Reference card dcal.md section 5: CUB-200-2011 top-1 at 448 (Table 1, from a third-party transcription) and the
-# overheads stated in the paper's text for DeiT-T at 448. Kept under cub_* keys: the zoo's generic 'top1' is
-# ImageNet. No absolute parameter counts and no DCAL weights were published.
+# DCAL paper (Zhu et al., CVPR 2022, arXiv 2205.02151): CUB-200-2011 top-1 at 448 from its Table 1, read from the
+# markdown transcription mossbee/final_dcal dual_cross_attention_learning.md (not checked against the PDF), and the
+# +9% params / +2% FLOPs overheads stated in the paper's text for DeiT-T at 448. Kept under cub_* keys: the zoo's
+# generic 'top1' is ImageNet. No absolute parameter counts and no DCAL weights were published.
 _SRC = 'arXiv:2205.02151 Table 1 (CUB-200-2011, 448x448)'
 PAPER_FACTS: dict[str, dict] = {
     'dcal_deit_tiny_patch16_448': dict(

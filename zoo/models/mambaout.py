@@ -20,8 +20,9 @@ CARRIED_TIMM_MODELS: tuple[str, ...] = (
     'mambaout_femto', 'mambaout_kobe', 'mambaout_tiny', 'mambaout_small', 'mambaout_base',
 )
 
-# Reference card mambaout.md section 3: params counted from the official model definition,
-# MACs from the official README (the column is MACs, not FLOPs), ImageNet-1k top-1 at 224.
+# params: counted by instantiating the official model definition (yuweihao/MambaOut models/mambaout.py);
+# MACs and ImageNet-1k top-1 at 224: the official README model table (the column is MACs, not FLOPs);
+# weights: the official GitHub release assets mambaout_<variant>.pth.
 PAPER_FACTS: dict[str, dict] = {
     'mambaout_femto': dict(params_m=7.30, gmacs=1.2, top1=78.9, weights=OFFICIAL_URL.format('mambaout_femto')),
     'mambaout_kobe': dict(params_m=9.14, gmacs=1.5, top1=80.0, weights=OFFICIAL_URL.format('mambaout_kobe')),

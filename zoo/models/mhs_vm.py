@@ -67,15 +67,19 @@ __all__ = [
 ORIGIN_URL = 'https://github.com/PixDeep/MHS-VM'
 OFFICIAL_WEIGHTS = 'https://github.com/PixDeep/MHS-VM/raw/main/pretrained/best_{}.pth'
 
-# Reference card mhs_vm.md, section 2 (parameter counts of the whole VM-UNet, 1 class, counted from
-# the official model definition) and section 3 (repo README, test.py with t = 0.4, ISIC 2018 splits).
+# MHS-VM (arXiv 2406.05992), official repo PixDeep/MHS-VM. params_m: unique parameters of the whole
+# VM-UNet, 1 class, counted by instantiating the official definition (models/vmunet/vmunet.py with the
+# depths of configs/config_setting.py); mIoU / DSC: the repo README (trained on ISIC 2018; test.py --h 4,
+# whose hard-coded gfu_t = 0.4 applies, on VM-UNet's ISIC 2018 / 2017 test splits); weights: the repo's
+# pretrained/best_{3h,4h}.pth.
 UNET_FACTS: dict[str, dict] = {
     'mhs_vm_unet_4h': dict(params_m=17.26, miou_isic18=0.8085, dsc_isic18=0.8941, miou_isic17=0.8202,
                            dsc_isic17=0.9012, weights=OFFICIAL_WEIGHTS.format('4h')),
     'mhs_vm_unet_3h': dict(params_m=17.39, weights=OFFICIAL_WEIGHTS.format('3h')),
 }
-# The card states no numbers for the encoders alone (no parameter count, no classification
-# result), so the timm entries carry only their weights' source; the VM-UNet counts are tested in
+# The official repo gives no numbers for the encoders alone (no parameter count, no classification
+# result; its README reports the whole VM-UNet's segmentation only, and the paper's tables were not
+# checked), so the timm entries carry only their weights' source; the VM-UNet counts are tested in
 # tests/test_mhs_vm.py.
 PAPER_FACTS: dict[str, dict] = {
     'mhs_vm_encoder_4h': dict(weights=OFFICIAL_WEIGHTS.format('4h'), task='segmentation (ISIC 2018)'),
@@ -566,14 +570,3 @@ def mhs_vm_encoder_4h(pretrained: bool = False, **kwargs) -> MHSVMEncoder:
 def mhs_vm_encoder_3h(pretrained: bool = False, **kwargs) -> MHSVMEncoder:
     """Encoder of the 3-head MHS-VM (patterns C, X, S; depths 2-2-2-2)."""
     return _create_encoder('mhs_vm_encoder_3h', pretrained, **dict(dict(head_num=3), **kwargs))
-
-
-def _count_m(model: nn.Module) -> float:
-    return sum(p.numel() for p in model.parameters()) / 1e6
-
-
-if __name__ == '__main__':  # quick parameter report
-    for _name in UNET_CONFIGS:
-        with torch.device('meta'):
-            _m = create_mhs_vm_unet(_name)
-        print(_name, f'{_count_m(_m):.3f}M', 'reference', UNET_FACTS[_name]['params_m'])

@@ -1,7 +1,8 @@
 """QSD-Transformer (Qiu et al., ICLR 2025, arXiv:2501.13492) and Meta-SpikeFormer / Spike-driven
 Transformer v2 (Yao et al., ICLR 2024, arXiv:2404.03663), pure PyTorch (no CuPy, no spikingjelly).
 
-Both share the Meta-SpikeFormer macro design (reference card ``qsd_spiking.md`` section 2):
+Both share the Meta-SpikeFormer macro design (``Spiking_vit_MetaFormer`` in ``classification/models.py``
+of the official repos bollossom/QSD-Transformer and BICLab/Spike-Driven-Transformer-V2):
 two conv stages (stride 4 and 8) of ``MS_ConvBlock`` (SepConv + 3x3 conv MLP), then
 ``int(0.75 * depth)`` and ``int(0.25 * depth)`` spike-driven attention blocks at stride 16 (the last
 downsampling has stride 1), global average pooling, a spiking neuron and a linear head averaged
@@ -30,8 +31,9 @@ Checkpoints: parameter and buffer names are the official ones (``downsample1_1.e
 
 * QSD's unused ``ActLSQ`` keys (``*.act.alpha``, ``*.act.zero_point``, ``*.act.init_state``,
   ``*.act.signed``): **kept** by default (our LSQ layers carry the same frozen, unused placeholders,
-  so the state dict is 1:1 with the official 1669 tensors and the parameter count is the card's
-  15.25M / 31.53M / 55.61M); **dropped** when the model is built with ``act_placeholders=False``.
+  so the state dict is 1:1 with the official 1669 tensors and the parameter count is the 15.25M /
+  31.53M / 55.61M counted from the official ``classification/models.py``); **dropped** when the model
+  is built with ``act_placeholders=False``.
 * QSD weights into a full-precision model (``wbits=None``): each weight becomes its dequantised
   4-bit value ``round(clamp(w / alpha, -8, 7)) * alpha`` and ``alpha`` / ``init_state`` are dropped,
   so the FP model computes the same function.
@@ -89,21 +91,33 @@ __all__ = ['SpikeDrivenMetaFormer', 'checkpoint_filter_fn', 'PAPER_FACTS']
 QSD_HF = 'https://huggingface.co/Xuerui123/QSD_Transformer'
 SDT2_DRIVE = 'https://drive.google.com/drive/folders/12JcIRG8BF6JcgPsXIetSS14udtHXeSSx'
 
-# Reference card qsd_spiking.md: parameter counts from the official model definitions (QSD counts
-# include the LSQ steps and the unused ActLSQ parameters); top-1 on ImageNet-1k at 224.
+# params_m: counted by instantiating the official model definitions, classification/models.py of
+# bollossom/QSD-Transformer (QSD counts include the LSQ steps and the unused ActLSQ parameters) and of
+# BICLab/Spike-Driven-Transformer-V2 (31.3M / 55.35M; its paper's 15.1M size exists only as QSD's 15M
+# builder, counted without LSQ steps). paper_size_m: the QSD paper's 1.8M / 3.9M / 6.8M (arXiv
+# 2501.13492); which builder each one is, is inferred (full-precision params / 8, and the checkpoint names
+# SD_Transformer_v2-L_6.8M_1x4_w4a1t4_80_3.pth / 15M_1x4_w4a1t4_74_5.pth that the third-party
+# Tianshi-Xu/QSD-Transformer classification/train.sh loads). top1 (ImageNet-1k, 224): QSD 80.3 from the
+# official README and the abstract; QSD 74.5 inferred from that 15M file name; QSD 3.9M: no source we
+# could check states it; Meta-SpikeFormer 80.0 (T=4 + KD) is the headline of arXiv 2404.03663, 74.1 / 77.2
+# are unverified against that paper. energy_mj: a secondary summary of the papers (the QSD README figure
+# shows ~9 / ~52 mJ). weights: the SDT-v2 Google Drive folder linked in BICLab/Spike-Driven-Transformer-V2
+# issue #5.
 PAPER_FACTS: dict[str, dict] = {
     'qsd_transformer_15m': dict(params_m=15.25, paper_size_m=1.8, gmacs=None, top1=74.5, T=1, D=4,
-                                wbits=4, weights=None, source='card s2; top-1 from checkpoint file name'),
+                                wbits=4, weights=None,
+                                source='official models.py count; top-1 from checkpoint file name'),
     'qsd_transformer_31m': dict(params_m=31.53, paper_size_m=3.9, gmacs=None, top1=None, T=1, D=4,
-                                wbits=4, weights=None, source='card s2; 3.9M top-1 not recovered'),
+                                wbits=4, weights=None, source='official models.py count; 3.9M top-1 not stated'),
     'qsd_transformer_55m': dict(params_m=55.61, paper_size_m=6.8, gmacs=None, top1=80.3, T=1, D=4,
-                                wbits=4, energy_mj=8.7, weights=None, source='card s2 (README, abstract)'),
+                                wbits=4, energy_mj=8.7, weights=None,
+                                source='official models.py count; top-1 README, abstract'),
     'meta_spikeformer_15m': dict(params_m=15.1, gmacs=None, top1=74.1, T=4, weights=None,
-                                 source='card s4 [unverified]'),
+                                 source='SDT-v2 models.py count; top-1 unverified (arXiv 2404.03663)'),
     'meta_spikeformer_31m': dict(params_m=31.3, gmacs=None, top1=77.2, T=4, weights=None,
-                                 source='card s4 [unverified]'),
+                                 source='SDT-v2 models.py count; top-1 unverified (arXiv 2404.03663)'),
     'meta_spikeformer_55m': dict(params_m=55.35, gmacs=None, top1=80.0, T=4, energy_mj=52.4,
-                                 weights=SDT2_DRIVE, source='card s4 (T=4 + KD)'),
+                                 weights=SDT2_DRIVE, source='SDT-v2 models.py count; arXiv 2404.03663 (T=4 + KD)'),
 }
 
 

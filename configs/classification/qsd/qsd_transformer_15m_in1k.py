@@ -1,5 +1,5 @@
 # QSD-Transformer 1.8M (official builder spikformer_8_15M_CAFormer) on ImageNet-1k: the official recipe
-# (classification/train.sh + main_finetune.py defaults; reference card qsd_spiking.md section 2).
+# (bollossom/QSD-Transformer classification/train.sh + main_finetune.py defaults).
 # 8 GPUs x 196 images, blr 6e-4 -> lr = blr * 1568 / 256, 15 warmup + 300 epochs, AdamW wd 0.05,
 # EMA 0.99996, mixup 0.8 / cutmix 1.0, label smoothing 0.1, T = 1, 4-bit weights.
 # Data: ImageNet in folder layout (data_root/train/<wnid>/*.JPEG, data_root/val/<wnid>/*.JPEG).

@@ -1,7 +1,8 @@
 # MambaOut-T + Mask R-CNN (FPN), 1x schedule (12 epochs), COCO 2017 instances, 1333x800.
 # Paper: MambaOut (Yu & Wang, CVPR 2025, arXiv 2405.07992) reports a COCO Mask R-CNN 1x result for
-#   MambaOut-T, but our reference card (reference/mambaout.md) does not record the value and no
-#   source reachable here states it, so no number is quoted: take box/mask AP from the paper.
+#   MambaOut-T, but the value could not be checked against the paper's table (only secondary
+#   summaries quote it) and no primary source reachable here states it, so no number is quoted: take
+#   box/mask AP from the paper.
 # The official detection code was never released (MambaOut #251, #280): this recipe is a
 # reconstruction -- the maintainer's dense hint (Swin's recipe + a LayerNorm on each stage output,
 # no layer-wise lr decay) on mmdet's Swin-T Mask R-CNN 1x schedule (AdamW 1e-4, wd 0.05, 16 images

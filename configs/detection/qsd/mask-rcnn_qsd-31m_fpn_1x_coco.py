@@ -1,7 +1,7 @@
 # QSD-Transformer "3.9M" (4-bit weights; 31M full-precision builder, embed 96-192-384-480) + Mask R-CNN
 # (FPN), 1x schedule (12 epochs), COCO 2017 instances.
-# Paper: QSD-Transformer (Qiu et al., ICLR 2025, arXiv 2501.13492) reports COCO results, but the paper
-#   number is not recovered in the reference card (qsd_spiking.md), so none is quoted here.
+# Paper: QSD-Transformer (Qiu et al., ICLR 2025, arXiv 2501.13492) reports COCO results, but we could
+#   not read the number from the paper or the official repo, so none is quoted here.
 # Recipe as the official config (bollossom/QSD-Transformer det/configs/q_sformer_mask_rcnn/
 # mask-rcnn_qformer-t_fpn_1x_coco.py, "30M" backbone): T = 1, D = 4 spike levels, 4-bit LSQ weights,
 # drop_path 0 (the official blocks never apply it); FPN 384 channels, RPN 384, shared 2-fc box head with

@@ -1,7 +1,7 @@
 # QSD-Transformer "1.8M" (4-bit weights; 15M full-precision builder, embed 64-128-256-360) + Semantic FPN,
 # 160k iterations, ADE20K (150 classes), 512x512 crops.
-# Paper: QSD-Transformer (Qiu et al., ICLR 2025, arXiv 2501.13492) reports ADE20K results, but the paper
-#   number is not recovered in the reference card (qsd_spiking.md), so none is quoted here.
+# Paper: QSD-Transformer (Qiu et al., ICLR 2025, arXiv 2501.13492) reports ADE20K results, but we could
+#   not read the number from the paper or the official repo, so none is quoted here.
 # Recipe as the official config (bollossom/QSD-Transformer seg/configs/q_sformer_seg/
 # fpn_sdtv3_512x512_15M_ade20k.py): backbone T = 1 (its "T=4" is set on the neck and head only, see
 # below), D = 4 spike levels, 4-bit LSQ weights, drop_path 0; FPN neck 128 channels, FPN head 128
