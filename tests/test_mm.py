@@ -259,7 +259,7 @@ SMOKE_CASES = {
     # 4 epochs, 15M backbone, 128-channel heads: ratio 0.46 / 0.48 / 0.51, box mAP 0.244 / 0.194 / 0.211
     'mask-rcnn-qsd-15m': SmokeCase('detection/mask-rcnn_qsd-15m_fpn_fixture.py', 'coco/bbox_mAP',
                                    floor=0.12, loss_factor=0.6),
-    # 4 epochs: ratio 0.52 / 0.42 / 0.62, box mAP 0.112 / 0.094 / 0.118
+    # 4 epochs, 128-channel heads: ratio 0.51 / 0.67 / 0.48, box mAP 0.119 / 0.152 / 0.102 (63 s alone)
     'mask-rcnn-mhs-vm-4h': SmokeCase('detection/mask-rcnn_mhs-vm-4h_fpn_fixture.py', 'coco/bbox_mAP',
                                      floor=0.07, loss_factor=0.75),
     # 80 iterations: ratio 0.13 / 0.14 / 0.14, mIoU 95.7 / 95.2 / 87.1
