@@ -1,14 +1,72 @@
-"""Building blocks shared by zoo model families (one concept per file, no model assembly)."""
+"""Building blocks shared by zoo model families (one concept per file, no model assembly).
 
-from zoo.layers.cross_attention import GLCABlock, block_forward, glca_forward, multi_head_attention
-from zoo.layers.rollout import fuse_heads, rollout_cls_row, select_local_queries
+Every public block is importable from here (``from zoo.layers import AgentAttention``); each module's
+``__all__`` lists its own.
+"""
+
+from zoo.layers.agent_attention import (
+    AgentAttention,
+    AgentAttentionCore,
+    adapt_agent_bias,
+    expand_attn_type,
+    init_agent_biases,
+    resize_agent_bias,
+)
+from zoo.layers.cross_attention import (
+    GLCABlock,
+    agent_attention_forward,
+    block_forward,
+    check_dcal_block,
+    glca_forward,
+    multi_head_attention,
+    project_output,
+    project_qkv,
+)
+from zoo.layers.multi_head_scan import (
+    PATTERNS,
+    MambaEngine,
+    MultiHeadScan,
+    ScanHead,
+    ScanRouteAttention,
+    ScanRoutes,
+    pattern_routes,
+    route_order,
+    run_engines,
+)
+from zoo.layers.rollout import fuse_heads, num_local_queries, rollout_cls_row, select_local_queries
+from zoo.layers.selective_scan import get_scan_backend, selective_scan, selective_scan_sequential, set_scan_backend
+from zoo.layers.spiking import (
+    ActLSQ,
+    BNAndPad,
+    Conv1dLSQ,
+    Conv2dLSQ,
+    LinearLSQ,
+    MultiSpike,
+    MultiStepLIF,
+    RepConv,
+    integrate,
+    is_spiking_neuron,
+    lsq_quantize,
+    set_spike_driven,
+)
+from zoo.layers.weight_init import init_linear_layernorm
 
 __all__ = [
-    'GLCABlock',
-    'block_forward',
-    'fuse_heads',
-    'glca_forward',
-    'multi_head_attention',
-    'rollout_cls_row',
-    'select_local_queries',
+    # agent attention (Agent Attention, ECCV 2024)
+    'AgentAttention', 'AgentAttentionCore', 'adapt_agent_bias', 'expand_attn_type', 'init_agent_biases',
+    'resize_agent_bias',
+    # global-local / pair-wise cross attention (DCAL)
+    'GLCABlock', 'agent_attention_forward', 'block_forward', 'check_dcal_block', 'glca_forward',
+    'multi_head_attention', 'project_output', 'project_qkv',
+    # attention rollout
+    'fuse_heads', 'num_local_queries', 'rollout_cls_row', 'select_local_queries',
+    # selective scan and the multi-head scan of MHS-VM
+    'selective_scan', 'selective_scan_sequential', 'set_scan_backend', 'get_scan_backend',
+    'PATTERNS', 'MambaEngine', 'MultiHeadScan', 'ScanHead', 'ScanRouteAttention', 'ScanRoutes', 'pattern_routes',
+    'route_order', 'run_engines',
+    # spiking neurons and LSQ quantisation (QSD-Transformer)
+    'ActLSQ', 'BNAndPad', 'Conv1dLSQ', 'Conv2dLSQ', 'LinearLSQ', 'MultiSpike', 'MultiStepLIF', 'RepConv', 'integrate',
+    'is_spiking_neuron', 'lsq_quantize', 'set_spike_driven',
+    # weight initialisation
+    'init_linear_layernorm',
 ]
