@@ -1,266 +1,290 @@
-"""Throughput, latency, peak memory, parameters and GMACs for a list of models (zoo and timm).
+"""Benchmarks of every family, one tool: ``models`` (the default), ``scan`` and ``wsi``. Writes <out>.csv and
+<out>.png.
 
-Models are measured interleaved (round-robin over models for --rounds rounds, median per model),
-so that ratios between models hold on a noisy machine. Peak memory is the peak resident set
-size of a separate process that builds the model and runs one step, above its size after the
-imports (CPU), or the CUDA peak allocation.
-Writes <out>.csv and <out>.png.
+models: throughput, latency, peak memory, parameters and MACs for a list of models (zoo and timm), each
+  model at each input side and with each set of --model-kwargs (e.g. the spiking models' time steps T).
+  Models are measured interleaved (round-robin over entries for --rounds rounds, median per entry), so
+  that ratios between models hold on a noisy machine. Peak memory is the peak resident set size of a
+  separate process that builds the model and runs one step, above its size after the imports (CPU), or
+  the CUDA peak allocation. --cpu-time also records the process CPU time per image (all threads), which
+  stays meaningful when other jobs load the machine. MAC columns (per image, FLOPs / 2): gmacs (torch's
+  FLOP counter; on CPU it does not see scaled_dot_product_attention), dense_gmacs (conv and linear
+  layers) and attn_gmacs (the products outside them: attention, with CPU SDPA counted from its shapes).
+scan: MHS-VM selective-scan kernels (eager / fused) against the sequential reference over lengths and
+  thread counts (--what kernel), or VM-UNet throughput and peak RSS per scan backend (--what model).
+wsi: whole-slide feature extraction (read + resize + forward + write) against a bare forward.
 
 Examples:
   python tools/analysis/benchmark.py --models mambaout_femto resnet18 --out benchmarks/cpu_small
   python tools/analysis/benchmark.py --models agent_pvt_tiny pvt_v2_b1 --img-sizes 224 512 1024 --batch-size 1 \\
       --bench infer --out benchmarks/agent_resolution
+  python tools/analysis/benchmark.py --models qsd_transformer_15m meta_spikeformer_15m --model-kwargs T=1,4 \\
+      --batch-size 1 --bench infer --iters 1 --threads 2 --no-memory --out benchmarks/qsd_transformer_speed
+  python tools/analysis/benchmark.py scan --lengths 1024 4096 --threads 1 2 --backends eager fused
+  python tools/analysis/benchmark.py wsi --models resnet18 --workers 0 2
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import itertools
 import json
-import os
-import statistics
-import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 
 import torch
 
+from zoo.benchmark import scan, wsi
+from zoo.benchmark.models import ModelKwargsError, Result, kwargs_label, memory_probe, run, write_outputs
+from zoo.cli.common import UsageError, check_model_names
 
-@dataclass
-class Result:
-    model: str
-    img_size: int
-    batch_size: int
-    params_m: float
-    gmacs: float  # multiply-accumulates per image (FLOPs / 2), as the papers' "FLOPs" columns
-    infer_img_s: float = float('nan')
-    infer_ms_per_batch: float = float('nan')
-    latency_ms: float = float('nan')  # batch 1
-    train_img_s: float = float('nan')
-    peak_mem_mb: float = float('nan')
-    device: str = 'cpu'
-    threads: int = field(default_factory=torch.get_num_threads)
+SUITES = ('models', 'scan', 'wsi')
 
 
-def build(name: str, img_size: int, device: str) -> torch.nn.Module:
-    import timm
-
-    import zoo  # noqa: F401
-
-    kwargs = {}
+def _value(text: str):
     try:
-        model = timm.create_model(name, img_size=img_size, **kwargs)
-    except TypeError:  # models without an img_size argument take any size
-        model = timm.create_model(name, **kwargs)
-    return model.to(device)
+        return json.loads(text)
+    except ValueError:  # a bare word: a string
+        return text
 
 
-def count_gmacs(model: torch.nn.Module, x: torch.Tensor) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
+def parse_model_kwargs(groups: list[list[str]] | None) -> list[dict]:
+    """``--model-kwargs`` values to the list of kwargs sets to measure.
 
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x[:1])
-    return counter.get_total_flops() / 2 / 1e9
-
-
-def _sync(device: str) -> None:
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-
-
-def time_infer(model: torch.nn.Module, x: torch.Tensor, iters: int, device: str) -> float:
-    """Seconds per forward pass (no grad, eval mode)."""
-    model.eval()
-    with torch.inference_mode():
-        model(x)  # warm-up
-        _sync(device)
-        t = time.perf_counter()
-        for _ in range(iters):
-            model(x)
-        _sync(device)
-    return (time.perf_counter() - t) / iters
-
-
-def time_train(model: torch.nn.Module, x: torch.Tensor, iters: int, device: str) -> float:
-    """Seconds per training step (forward, backward, SGD update)."""
-    model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=1e-4)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        model(x).float().logsumexp(dim=1).mean().backward()
-        opt.step()
-
-    step()
-    _sync(device)
-    t = time.perf_counter()
-    for _ in range(iters):
-        step()
-    _sync(device)
-    return (time.perf_counter() - t) / iters
+    Each occurrence is one JSON object (``'{"T": 4}'``: one set) or ``key=v1,v2 key2=w`` items (the
+    product of the values: ``T=1,4`` gives ``{"T": 1}`` and ``{"T": 4}``); occurrences add up.
+    Values are JSON where they parse (``4``, ``0.1``, ``true``), else strings. No option: ``[{}]``.
+    """
+    sets: list[dict] = []
+    for items in groups or []:
+        if len(items) == 1 and items[0].lstrip().startswith('{'):
+            try:
+                kw = json.loads(items[0])
+            except ValueError as err:
+                raise UsageError(f'--model-kwargs: {items[0]!r} is not a JSON object ({err})') from None
+            sets.append(kw)
+            continue
+        keys, values = [], []
+        for item in items:
+            key, sep, vals = item.partition('=')
+            if not sep or not key.isidentifier():
+                raise UsageError(f'--model-kwargs: expected key=value[,value...] or a JSON object, got {item!r}')
+            keys.append(key)
+            values.append([_value(v) for v in vals.split(',')])
+        sets.extend(dict(zip(keys, combo)) for combo in itertools.product(*values))
+    for kw in sets:
+        if not isinstance(kw, dict) or 'img_size' in kw:
+            raise UsageError(f'--model-kwargs: {kw!r}: a JSON object without img_size (use --img-sizes)')
+    unique = {json.dumps(kw, sort_keys=True): kw for kw in sets}
+    return list(unique.values()) or [{}]
 
 
-def peak_memory_mb(name: str, img_size: int, batch: int, mode: str, device: str) -> float:
-    """Peak memory of one step in a fresh process (CPU: peak RSS; CUDA: max allocated)."""
-    cmd = [sys.executable, '-m', 'zoo.cli.benchmark', '--memory-probe', json.dumps(
-        dict(name=name, img_size=img_size, batch=batch, mode=mode, device=device))]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
-    try:
-        return float(out.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        print(f'benchmark: memory probe failed for {name}: {out.stderr.strip().splitlines()[-1:]}', file=sys.stderr)
-        return float('nan')
+def _parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
+    sub = p.add_subparsers(
+        dest='suite',
+        metavar='{models,scan,wsi}',
+        help='what to benchmark (default models: `benchmark.py --models ...`)',
+    )
+    m = sub.add_parser(
+        'models', help='a list of timm / zoo models (the default)', description=__doc__, formatter_class=fmt
+    )
+    m.add_argument('--models', nargs='+', required=False, help='timm / zoo model names')
+    m.add_argument('--img-sizes', '--img-size', nargs='+', type=int, default=[224], help='square input sides')
+    m.add_argument(
+        '--model-kwargs',
+        nargs='+',
+        action='append',
+        metavar='KW',
+        help='extra create_model arguments, each set a measured entry: key=v1,v2 (one entry per '
+        'value; several keys: their product) or a JSON object; repeatable, e.g. T=1,4',
+    )
+    m.add_argument('--batch-size', type=int, default=8)
+    m.add_argument(
+        '--bench',
+        choices=['infer', 'train', 'both'],
+        default='both',
+        help='what to time (default both: inference and training; the PNG plots each, and memory)',
+    )
+    m.add_argument('--rounds', type=int, default=5, help='interleaved rounds (median is reported)')
+    m.add_argument('--iters', type=int, default=3, help='timed iterations per round')
+    m.add_argument(
+        '--cpu-time',
+        action='store_true',
+        help='also report process CPU time per image (cpu_s_per_img, and a PNG panel)',
+    )
+    m.add_argument('--threads', type=int, help="torch threads (default: torch's)")
+    m.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    m.add_argument('--no-memory', action='store_true', help='skip the peak-memory subprocesses')
+    m.add_argument('--out', default='benchmarks/benchmark', help='output prefix for .csv and .png')
+    m.add_argument('--memory-probe', help=argparse.SUPPRESS)
+    m.set_defaults(func=_main_models, parser=m)
+
+    s = sub.add_parser(
+        'scan',
+        help='MHS-VM selective-scan kernels, or VM-UNet throughput per scan backend',
+        description=scan.__doc__,
+        formatter_class=fmt,
+    )
+    s.add_argument(
+        '--what',
+        choices=['kernel', 'model'],
+        default='kernel',
+        help='kernel: scan speed against the sequential scan (default); model: VM-UNet forward',
+    )
+    s.add_argument('--lengths', type=int, nargs='+', default=[1024, 4096, 16384], help='kernel: scan lengths L')
+    s.add_argument(
+        '--img-sizes', '--sizes', type=int, nargs='+', default=[256, 512], help='model: image sides (divisible by 32)'
+    )
+    s.add_argument('--unet', default='mhs_vm_unet_4h', choices=['mhs_vm_unet_4h', 'mhs_vm_unet_3h'])
+    s.add_argument('--threads', type=int, nargs='+', help='torch thread counts (default: kernel 1 2, model 2)')
+    s.add_argument(
+        '--backends',
+        nargs='+',
+        default=['eager', 'fused'],
+        choices=['eager', 'fused'],
+        help='selective_scan backends to measure',
+    )
+    s.add_argument('--rounds', '--repeats', type=int, default=3, help='timed runs per point (median)')
+    s.add_argument('--out', help='output prefix (default benchmarks/mhs_vm_scan_speed or mhs_vm_throughput)')
+    s.add_argument('--worker', help=argparse.SUPPRESS)
+    s.set_defaults(func=_main_scan, parser=s)
+
+    w = sub.add_parser(
+        'wsi', help='WSI feature extraction against a bare forward', description=wsi.__doc__, formatter_class=fmt
+    )
+    w.add_argument('--slides', help='folder of slides (default: synthetic slides)')
+    w.add_argument('--n-slides', type=int, default=3, help='synthetic slides to write (default 3)')
+    w.add_argument('--slide-size', type=int, default=6144, help='synthetic level-0 side (default 6144)')
+    w.add_argument('--models', nargs='+', default=['resnet18'], help='timm / zoo extractors')
+    w.add_argument('--patch-size', type=int, default=512, help='patch side at --magnification (default 512)')
+    w.add_argument('--magnification', type=float, default=20.0)
+    w.add_argument('--target-size', type=int, default=224, help='model input side (default 224)')
+    w.add_argument('--batch-size', type=int, default=64)
+    w.add_argument(
+        '--read',
+        nargs='+',
+        choices=['pyramid', 'level0'],
+        default=['pyramid'],
+        help="patch reading: 'pyramid' (read_pyramid=True, default) and/or 'level0' (at the "
+        'requested magnification, as the official code)',
+    )
+    w.add_argument('--workers', type=int, nargs='+', default=[0, 2], help='DataLoader workers to try')
+    w.add_argument('--device', default='auto')
+    w.add_argument('--threads', type=int, help="torch threads (default: torch's)")
+    w.add_argument(
+        '--rounds',
+        '--repeats',
+        type=int,
+        default=3,
+        help='alternating bare / extraction runs per setting; medians are reported (default 3)',
+    )
+    w.add_argument('--out', default='benchmarks/wsi_extract', help='output prefix for .csv and .png')
+    w.set_defaults(func=_main_wsi, parser=w)
+    return p
 
 
-def _status_mb(field: str) -> float:
-    with open('/proc/self/status') as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field)) / 1024
-
-
-def _memory_probe(spec: dict) -> None:
-    import timm  # noqa: F401  (imports are not part of the model's footprint)
-
-    import zoo  # noqa: F401
-
-    with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')  # resets the peak-RSS mark (VmHWM) to the current RSS
-    base = _status_mb('VmRSS')
-    model = build(spec['name'], spec['img_size'], spec['device'])
-    x = torch.randn(spec['batch'], 3, spec['img_size'], spec['img_size'], device=spec['device'])
-    if spec['device'].startswith('cuda'):
-        torch.cuda.reset_peak_memory_stats()
-    if spec['mode'] == 'train':
-        model.train()
-        model(x).float().mean().backward()
-    else:
-        model.eval()
-        with torch.inference_mode():
-            model(x)
-    if spec['device'].startswith('cuda'):
-        print(torch.cuda.max_memory_allocated() / 2**20)
-    else:
-        # peak RSS during build + step, above the process after imports: weights + activations
-        print(_status_mb('VmHWM') - base)
-
-
-def run(models: list[str], img_sizes: list[int], batch: int, bench: str, rounds: int, iters: int,
-        device: str, memory: bool) -> list[Result]:
-    from tqdm import tqdm
-
-    jobs = [(m, s) for s in img_sizes for m in models]
-    built, results = {}, {}
-    for m, s in tqdm(jobs, desc='build', leave=False, disable=None):  # no bar when not a terminal
-        model = build(m, s, device)
-        x = torch.randn(batch, 3, s, s, device=device)
-        params = sum(p.numel() for p in model.parameters()) / 1e6
-        built[m, s] = (model, x)
-        results[m, s] = Result(m, s, batch, round(params, 3), round(count_gmacs(model, x), 3), device=device)
-    samples: dict = {k: dict(infer=[], train=[], lat=[]) for k in jobs}
-    with tqdm(total=rounds * len(jobs), desc='measure', leave=False, disable=None) as bar:
-        for _ in range(rounds):
-            for key in jobs:  # round-robin: each model sees the same machine state on average
-                model, x = built[key]
-                if bench in ('infer', 'both'):
-                    samples[key]['infer'].append(time_infer(model, x, iters, device))
-                    samples[key]['lat'].append(time_infer(model, x[:1], iters, device))
-                if bench in ('train', 'both'):
-                    samples[key]['train'].append(time_train(model, x, max(1, iters // 2), device))
-                bar.update(1)
-    for key in jobs:
-        r, s = results[key], samples[key]
-        if s['infer']:
-            med = statistics.median(s['infer'])
-            r.infer_img_s, r.infer_ms_per_batch = round(batch / med, 2), round(med * 1e3, 2)
-            r.latency_ms = round(statistics.median(s['lat']) * 1e3, 2)
-        if s['train']:
-            r.train_img_s = round(batch / statistics.median(s['train']), 2)
-        if memory:
-            r.peak_mem_mb = round(peak_memory_mb(key[0], key[1], batch, 'infer' if bench == 'infer' else 'train',
-                                                 device), 1)
-    return [results[k] for k in jobs]
-
-
-def write_outputs(results: list[Result], out: str) -> None:
-    os.makedirs(os.path.dirname(out) or '.', exist_ok=True)
-    rows = [asdict(r) for r in results]
-    with open(out + '.csv', 'w', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    # One panel per measured quantity; panels without data (e.g. no --bench train) are left out.
-    # memory is probed on the training step when training was timed
-    mode = 'training' if any(r.train_img_s == r.train_img_s for r in results) else 'inference'
-    panels = [(f, label) for f, label in (('infer_img_s', 'inference (images / s)'),
-                                          ('train_img_s', 'training (images / s)'),
-                                          ('peak_mem_mb', f'peak memory (MB, {mode})'))
-              if any(getattr(r, f) == getattr(r, f) for r in results)]  # NaN != NaN: not measured
-    sizes = sorted({r.img_size for r in results})
-    models = list(dict.fromkeys(r.model for r in results))
-    width = max(4.0, 0.45 * len(models) + 2) if len(sizes) == 1 else 4.5
-    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), 4.2), squeeze=False)
-    for ax, (f, label) in zip(axes[0], panels):
-        if len(sizes) == 1:
-            ax.bar(models, [getattr(r, f) for r in results], color='tab:blue')
-            ax.tick_params(axis='x', rotation=45)
-            for tick in ax.get_xticklabels():
-                tick.set_ha('right')
-            ax.set_xlabel('model')
-        else:
-            for name in models:
-                pts = [(r.img_size, getattr(r, f)) for r in results if r.model == name]
-                ax.plot(*zip(*pts), marker='o', label=name)
-            ax.set(xlabel='input side (pixels)', xscale='log', yscale='log')
-            ax.legend(fontsize=7)
-        ax.set_ylabel(label)
-        ax.set_title(label.split(' (')[0])
-    r0 = results[0]
-    fig.suptitle(f'{r0.device}, {r0.threads} thread{"s" if r0.threads != 1 else ""}, batch {r0.batch_size}'
-                 + (f', {sizes[0]}x{sizes[0]} px' if len(sizes) == 1 else ''), fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out + '.png', dpi=110)
-    plt.close(fig)
-
-
-def main(argv: list[str] | None = None) -> list[Result]:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--models', nargs='+', required=False, help='timm / zoo model names')
-    p.add_argument('--img-sizes', '--img-size', nargs='+', type=int, default=[224], help='square input sides')
-    p.add_argument('--batch-size', type=int, default=8)
-    p.add_argument('--bench', choices=['infer', 'train', 'both'], default='both',
-                   help='what to time (default both: inference and training; the PNG plots each, and memory)')
-    p.add_argument('--rounds', type=int, default=5, help='interleaved rounds (median is reported)')
-    p.add_argument('--iters', type=int, default=3, help='timed iterations per round')
-    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    p.add_argument('--no-memory', action='store_true', help='skip the peak-memory subprocesses')
-    p.add_argument('--out', default='benchmarks/benchmark', help='output prefix for .csv and .png')
-    p.add_argument('--memory-probe', help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+def _main_models(args: argparse.Namespace) -> list[Result]:
     if args.memory_probe:
-        _memory_probe(json.loads(args.memory_probe))
+        memory_probe(json.loads(args.memory_probe))
         return []
     if not args.models:
-        p.error('--models is required')
-    from zoo.cli.common import check_model_names
-
+        args.parser.error('--models is required')
     check_model_names(args.models, '--models')
+    kwargs = parse_model_kwargs(args.model_kwargs)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     start = time.time()
-    results = run(args.models, args.img_sizes, args.batch_size, args.bench, args.rounds, args.iters,
-                  args.device, memory=not args.no_memory)
+    try:
+        results = run(
+            args.models,
+            args.img_sizes,
+            args.batch_size,
+            args.bench,
+            args.rounds,
+            args.iters,
+            args.device,
+            memory=not args.no_memory,
+            model_kwargs=kwargs,
+            cpu_time=args.cpu_time,
+        )
+    except ModelKwargsError as err:
+        raise UsageError(str(err)) from None
     write_outputs(results, args.out)
     for r in results:
-        print(f'{r.model:28s} {r.img_size:5d}px  {r.params_m:8.2f}M  {r.gmacs:7.2f} GMACs  '
-              f'infer {r.infer_img_s:8.2f} img/s  latency {r.latency_ms:8.2f} ms  train {r.train_img_s:8.2f} img/s  '
-              f'peak {r.peak_mem_mb:8.1f} MB')
-    print(f'benchmark: {len(results)} runs on {args.device} in {time.time() - start:.0f}s -> {args.out}.csv, '
-          f'{args.out}.png')
+        name = ' '.join(filter(None, (r.model, kwargs_label(json.loads(r.model_kwargs)))))
+        print(
+            f'{name:28s} {r.img_size:5d}px  {r.params_m:8.2f}M  {r.gmacs:7.2f} GMACs (attn {r.attn_gmacs:.3f})  '
+            f'infer {r.infer_img_s:8.2f} img/s  latency {r.latency_ms:8.2f} ms  '
+            + (f'cpu {r.cpu_s_per_img:.4f} s/img  ' if args.cpu_time else '')
+            + f'train {r.train_img_s:8.2f} img/s  peak {r.peak_mem_mb:8.1f} MB'
+        )
+    print(
+        f'benchmark: {len(results)} runs on {args.device} in {time.time() - start:.0f}s -> {args.out}.csv, '
+        f'{args.out}.png'
+    )
     return results
+
+
+def _main_scan(args: argparse.Namespace) -> list[dict]:
+    if args.worker:
+        print(json.dumps(scan.model_worker(json.loads(args.worker))))
+        return []
+    start = time.time()
+    if args.what == 'kernel':
+        rows = scan.bench_kernel(args.lengths, args.rounds, args.threads or [1, 2], args.backends)
+        csv_path, png_path = scan.write_kernel(rows, args.out or 'benchmarks/mhs_vm_scan_speed')
+        summary = ', '.join(f'L={r["L"]} {r["backend"]} {r["threads"]}t: {r["speedup"]:.1f}x' for r in rows)
+        print(f'benchmark scan: speed-up over the sequential scan {summary}')
+    else:
+        rows = scan.bench_model(args.img_sizes, args.rounds, args.threads or [2], args.backends, args.unet)
+        if not rows:
+            raise RuntimeError('benchmark scan: every VM-UNet measurement failed (see above)')
+        csv_path, png_path = scan.write_model(rows, args.out or 'benchmarks/mhs_vm_throughput', args.unet)
+        summary = ', '.join(f'{r["size"]}² ({r["threads"]}t, {r["backend"]}): {r["img_per_s"]:.3g} img/s' for r in rows)
+        print(f'benchmark scan: {args.unet} {summary}')
+    print(f'benchmark scan: {len(rows)} rows in {time.time() - start:.0f}s -> {csv_path}, {png_path}')
+    return rows
+
+
+def _main_wsi(args: argparse.Namespace) -> list[dict]:
+    check_model_names(args.models, '--models')
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device if args.device != 'auto' else ('cuda' if torch.cuda.is_available() else 'cpu')
+    rows = wsi.bench_extraction(
+        args.models,
+        slides_dir=args.slides,
+        n_slides=args.n_slides,
+        slide_size=args.slide_size,
+        patch_size=args.patch_size,
+        magnification=args.magnification,
+        target_size=args.target_size,
+        batch_size=args.batch_size,
+        reads=tuple(args.read),
+        workers=tuple(args.workers),
+        device=device,
+        rounds=args.rounds,
+    )
+    csv_path, png_path = wsi.write_wsi(rows, args.out)
+    best = min(rows, key=lambda r: r['overhead_pct'])
+    print(
+        f'benchmark wsi: {len(rows)} settings on {device}; best: {best["extractor"]} with '
+        f'{best["num_workers"]} workers: {best["pipeline_img_s"]} patches/s vs {best["bare_forward_img_s"]} '
+        f'bare forward ({best["overhead_pct"]:+.1f}% overhead) -> {csv_path}, {png_path}',
+        flush=True,
+    )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list:
+    """Run one suite; ``argv`` without a suite name is the ``models`` suite (``--models ...``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in (*SUITES, '-h', '--help'):
+        argv.insert(0, 'models')
+    args = _parser().parse_args(argv)
+    return args.func(args)
 
 
 def cli() -> None:
