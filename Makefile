@@ -22,7 +22,8 @@ test: install
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15 tests
 
 lint: install
-	.venv/bin/ruff check zoo tools tests configs
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 
 bench: install
 	$(PY) tools/analysis/benchmark.py --models mambaout_femto mambaout_kobe mambaout_tiny resnet50 convnext_tiny \

@@ -49,7 +49,7 @@ def _official_mhs_vm_4h(path: Path) -> None:
 
 def _official_acmil(path: Path) -> None:
     """The official train script's file: the model's state dict next to the run's (pickled) config."""
-    from test_mil import _official_state_dict
+    from test_acmil import _official_state_dict
 
     torch.save({'model': _official_state_dict(), 'epoch': 99,
                 'config': argparse.Namespace(n_token=5, mask_drop=0.6, n_class=2, D_feat=512, D_inner=256)}, path)

@@ -371,7 +371,7 @@ def test_unet_any_size_divisible_by_32_and_clear_error():
 # --------------------------------------------------------------------------- segmentation pieces
 
 def test_bce_dice_loss_and_metric_by_hand():
-    from zoo.seg import BceDiceLoss, BinarySegMetric
+    from zoo.lesion_seg import BceDiceLoss, BinarySegMetric
 
     logits = torch.tensor([[[[2.0, -1.0], [0.5, -3.0]]]])
     target = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
@@ -394,7 +394,7 @@ def test_bce_dice_loss_and_metric_by_hand():
 def test_isic_layout_dataset(tmp_path):
     from PIL import Image
 
-    from zoo.seg import ISICSegDataset
+    from zoo.lesion_seg import ISICSegDataset
 
     for sub in ('images', 'masks'):
         (tmp_path / 'train' / sub).mkdir(parents=True)
@@ -413,7 +413,7 @@ def test_isic_layout_dataset(tmp_path):
 
 
 def _dice(runner, cfg) -> float:
-    from zoo.seg import BinarySegMetric
+    from zoo.lesion_seg import BinarySegMetric
 
     metric = BinarySegMetric()
     runner.model.eval()

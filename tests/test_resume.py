@@ -274,7 +274,7 @@ def test_mil_kill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path) -> None
     pytest.importorskip('h5py')
     _make_bags(tmp_path / 'fx' / 'wsi')
     env = dict(ENV, ZOO_FIXTURES=str(tmp_path / 'fx'))
-    cfg = 'configs/smoke/mil/acmil_ga_slides.py'
+    cfg = 'configs/smoke/acmil/acmil_ga_slides.py'
     opts = ('--cfg-options', 'train_cfg.max_epochs=2', 'default_hooks.checkpoint.by_epoch=False',
             'default_hooks.checkpoint.interval=3')
     ref, work = tmp_path / 'ref', tmp_path / 'work'

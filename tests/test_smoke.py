@@ -1,6 +1,6 @@
 """The MHS-VM smoke config (configs/smoke/mhs_vm/mhs_vm_4h_lesions.py) run as docs/mhs_vm.md shows it:
 tools/make_fixtures.py lesions -> tools/train.py -> tools/test.py, scored on held-out lesion images.
-(The dense smoke configs are tested in test_mm.py, the WSI one in test_mil.py.)"""
+(The dense smoke configs are tested in test_mm.py, the WSI one in test_acmil.py.)"""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import WEIGHT_INITIALIZERS as MMENGINE_WEIGHT_INITIALIZERS
 from mmengine.registry import Registry
 
-_LOCATIONS = ['zoo.engine', 'zoo.data', 'zoo.mil', 'zoo.distill', 'zoo.seg']
+_LOCATIONS = ['zoo.engine', 'zoo.data', 'zoo.mil', 'zoo.distill', 'zoo.lesion_seg']
 
 
 def _child(name: str, parent: Registry) -> Registry:

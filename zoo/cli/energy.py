@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--calib-batches', type=int, default=2,
                    help='BN calibration batches for untrained models (ignored with --checkpoint)')
     p.add_argument('--threads', type=int, default=None, help='torch threads')
-    p.add_argument('--out', default='benchmarks/qsd_energy', help='output prefix for .csv and _firing.png')
+    p.add_argument('--out', default='benchmarks/qsd_transformer_energy', help='output prefix for .csv and _firing.png')
     args = p.parse_args(argv)
     if args.img_size % 16:
         p.error(f'--img-size must be a multiple of 16, got {args.img_size}')

@@ -161,7 +161,7 @@ def _ShowHook(show_dir: str):  # noqa: N802  (a hook factory; mmengine is import
 def _save_classification(out: dict, image, names: list[str] | None, path: str) -> None:
     from PIL import Image, ImageDraw, ImageFont
 
-    from zoo.seg.hooks import to_display
+    from zoo.lesion_seg.hooks import to_display
 
     score = out['pred_score'].detach().float().cpu()
     pred = int(score.argmax())

@@ -2,7 +2,7 @@
 slide thumbnail, one PNG per slide.
 
 Examples:
-  python tools/wsi_heatmap.py configs/mil/acmil_ga_default.py \\
+  python tools/wsi_heatmap.py configs/mil/acmil/acmil_ga_default.py \\
       work_dirs/acmil_ga_default/best_mil_f1_auc_epoch_12.pth
   python tools/wsi_heatmap.py CONFIG CKPT --slides data/wsi/slides --feats data/wsi/features --out heatmaps \\
       --only slide_007 slide_012

@@ -3,7 +3,7 @@
 Examples:
   python tools/wsi_tile.py data/wsi/slides --out data/wsi
   python tools/wsi_tile.py a.svs b.tif --out data/wsi --cfg-options wsi.tiling.magnification=10
-  python tools/wsi_tile.py data/wsi/slides --config configs/mil/acmil_ga_camelyon16.py
+  python tools/wsi_tile.py data/wsi/slides --config configs/mil/acmil/acmil_ga_camelyon16.py
 
 Writes <out>/coords/<slide>.h5 and <out>/thumbnails/<slide>.png (without --out: the config's
 wsi.coords_dir / wsi.thumb_dir). Tiling parameters come from the config's wsi.tiling. A slide that
@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-DEFAULT_CONFIG = 'configs/mil/acmil_ga_default.py'
+DEFAULT_CONFIG = 'configs/mil/acmil/acmil_ga_default.py'
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

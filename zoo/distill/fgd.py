@@ -2,7 +2,7 @@
 
 The paper aligns the distribution of the quantised spike-driven self-attention (Q-SDSA) with that
 of the full-precision ANN's self-attention; the released code has no FGD (no teacher arguments), so
-the exact tensors, loss and weights are not known. Choices made here (also in docs/qsd_spiking.md):
+the exact tensors, loss and weights are not known. Choices made here (also in docs/qsd_transformer.md):
 
 1. **What is aligned.** Per student Q-SDSA block, the token-similarity (Gram) matrices of the query
    and key spikes, ``G = norm(X) norm(X)^T`` over tokens (``(B, N, N)``, rows L2-normalised over

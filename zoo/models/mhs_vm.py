@@ -26,7 +26,7 @@ Choices the paper and code leave open, made here:
   training value; the ISIC 2017 config trains with 0.0, and the official ``test.py`` overrides it
   to 0.4 for the published test numbers (set ``gfu_t=0.4`` / :meth:`MHSVMUNet.set_gfu_t` to match).
 * :class:`MHSVMUNet` returns logits; the official wrapper applies a sigmoid for one class. Our
-  loss (``zoo.seg.BceDiceLoss``) takes logits and applies the sigmoid itself.
+  loss (``zoo.lesion_seg.BceDiceLoss``) takes logits and applies the sigmoid itself.
 * The timm encoder adds a ``NormMlpClassifierHead`` (pool, LayerNorm, Linear) for classification:
   the official model has no classifier, so ``head.*`` stays at its initialisation when loading an
   official checkpoint; the encoder keys load exactly.
@@ -34,7 +34,7 @@ Choices the paper and code leave open, made here:
   merging; the U-Net's skips are, as in the official code, the inputs of each encoder stage.
 * Pretrained cfg normalisation: the official pipeline min-max scales every image to [0, 255] (its
   per-dataset mean/std cancel out in that scaling), so the cfg uses ``mean=0, std=1/255`` on [0, 1]
-  inputs; ``zoo.seg.ISICSegDataset`` reproduces the per-image min-max scaling.
+  inputs; ``zoo.lesion_seg.ISICSegDataset`` reproduces the per-image min-max scaling.
 * Scan Route Attention takes the square root of the unbiased variance with a zero gradient where
   all K routes agree exactly (``torch.std`` returns a NaN gradient there and training diverges).
 * All heads of an MHS module run through one selective-scan call (their K-direction groups are

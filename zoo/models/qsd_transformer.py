@@ -46,7 +46,7 @@ Verified against the official code (run in /tmp, not part of the zoo): the offic
 train-mode logits, and gradients equal to within 3e-6 of the largest one; the official SDT v2 ``models.py``
 with a pure-torch stand-in for spikingjelly's LIF gives identical logits at T=1 and T=4.
 
-Choices the papers / code leave open (documented here and in ``docs/qsd_spiking.md``):
+Choices the papers / code leave open (documented here and in ``docs/qsd_transformer.md``):
 
 1. LSQ step init: the official rule ``2 * mean|w| / sqrt(Qp)`` computed over the whole tensor and
    copied to every output channel, on the first training batch (``init_state``); we also apply it at

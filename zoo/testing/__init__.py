@@ -11,7 +11,7 @@ __all__ = ['ADE_CLASSES', 'COCO_CLASSES', 'make_ade_fixture', 'make_coco_fixture
 
 
 def __getattr__(name: str):
-    # lazy: lesions need albumentations (zoo.seg), slides need tifffile
+    # lazy: lesions need albumentations (zoo.lesion_seg), slides need tifffile
     if name == 'make_lesion_fixture':
         from .lesions import make_lesion_fixture
         return make_lesion_fixture

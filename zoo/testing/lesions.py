@@ -1,9 +1,9 @@
-"""Synthetic skin-lesion images in the ISIC layout that :class:`zoo.seg.ISICSegDataset` reads::
+"""Synthetic skin-lesion images in the ISIC layout that :class:`zoo.lesion_seg.ISICSegDataset` reads::
 
     root/{train,val}/images/000000.png    RGB, a dark irregular blob on noisy, unevenly lit skin
     root/{train,val}/masks/000000.png     0 background, 255 lesion
 
-The images come from :func:`zoo.seg.datasets.synthetic_lesion` (the generator behind
+The images come from :func:`zoo.lesion_seg.datasets.synthetic_lesion` (the generator behind
 ``SyntheticLesionDataset``); each split draws from its own random stream, so the validation images
 are held out. CLI: ``python tools/make_fixtures.py lesions --out DIR [--num-images N] [--size S]``.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from zoo.seg.datasets import synthetic_lesion
+from zoo.lesion_seg.datasets import synthetic_lesion
 
 
 def make_lesion_fixture(root: str | os.PathLike, num_images: int = 64, size: int = 64, seed: int = 0,

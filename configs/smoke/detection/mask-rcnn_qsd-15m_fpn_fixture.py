@@ -1,4 +1,4 @@
-# Smoke config: the QSD-Transformer Mask R-CNN recipe (../../detection/qsd/mask-rcnn_qsd-31m_fpn_1x_coco.py:
+# Smoke config: the QSD-Transformer Mask R-CNN recipe (../../detection/qsd_transformer/mask-rcnn_qsd-31m_fpn_1x_coco.py:
 # 4-bit spiking backbone at T=1 without an ImageNet checkpoint, as the recipe's default, FPN, Mask R-CNN
 # heads and AdamW) on the synthetic COCO-format fixture, with the real 15M backbone (the size whose
 # ImageNet checkpoint is published) instead of the 31M one, a 128-channel FPN and heads instead of 384
@@ -10,7 +10,7 @@
 #
 # The fixture root defaults to data/fixtures (environment variable ZOO_FIXTURES overrides it).
 # Expected numbers (held-out val): docs/dense.md, "Smoke configs".
-_base_ = ['../../detection/qsd/mask-rcnn_qsd-31m_fpn_1x_coco.py']
+_base_ = ['../../detection/qsd_transformer/mask-rcnn_qsd-31m_fpn_1x_coco.py']
 
 data_root = '{{$ZOO_FIXTURES:data/fixtures}}/coco/'
 img_size = 128

@@ -1,4 +1,5 @@
-# Smoke config: the QSD-Transformer Semantic FPN recipe (../../segmentation/qsd/fpn_qsd-15m_512x512_160k_ade20k.py:
+# Smoke config: the QSD-Transformer Semantic FPN recipe
+# (../../segmentation/qsd_transformer/fpn_qsd-15m_512x512_160k_ade20k.py:
 # the real 15M 4-bit spiking backbone at T=1 without a checkpoint, its 128-channel FPN, head lr x2,
 # AdamW) on the synthetic ADE20K-layout fixture: 128 px images, 3 classes, plain BN (one process) and
 # a short schedule (~1 min on one CPU thread).
@@ -8,7 +9,7 @@
 #
 # The fixture root defaults to data/fixtures (environment variable ZOO_FIXTURES overrides it).
 # Expected numbers (held-out val): docs/dense.md, "Smoke configs".
-_base_ = ['../../segmentation/qsd/fpn_qsd-15m_512x512_160k_ade20k.py']
+_base_ = ['../../segmentation/qsd_transformer/fpn_qsd-15m_512x512_160k_ade20k.py']
 
 data_root = '{{$ZOO_FIXTURES:data/fixtures}}/ade'
 img_size = 128

@@ -2,7 +2,7 @@
 # dataset at 32x32 (2x2 tokens in the attention stages). Same code path as qsd_transformer_15m,
 # with narrow stages (embed 16-32-64-64, depth 4 -> 3 + 1 attention blocks), sized for 2 CPU cores.
 # Measured: 98.6% best / 97.8% last top-1 on the 359 validation images, ~10 min on 2 shared cores
-# (run with OMP_NUM_THREADS=1 on a loaded machine; see docs/qsd_spiking.md).
+# (run with OMP_NUM_THREADS=1 on a loaded machine; see docs/qsd_transformer.md).
 _base_ = [
     '../../_base_/datasets/digits.py',
     '../../_base_/schedules/adamw_cosine.py',

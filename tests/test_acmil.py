@@ -399,14 +399,14 @@ def _tool(name):
     return importlib.import_module(f'zoo.cli.{name}')
 
 
-SMOKE_CONFIG = str(ROOT / 'configs/smoke/mil/acmil_ga_slides.py')
+SMOKE_CONFIG = str(ROOT / 'configs/smoke/acmil/acmil_ga_slides.py')
 
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     """The smoke chain of docs/acmil.md on 12 synthetic slides (6 train, 2 val, 4 test, each split half
     tumour): make_slide_fixture -> tools/wsi_tile.py -> tools/wsi_extract.py -> tools/train.py, all
-    with configs/smoke/mil/acmil_ga_slides.py (its data root is $ZOO_FIXTURES/wsi)."""
+    with configs/smoke/acmil/acmil_ga_slides.py (its data root is $ZOO_FIXTURES/wsi)."""
     root = tmp_path_factory.mktemp('fixtures')
     fx = W.make_slide_fixture(root / 'wsi', seed=1)
     prev = os.environ.get('ZOO_FIXTURES')

@@ -394,7 +394,7 @@ def test_fgd_token_gram_and_distiller_loss() -> None:
         h.remove()
     assert set(losses) == {'loss_ce', 'loss_fgd', 'loss_kd'}
 
-    # the loss by hand (docs/qsd_spiking.md): per block, MSE between the token cosine-similarity matrices
+    # the loss by hand (docs/qsd_transformer.md): per block, MSE between the token cosine-similarity matrices
     # of the student's q / k spikes (averaged over T) and the teacher's q / k tokens (class token dropped,
     # 4x4 grid average-pooled to the student's grid), averaged over blocks and q / k
     def gram(t):  # (B, N, C) -> (B, N, N)

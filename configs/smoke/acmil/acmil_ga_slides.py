@@ -4,11 +4,11 @@
 # 2 val / 4 test, half with "tumour" regions), about a minute on one CPU thread for the whole chain.
 #
 #   python tools/make_fixtures.py slides --out data/fixtures/wsi
-#   python tools/wsi_tile.py --config configs/smoke/mil/acmil_ga_slides.py
-#   python tools/wsi_extract.py --config configs/smoke/mil/acmil_ga_slides.py
-#   python tools/train.py configs/smoke/mil/acmil_ga_slides.py
-#   python tools/test.py configs/smoke/mil/acmil_ga_slides.py work_dirs/acmil_ga_slides/best_mil_f1_auc_epoch_*.pth
-#   python tools/wsi_heatmap.py configs/smoke/mil/acmil_ga_slides.py work_dirs/acmil_ga_slides/best_mil_f1_auc_*.pth
+#   python tools/wsi_tile.py --config configs/smoke/acmil/acmil_ga_slides.py
+#   python tools/wsi_extract.py --config configs/smoke/acmil/acmil_ga_slides.py
+#   python tools/train.py configs/smoke/acmil/acmil_ga_slides.py
+#   python tools/test.py configs/smoke/acmil/acmil_ga_slides.py work_dirs/acmil_ga_slides/best_mil_f1_auc_epoch_*.pth
+#   python tools/wsi_heatmap.py configs/smoke/acmil/acmil_ga_slides.py work_dirs/acmil_ga_slides/best_mil_f1_auc_*.pth
 #
 # Why not the default config on such slides: its 512 px patches at 20x give a 2048 px slide a 4 x 4
 # grid (a few tissue patches per bag), and lr 1e-4 over 6 bags barely moves in 50 epochs (validation
@@ -17,7 +17,7 @@
 # (nothing can be downloaded in the tests; its random features still separate the dense dark tumour
 # nuclei), a 64 -> 32 head, and lr 2e-3 for 12 epochs. The fixture root defaults to data/fixtures
 # (environment variable ZOO_FIXTURES overrides it). Expected numbers: docs/acmil.md, "Smoke run".
-_base_ = ['../../mil/acmil_ga_default.py']
+_base_ = ['../../mil/acmil/acmil_ga_default.py']
 
 fixture_root = '{{$ZOO_FIXTURES:data/fixtures}}/wsi'
 feat_dir = fixture_root + '/features'

@@ -1,8 +1,8 @@
 # ACMIL (gated attention) for a 2-class slide task on ImageNet ResNet-18 features (512 -> 256):
 # M = 5 branches, STKIM masks 6 of the top-10 instances per branch (paper / README setting).
 # Point it at your data: edit wsi.* / feat_dir / slide_csv in a copy, or pass --cfg-options.
-_base_ = ['../_base_/default_runtime.py', './_base_/wsi_pipeline.py', './_base_/mil_bags.py',
-          './_base_/mil_schedule.py']
+_base_ = ['../../_base_/default_runtime.py', '../_base_/wsi_pipeline.py', '../_base_/mil_bags.py',
+          '../_base_/mil_schedule.py']
 
 num_classes = 2
 model = dict(
