@@ -53,5 +53,6 @@ def tiny_config(tmp_path: Path):
 def run_tool(*args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``python tools/<args>`` as a user would, from the repository root."""
     full_env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=full_env)
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=full_env
+    )

@@ -30,8 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / 'README.md', *sorted((ROOT / 'docs').glob('*.md'))]
 LINKED = ('tools', 'configs', 'scripts', 'docs')
-_BLOCK = re.compile(r'(?:^<!-- docs-test: (?P<directive>.*?) -->\n)?^```(?P<lang>python|bash)\n(?P<code>.*?)^```',
-                    re.S | re.M)
+_BLOCK = re.compile(
+    r'(?:^<!-- docs-test: (?P<directive>.*?) -->\n)?^```(?P<lang>python|bash)\n(?P<code>.*?)^```', re.S | re.M
+)
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,18 @@ def run_block(block: Block, cwd: Path, timeout: int = 900, env: dict | None = No
     return run_code(block.lang, block.code, cwd, timeout=timeout, env=env)
 
 
-def run_code(lang: str, code: str, cwd: Path, timeout: int = 900,
-             env: dict | None = None) -> subprocess.CompletedProcess:
+def run_code(
+    lang: str, code: str, cwd: Path, timeout: int = 900, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """``lang`` ('bash' or 'python') ``code`` run as a user would in ``cwd``, as for a docs block."""
     venv_bin = str(Path(sys.executable).parent)
-    full_env = dict(os.environ, PATH=venv_bin + os.pathsep + os.environ.get('PATH', ''), PYTHONUNBUFFERED='1',
-                    OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '1'), MPLBACKEND='Agg')
+    full_env = dict(
+        os.environ,
+        PATH=venv_bin + os.pathsep + os.environ.get('PATH', ''),
+        PYTHONUNBUFFERED='1',
+        OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '1'),
+        MPLBACKEND='Agg',
+    )
     full_env.pop('ZOO_FIXTURES', None)  # the block's own default (data/fixtures under cwd)
     full_env.update(env or {})
     if lang == 'bash':

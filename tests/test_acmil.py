@@ -49,12 +49,15 @@ pytestmark = pytest.mark.usefixtures('one_thread')  # conftest.py
 # ---------------------------------------------------------------- heads
 
 
-@pytest.mark.parametrize('cls,dims,expected', [
-    (ACMILGA, (512, 256), 200_593),   # reference: 200.6 k
-    (ACMILGA, (384, 128), 84_369),    # 84.4 k
-    (ACMILMHA, (512, 256), 1_585_932),  # 1.59 M
-    (ACMILMHA, (384, 128), 416_140),    # 0.42 M
-])
+@pytest.mark.parametrize(
+    'cls,dims,expected',
+    [
+        (ACMILGA, (512, 256), 200_593),  # reference: 200.6 k
+        (ACMILGA, (384, 128), 84_369),  # 84.4 k
+        (ACMILMHA, (512, 256), 1_585_932),  # 1.59 M
+        (ACMILMHA, (384, 128), 416_140),  # 0.42 M
+    ],
+)
 def test_parameter_counts_match_reference(cls, dims, expected):
     model = cls(in_dim=dims[0], inner_dim=dims[1], num_classes=2, n_token=5)
     assert sum(p.numel() for p in model.parameters()) == expected
@@ -69,9 +72,14 @@ def test_official_key_layout():
     assert keys['classifier.4.fc.weight'] == (2, 256)
     assert keys['Slide_classifier.fc.bias'] == (2,)
     mha = ACMILMHA(512, 256, 2, n_token=5).state_dict()
-    for k in ('q', 'sub_attention.3.q_proj.weight', 'sub_attention.0.layer_norm.bias',
-              'bag_attention.v_proj.weight', 'bag_attention.out_proj.bias',
-              'bag_attention.layer_norm.weight'):
+    for k in (
+        'q',
+        'sub_attention.3.q_proj.weight',
+        'sub_attention.0.layer_norm.bias',
+        'bag_attention.v_proj.weight',
+        'bag_attention.out_proj.bias',
+        'bag_attention.layer_norm.weight',
+    ):
         assert k in mha, k
 
 
@@ -143,13 +151,16 @@ def test_losses_match_naive_formula():
     assert set(acmil_losses(None, slide, logits[:, :1], y)) == {'loss_slide'}
 
 
-@pytest.mark.parametrize('head', [
-    dict(type='ACMIL_GA', in_dim=16, inner_dim=8, num_classes=2, n_token=2, n_masked_patch=3),
-    dict(type='ACMIL_MHA', in_dim=16, inner_dim=8, num_classes=2, n_token=2, n_masked_patch=3, num_heads=2),
-    dict(type='ABMIL', in_dim=16, inner_dim=8, num_classes=2),
-    dict(type='MeanMIL', in_dim=16, inner_dim=8, num_classes=2),
-    dict(type='MaxMIL', in_dim=16, inner_dim=8, num_classes=2),
-])
+@pytest.mark.parametrize(
+    'head',
+    [
+        dict(type='ACMIL_GA', in_dim=16, inner_dim=8, num_classes=2, n_token=2, n_masked_patch=3),
+        dict(type='ACMIL_MHA', in_dim=16, inner_dim=8, num_classes=2, n_token=2, n_masked_patch=3, num_heads=2),
+        dict(type='ABMIL', in_dim=16, inner_dim=8, num_classes=2),
+        dict(type='MeanMIL', in_dim=16, inner_dim=8, num_classes=2),
+        dict(type='MaxMIL', in_dim=16, inner_dim=8, num_classes=2),
+    ],
+)
 def test_mil_classifier_modes(head):
     torch.manual_seed(0)
     model = MILClassifier(head=head)
@@ -198,11 +209,17 @@ def _official_state_dict(n_class=2, d_feat=512, d_inner=256, m=5) -> dict:
     def t(*shape):
         return torch.randn(*shape, generator=g)
 
-    sd = {'dimreduction.fc1.weight': t(d_inner, d_feat),
-          'attention.attention_V.0.weight': t(128, d_inner), 'attention.attention_V.0.bias': t(128),
-          'attention.attention_U.0.weight': t(128, d_inner), 'attention.attention_U.0.bias': t(128),
-          'attention.attention_weights.weight': t(m, 128), 'attention.attention_weights.bias': t(m),
-          'Slide_classifier.fc.weight': t(n_class, d_inner), 'Slide_classifier.fc.bias': t(n_class)}
+    sd = {
+        'dimreduction.fc1.weight': t(d_inner, d_feat),
+        'attention.attention_V.0.weight': t(128, d_inner),
+        'attention.attention_V.0.bias': t(128),
+        'attention.attention_U.0.weight': t(128, d_inner),
+        'attention.attention_U.0.bias': t(128),
+        'attention.attention_weights.weight': t(m, 128),
+        'attention.attention_weights.bias': t(m),
+        'Slide_classifier.fc.weight': t(n_class, d_inner),
+        'Slide_classifier.fc.bias': t(n_class),
+    }
     for i in range(m):
         sd[f'classifier.{i}.fc.weight'] = t(n_class, d_inner)
         sd[f'classifier.{i}.fc.bias'] = t(n_class)
@@ -219,8 +236,7 @@ def test_official_checkpoint_loads(tmp_path):
     head.load_state_dict(checkpoint_filter_fn(loaded, head), strict=True)
     assert torch.equal(head.attention.attention_V[0].weight, sd['attention.attention_V.0.weight'])
     # the mmengine wrapper loads the same file by path (weights_only inside), keys get 'head.'
-    wrapped = MILClassifier(head=dict(type='ACMIL_GA', in_dim=512, inner_dim=256, num_classes=2),
-                            pretrained=str(ckpt))
+    wrapped = MILClassifier(head=dict(type='ACMIL_GA', in_dim=512, inner_dim=256, num_classes=2), pretrained=str(ckpt))
     assert torch.equal(wrapped.head.classifier[3].fc.bias, sd['classifier.3.fc.bias'])
     # and a MILClassifier state dict loads back into a bare head
     bare = ACMILGA(512, 256, 2, n_token=5)
@@ -236,7 +252,7 @@ class _Struct:  # stands for the official pickled config object
 def test_pickled_official_checkpoint_gives_clear_error(tmp_path):
     ckpt = tmp_path / 'official.pth'
     torch.save({'model': _official_state_dict(), 'config': _Struct()}, ckpt)
-    with pytest.raises(RuntimeError, match=r"official\.pth: not loadable with weights_only=True.*re-save"):
+    with pytest.raises(RuntimeError, match=r'official\.pth: not loadable with weights_only=True.*re-save'):
         MILClassifier(head=dict(type='ACMIL_GA'), pretrained=str(ckpt))
 
 
@@ -244,8 +260,7 @@ def test_pickled_official_checkpoint_gives_clear_error(tmp_path):
 
 
 def test_mil_metric_by_hand():
-    scores = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7], [0.3, 0.6, 0.1],
-                           [0.5, 0.2, 0.3]])
+    scores = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7], [0.3, 0.6, 0.1], [0.5, 0.2, 0.3]])
     labels = [0, 1, 2, 2, 0]
     metric = MILMetric()
     metric.process({}, [dict(pred_score=s, gt_label=y) for s, y in zip(scores, labels)])
@@ -290,8 +305,12 @@ def test_tiling_keeps_tissue_only(small_cohort):
     # exactly the cells of the 16 x 16 grid whose footprint on the tissue mask is >= min_tissue tissue,
     # counted cell by cell (the tissue ellipse covers a part of the slide)
     ds, min_tissue = res.mask_downsample, TILING.get('min_tissue', 0.25)
-    want = {(x, y) for y in range(0, 2048, 128) for x in range(0, 2048, 128)
-            if res.mask[round(y / ds):round((y + 128) / ds), round(x / ds):round((x + 128) / ds)].mean() >= min_tissue}
+    want = {
+        (x, y)
+        for y in range(0, 2048, 128)
+        for x in range(0, 2048, 128)
+        if res.mask[round(y / ds) : round((y + 128) / ds), round(x / ds) : round((x + 128) / ds)].mean() >= min_tissue
+    }
     assert {tuple(c) for c in res.coords.tolist()} == want and 40 < len(want) < 256
     # corners of the slide are background
     corners = {(0, 0), (1920, 0), (0, 1920), (1920, 1920)}
@@ -364,8 +383,7 @@ def test_corrupt_slides_are_reported_and_skipped_and_extraction_resumes(small_co
     ex = build_extractor(EXTRACTOR)
     logged = []
     order = [slides[0].path, bad[0], bad[1], slides[1].path]  # good slides before and after the bad ones
-    out = extract_slides(order, tmp_path / 'feats', ex, TILING, batch_size=64, show_progress=False,
-                         log=logged.append)
+    out = extract_slides(order, tmp_path / 'feats', ex, TILING, batch_size=64, show_progress=False, log=logged.append)
     assert [o.status for o in out] == ['done', 'failed', 'failed', 'done']
     assert len(logged) == 5 and 'corrupt_junk.svs' in logged[0] and 'corrupt_truncated.tif' in logged[1]
     # the end-of-run summary: a count, then one line per failed slide with its reason
@@ -456,8 +474,17 @@ def test_heatmaps_attend_to_tumour(trained):
     from zoo.registry import MODELS
 
     root = trained['root']
-    out = _tool('wsi_heatmap').main([trained['config'], trained['ckpt'], '--size', '256', '--quiet',
-                                     '--only', *[n for n, s in trained['split'].items() if s == 'test']])
+    out = _tool('wsi_heatmap').main(
+        [
+            trained['config'],
+            trained['ckpt'],
+            '--size',
+            '256',
+            '--quiet',
+            '--only',
+            *[n for n, s in trained['split'].items() if s == 'test'],
+        ]
+    )
     assert len(out['written']) == 4 and not out['failed']
     from PIL import Image
 

@@ -38,7 +38,7 @@ def _dwc(v: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
     out = conv.bias.double()[:, None, None].expand(C, H, W).clone()
     for i in range(3):
         for j in range(3):
-            out = out + w[:, i, j, None, None] * vp[:, i:i + H, j:j + W]
+            out = out + w[:, i, j, None, None] * vp[:, i : i + H, j : j + W]
     return out
 
 
@@ -55,12 +55,12 @@ def naive_agent_attention(m: AgentAttention, x: torch.Tensor, hw: tuple[int, int
         k, v = kv[..., :C], kv[..., C:]
     else:
         qkv = x @ m.qkv.weight.double().T + m.qkv.bias.double()
-        q, k, v = qkv[..., :C], qkv[..., C:2 * C], qkv[..., 2 * C:]
+        q, k, v = qkv[..., :C], qkv[..., C : 2 * C], qkv[..., 2 * C :]
     wh, ww = m.window_size
     an = _resize(m.an_bias.double(), (H, W)).reshape(h, n, H * W)
     na = _resize(m.na_bias.double(), (H, W)).reshape(h, n, H * W).transpose(1, 2)
-    a_map = (m.ah_bias.double() + m.aw_bias.double())[0]                              # (h, n, wh, ww)
-    t_map = (m.ha_bias.double() + m.wa_bias.double())[0].permute(0, 3, 1, 2)          # (h, n, wh, ww)
+    a_map = (m.ah_bias.double() + m.aw_bias.double())[0]  # (h, n, wh, ww)
+    t_map = (m.ha_bias.double() + m.wa_bias.double())[0].permute(0, 3, 1, 2)  # (h, n, wh, ww)
     b1 = an + _resize(a_map, (H, W)).reshape(h, n, H * W)
     b2 = na + _resize(t_map, (H, W)).reshape(h, n, H * W).transpose(1, 2)
     if P:
@@ -69,13 +69,12 @@ def naive_agent_attention(m: AgentAttention, x: torch.Tensor, hw: tuple[int, int
     out = torch.zeros(B, N, C, dtype=torch.float64)
     for bi in range(B):
         grid = q[bi, P:].reshape(H, W, C)
-        agents = torch.stack([grid[r0:r1, c0:c1].mean(dim=(0, 1))
-                              for r0, r1 in _bins(H, p) for c0, c1 in _bins(W, p)])
+        agents = torch.stack([grid[r0:r1, c0:c1].mean(dim=(0, 1)) for r0, r1 in _bins(H, p) for c0, c1 in _bins(W, p)])
         for hi in range(h):
             sl = slice(hi * d, (hi + 1) * d)
             A, Q, K, V = agents[:, sl], q[bi, :, sl], k[bi, :, sl], v[bi, :, sl]
-            agg = torch.softmax(A @ K.T / math.sqrt(d) + b1[hi], dim=-1)               # (n, N)
-            bc = torch.softmax(Q @ A.T / math.sqrt(d) + b2[hi], dim=-1)                # (N, n)
+            agg = torch.softmax(A @ K.T / math.sqrt(d) + b1[hi], dim=-1)  # (n, N)
+            bc = torch.softmax(Q @ A.T / math.sqrt(d) + b2[hi], dim=-1)  # (N, n)
             out[bi, :, sl] = bc @ (agg @ V)
         div = _dwc(v[bi, P:].T.reshape(C, H, W), m.dwc).reshape(C, H * W).T
         out[bi, P:] += div
@@ -88,16 +87,19 @@ def _randomize(module: torch.nn.Module) -> None:
             prm.copy_(torch.randn_like(prm) * 0.3)
 
 
-@pytest.mark.parametrize('separate_q,prefix,fused', [(False, 0, None), (True, 0, True), (False, 1, None),
-                                                  (False, 1, True)])
+@pytest.mark.parametrize(
+    'separate_q,prefix,fused', [(False, 0, None), (True, 0, True), (False, 1, None), (False, 1, True)]
+)
 @pytest.mark.parametrize('hw', [(8, 8), (10, 6)])
-def test_agent_attention_matches_naive_reference(separate_q: bool, prefix: int, fused: bool | None,
-                                                 hw: tuple[int, int]) -> None:
+def test_agent_attention_matches_naive_reference(
+    separate_q: bool, prefix: int, fused: bool | None, hw: tuple[int, int]
+) -> None:
     """Built for an 8x8 grid; run at 8x8 (no resizing) and at 10x6 (biases resized, non-square,
     bins of unequal size); both the SDPA path (``fused``) and the CPU matmul path."""
     torch.manual_seed(0)
-    m = AgentAttention(24, num_heads=3, agent_num=9, window_size=(8, 8), separate_q=separate_q,
-                       num_prefix_tokens=prefix)
+    m = AgentAttention(
+        24, num_heads=3, agent_num=9, window_size=(8, 8), separate_q=separate_q, num_prefix_tokens=prefix
+    )
     m.fused_attn = fused
     _randomize(m)
     m = m.double().eval()
@@ -165,11 +167,11 @@ def test_lepe_padding_is_masked() -> None:
     with torch.no_grad():
         got = br(q, k, v, (H, W)).reshape(H, W, C)
     grid = [t.reshape(H, W, C) for t in (q, k, v)]
-    for c0, c1 in ((0, 3), (3, 5)):   # stripes of width 3 and 2
+    for c0, c1 in ((0, 3), (3, 5)):  # stripes of width 3 and 2
         qs, ks, vs = (t[:, c0:c1] for t in grid)
         # LePE over a zero-padded 3-wide stripe (the padding is outside the image, as in a whole map)
         vpad = F.pad(vs.permute(2, 0, 1), (0, 3 - (c1 - c0)))
-        lepe = _dwc(vpad, br.get_v)[:, :, :c1 - c0].permute(1, 2, 0).reshape(-1, C)
+        lepe = _dwc(vpad, br.get_v)[:, :, : c1 - c0].permute(1, 2, 0).reshape(-1, C)
         ref = torch.zeros(H * (c1 - c0), C, dtype=torch.float64)
         for hi in range(2):
             sl = slice(hi * 4, hi * 4 + 4)
@@ -182,20 +184,43 @@ def test_lepe_padding_is_masked() -> None:
 # the variants
 
 BASE_VARIANTS = (
-    'agent_deit_tiny', 'agent_deit_small', 'agent_deit_base',
-    'agent_pvt_tiny', 'agent_pvt_small', 'agent_pvt_medium', 'agent_pvt_large',
-    'agent_swin_tiny', 'agent_swin_small', 'agent_swin_base',
-    'agent_cswin_tiny', 'agent_cswin_small', 'agent_cswin_base',
+    'agent_deit_tiny',
+    'agent_deit_small',
+    'agent_deit_base',
+    'agent_pvt_tiny',
+    'agent_pvt_small',
+    'agent_pvt_medium',
+    'agent_pvt_large',
+    'agent_swin_tiny',
+    'agent_swin_small',
+    'agent_swin_base',
+    'agent_cswin_tiny',
+    'agent_cswin_small',
+    'agent_cswin_base',
 )
-HIGH_RES = {'agent_deit_small_448': 448, 'agent_pvt_medium_256': 256, 'agent_swin_small_288': 288,
-            'agent_swin_base_384': 384, 'agent_cswin_base_384': 384}
+HIGH_RES = {
+    'agent_deit_small_448': 448,
+    'agent_pvt_medium_256': 256,
+    'agent_swin_small_288': 288,
+    'agent_swin_base_384': 384,
+    'agent_cswin_base_384': 384,
+}
 # DeiT: the Params column of LeapLabTHU/Agent-Attention agent_transformer/README.md; PVT / Swin / CSwin:
 # counted by instantiating the official agent_transformer/models/agent_*.py (finer than the README's rounding)
 PUBLISHED_PARAMS_M = {
-    'agent_deit_tiny': 6.0, 'agent_deit_small': 22.7, 'agent_deit_base': 87.2,
-    'agent_pvt_tiny': 11.57, 'agent_pvt_small': 20.64, 'agent_pvt_medium': 35.92, 'agent_pvt_large': 48.74,
-    'agent_swin_tiny': 28.90, 'agent_swin_small': 49.67, 'agent_swin_base': 88.10,
-    'agent_cswin_tiny': 20.46, 'agent_cswin_small': 32.81, 'agent_cswin_base': 73.25,
+    'agent_deit_tiny': 6.0,
+    'agent_deit_small': 22.7,
+    'agent_deit_base': 87.2,
+    'agent_pvt_tiny': 11.57,
+    'agent_pvt_small': 20.64,
+    'agent_pvt_medium': 35.92,
+    'agent_pvt_large': 48.74,
+    'agent_swin_tiny': 28.90,
+    'agent_swin_small': 49.67,
+    'agent_swin_base': 88.10,
+    'agent_cswin_tiny': 20.46,
+    'agent_cswin_small': 32.81,
+    'agent_cswin_base': 73.25,
 }
 
 
@@ -223,7 +248,7 @@ def test_high_resolution_variants() -> None:
         swin = timm.create_model('agent_swin_small_288')
         deit = timm.create_model('agent_deit_small_448')
     assert swin.layers[0].blocks[0].attn.ah_bias.shape == (1, 3, 9, 72, 1)
-    assert swin.layers[3].blocks[0].attn.window_size == (9, 9)   # B blocks: max(7, 72 // 8)
+    assert swin.layers[3].blocks[0].attn.window_size == (9, 9)  # B blocks: max(7, 72 // 8)
     assert deit.blocks[0].attn.wa_bias.shape == (1, 6, 1, 28, 49)
 
 
@@ -273,9 +298,14 @@ def _mlp(name: str, dim: int, hidden: int) -> Spec:
 
 def _agent_biases(name: str, h: int, n: int, wh: int, ww: int) -> Spec:
     """The six position-bias parameters of every official ``AgentAttention``."""
-    return [(f'{name}.an_bias', (h, n, 7, 7)), (f'{name}.na_bias', (h, n, 7, 7)),
-            (f'{name}.ah_bias', (1, h, n, wh, 1)), (f'{name}.aw_bias', (1, h, n, 1, ww)),
-            (f'{name}.ha_bias', (1, h, wh, 1, n)), (f'{name}.wa_bias', (1, h, 1, ww, n))]
+    return [
+        (f'{name}.an_bias', (h, n, 7, 7)),
+        (f'{name}.na_bias', (h, n, 7, 7)),
+        (f'{name}.ah_bias', (1, h, n, wh, 1)),
+        (f'{name}.aw_bias', (1, h, n, 1, ww)),
+        (f'{name}.ha_bias', (1, h, wh, 1, n)),
+        (f'{name}.wa_bias', (1, h, 1, ww, n)),
+    ]
 
 
 def _stage_kinds(attn_type: str, i: int, depth: int, m_from: int) -> list[str]:
@@ -284,9 +314,17 @@ def _stage_kinds(attn_type: str, i: int, depth: int, m_from: int) -> list[str]:
     return [c if c != 'M' else ('A' if j < int(attn_type[m_from:]) else 'B') for j in range(depth)]
 
 
-def official_agent_deit(embed_dim: int, depth: int, num_heads: int, img_size: int = 224,
-                        agent_num: tuple[int, ...] = (49,) * 4, agent_layer: int = -1,
-                        num_classes: int = 1000, patch_size: int = 16, mlp_ratio: float = 4.0) -> Spec:
+def official_agent_deit(
+    embed_dim: int,
+    depth: int,
+    num_heads: int,
+    img_size: int = 224,
+    agent_num: tuple[int, ...] = (49,) * 4,
+    agent_layer: int = -1,
+    num_classes: int = 1000,
+    patch_size: int = 16,
+    mlp_ratio: float = 4.0,
+) -> Spec:
     """agent_deit.VisionTransformer (distilled=False): AgentBlock for i < agent_layer, deit.Block after."""
     D, window = embed_dim, img_size // patch_size
     agent_layer = agent_layer if agent_layer > 0 else depth
@@ -304,11 +342,18 @@ def official_agent_deit(embed_dim: int, depth: int, num_heads: int, img_size: in
     return spec + _layer_norm('norm', D) + _linear('head', D, num_classes)
 
 
-def official_agent_pvt(embed_dims: tuple[int, ...], depths: tuple[int, ...], img_size: int = 224,
-                       num_heads: tuple[int, ...] = (1, 2, 5, 8), mlp_ratios: tuple[int, ...] = (8, 8, 4, 4),
-                       sr_ratios: tuple[int, ...] = (8, 4, 2, 1), attn_type: str = 'AAAA',
-                       agent_num: tuple[int, ...] = (9, 16, 49, 49), agent_sr_ratios: str = '1111',
-                       num_classes: int = 1000) -> Spec:
+def official_agent_pvt(
+    embed_dims: tuple[int, ...],
+    depths: tuple[int, ...],
+    img_size: int = 224,
+    num_heads: tuple[int, ...] = (1, 2, 5, 8),
+    mlp_ratios: tuple[int, ...] = (8, 8, 4, 4),
+    sr_ratios: tuple[int, ...] = (8, 4, 2, 1),
+    attn_type: str = 'AAAA',
+    agent_num: tuple[int, ...] = (9, 16, 49, 49),
+    agent_sr_ratios: str = '1111',
+    num_classes: int = 1000,
+) -> Spec:
     """agent_pvt.PyramidVisionTransformer (patch 4, then 2; no final norm)."""
     spec: Spec = []
     for i, D in enumerate(embed_dims):
@@ -328,23 +373,36 @@ def official_agent_pvt(embed_dims: tuple[int, ...], depths: tuple[int, ...], img
                 h, n = num_heads[i], agent_num[i]
                 spec += _conv(f'{p}.attn.dwc', D, D, 3, groups=D)
                 # keys / values come at the reduced grid (sr), queries at the full one
-                spec += [(f'{p}.attn.an_bias', (h, n, 7, 7)), (f'{p}.attn.na_bias', (h, n, 7, 7)),
-                         (f'{p}.attn.ah_bias', (1, h, n, grid // sr, 1)),
-                         (f'{p}.attn.aw_bias', (1, h, n, 1, grid // sr)),
-                         (f'{p}.attn.ha_bias', (1, h, grid, 1, n)), (f'{p}.attn.wa_bias', (1, h, 1, grid, n))]
+                spec += [
+                    (f'{p}.attn.an_bias', (h, n, 7, 7)),
+                    (f'{p}.attn.na_bias', (h, n, 7, 7)),
+                    (f'{p}.attn.ah_bias', (1, h, n, grid // sr, 1)),
+                    (f'{p}.attn.aw_bias', (1, h, n, 1, grid // sr)),
+                    (f'{p}.attn.ha_bias', (1, h, grid, 1, n)),
+                    (f'{p}.attn.wa_bias', (1, h, 1, grid, n)),
+                ]
             spec += _layer_norm(f'{p}.norm2', D) + _mlp(f'{p}.mlp', D, D * mlp_ratios[i])
     return spec + _linear('head', embed_dims[-1], num_classes)
 
 
-def official_agent_swin(embed_dim: int, depths: tuple[int, ...], num_heads: tuple[int, ...], window_size: int,
-                        attn_type: str, img_size: int = 224, agent_num: tuple[int, ...] = (9, 16, 49, 49),
-                        num_classes: int = 1000, patch_size: int = 4, mlp_ratio: float = 4.0) -> Spec:
+def official_agent_swin(
+    embed_dim: int,
+    depths: tuple[int, ...],
+    num_heads: tuple[int, ...],
+    window_size: int,
+    attn_type: str,
+    img_size: int = 224,
+    agent_num: tuple[int, ...] = (9, 16, 49, 49),
+    num_classes: int = 1000,
+    patch_size: int = 4,
+    mlp_ratio: float = 4.0,
+) -> Spec:
     """agent_swin.AgentSwinTransformer (ape=False, patch_norm=True): PatchMerging at the END of stages 0-2.
     A blocks: window ``window_size``; B blocks: ``max(7, window_size // 8)``, shifted on odd blocks; a
     window that covers the stage map becomes the map, unshifted."""
     spec: Spec = _conv('patch_embed.proj', 3, embed_dim, patch_size) + _layer_norm('patch_embed.norm', embed_dim)
     for i, depth in enumerate(depths):
-        dim, res, h = embed_dim * 2 ** i, img_size // patch_size // 2 ** i, num_heads[i]
+        dim, res, h = embed_dim * 2**i, img_size // patch_size // 2**i, num_heads[i]
         for j, kind in enumerate(_stage_kinds(attn_type, i, depth, len(depths))):
             ws = window_size if kind == 'A' else max(7, window_size // 8)
             shift = 0 if j % 2 == 0 else ws // 2
@@ -357,8 +415,10 @@ def official_agent_swin(embed_dim: int, depths: tuple[int, ...], num_heads: tupl
                 spec += _conv(f'{p}.attn.dwc', dim, dim, 3, groups=dim)
                 spec += _agent_biases(f'{p}.attn', h, agent_num[i], ws, ws)
             else:
-                spec += [(f'{p}.attn.relative_position_bias_table', ((2 * ws - 1) ** 2, h)),
-                         (f'{p}.attn.{_INDEX}', (ws * ws, ws * ws))]
+                spec += [
+                    (f'{p}.attn.relative_position_bias_table', ((2 * ws - 1) ** 2, h)),
+                    (f'{p}.attn.{_INDEX}', (ws * ws, ws * ws)),
+                ]
                 spec += _linear(f'{p}.attn.qkv', dim, 3 * dim) + _linear(f'{p}.attn.proj', dim, dim)
             spec += _layer_norm(f'{p}.norm2', dim) + _mlp(f'{p}.mlp', dim, int(dim * mlp_ratio))
             if shift:
@@ -370,10 +430,18 @@ def official_agent_swin(embed_dim: int, depths: tuple[int, ...], num_heads: tupl
     return spec + _layer_norm('norm', last) + _linear('head', last, num_classes)
 
 
-def official_agent_cswin(embed_dim: int, depths: tuple[int, ...], num_heads: tuple[int, ...], img_size: int = 224,
-                         split_size: tuple[int, ...] = (1, 2, 7, 7), la_split_size: str = '56-28-14-7',
-                         attn_type: str = 'AABB', agent_num: tuple[int, ...] = (9, 16, 49, 49),
-                         num_classes: int = 1000, mlp_ratio: float = 4.0) -> Spec:
+def official_agent_cswin(
+    embed_dim: int,
+    depths: tuple[int, ...],
+    num_heads: tuple[int, ...],
+    img_size: int = 224,
+    split_size: tuple[int, ...] = (1, 2, 7, 7),
+    la_split_size: str = '56-28-14-7',
+    attn_type: str = 'AABB',
+    agent_num: tuple[int, ...] = (9, 16, 49, 49),
+    num_classes: int = 1000,
+    mlp_ratio: float = 4.0,
+) -> Spec:
     """agent_cswin.CSWinTransformer: one global branch when the split equals the stage map or in the last
     stage, else two half-width branches (idx 0: H x split stripes, idx 1: split x W)."""
     la_split = [int(s) for s in la_split_size.split('-')]
@@ -383,7 +451,7 @@ def official_agent_cswin(embed_dim: int, depths: tuple[int, ...], num_heads: tup
         if i > 0:
             spec += _conv(f'merge{i}.conv', dim, 2 * dim, 3) + _layer_norm(f'merge{i}.norm', 2 * dim)
             dim *= 2
-        reso, h = img_size // 4 // 2 ** i, num_heads[i]
+        reso, h = img_size // 4 // 2**i, num_heads[i]
         for j, kind in enumerate(_stage_kinds(attn_type, i, depth, 4)):
             split = la_split[i] if kind == 'A' else split_size[i]
             p = f'stage{i + 1}.{j}'
@@ -401,22 +469,32 @@ def official_agent_cswin(embed_dim: int, depths: tuple[int, ...], num_heads: tup
 
 
 # the published models as the official builders and cfgs/*.yaml define them
-_DEIT = {'agent_deit_tiny': dict(embed_dim=192, depth=12, num_heads=3),
-         'agent_deit_small': dict(embed_dim=384, depth=12, num_heads=6),
-         'agent_deit_small_448': dict(embed_dim=384, depth=12, num_heads=6, img_size=448),
-         'agent_deit_base': dict(embed_dim=768, depth=12, num_heads=12, agent_num=(81,) * 4, agent_layer=4)}
-_PVT = {'agent_pvt_tiny': (2, 2, 2, 2), 'agent_pvt_small': (3, 4, 6, 3), 'agent_pvt_medium': (3, 4, 18, 3),
-        'agent_pvt_large': (3, 8, 27, 3)}
-_SWIN_T, _SWIN_S = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)), dict(
-    embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24))
+_DEIT = {
+    'agent_deit_tiny': dict(embed_dim=192, depth=12, num_heads=3),
+    'agent_deit_small': dict(embed_dim=384, depth=12, num_heads=6),
+    'agent_deit_small_448': dict(embed_dim=384, depth=12, num_heads=6, img_size=448),
+    'agent_deit_base': dict(embed_dim=768, depth=12, num_heads=12, agent_num=(81,) * 4, agent_layer=4),
+}
+_PVT = {
+    'agent_pvt_tiny': (2, 2, 2, 2),
+    'agent_pvt_small': (3, 4, 6, 3),
+    'agent_pvt_medium': (3, 4, 18, 3),
+    'agent_pvt_large': (3, 8, 27, 3),
+}
+_SWIN_T, _SWIN_S = (
+    dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
+    dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)),
+)
 _SWIN_B = dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32))
 _CSWIN_S = dict(embed_dim=64, depths=(3, 6, 29, 2), num_heads=(2, 4, 8, 16))
 _CSWIN_B = dict(embed_dim=96, depths=(3, 6, 29, 2), num_heads=(4, 8, 16, 32))
 OFFICIAL = {
     **{n: (official_agent_deit, kw) for n, kw in _DEIT.items()},
     **{n: (official_agent_pvt, dict(embed_dims=(64, 128, 320, 512), depths=d)) for n, d in _PVT.items()},
-    'agent_pvt_medium_256': (official_agent_pvt, dict(embed_dims=(64, 128, 320, 512), depths=(3, 4, 18, 3),
-                                                      img_size=256)),
+    'agent_pvt_medium_256': (
+        official_agent_pvt,
+        dict(embed_dims=(64, 128, 320, 512), depths=(3, 4, 18, 3), img_size=256),
+    ),
     'agent_swin_tiny': (official_agent_swin, dict(**_SWIN_T, window_size=56, attn_type='AAAB')),
     'agent_swin_small': (official_agent_swin, dict(**_SWIN_S, window_size=56, attn_type='AABB')),
     'agent_swin_small_288': (official_agent_swin, dict(**_SWIN_S, window_size=72, attn_type='AABB', img_size=288)),
@@ -425,8 +503,10 @@ OFFICIAL = {
     'agent_cswin_tiny': (official_agent_cswin, dict(embed_dim=64, depths=(2, 4, 18, 1), num_heads=(2, 4, 8, 16))),
     'agent_cswin_small': (official_agent_cswin, _CSWIN_S),
     'agent_cswin_base': (official_agent_cswin, _CSWIN_B),
-    'agent_cswin_base_384': (official_agent_cswin, dict(**_CSWIN_B, img_size=384, split_size=(1, 2, 12, 12),
-                                                        la_split_size='96-48-24-12')),
+    'agent_cswin_base_384': (
+        official_agent_cswin,
+        dict(**_CSWIN_B, img_size=384, split_size=(1, 2, 12, 12), la_split_size='96-48-24-12'),
+    ),
 }
 
 
@@ -450,8 +530,9 @@ def test_official_layouts_reproduce_the_published_parameter_counts() -> None:
 
 
 def _meta_state(spec: Spec) -> dict[str, torch.Tensor]:
-    return {k: torch.empty(s, device='meta', dtype=torch.long if k.endswith(_INDEX) else torch.float32)
-            for k, s in spec}
+    return {
+        k: torch.empty(s, device='meta', dtype=torch.long if k.endswith(_INDEX) else torch.float32) for k, s in spec
+    }
 
 
 def _wrap_as_published(name: str, sd: dict[str, torch.Tensor], other: dict | None = None) -> dict:
@@ -459,8 +540,13 @@ def _wrap_as_published(name: str, sd: dict[str, torch.Tensor], other: dict | Non
     ``{'model': ..., 'epoch', 'max_accuracy', ...}``; CSwin's main_ema.py adds ``state_dict_ema``, which
     evaluation prefers (``other`` = the non-EMA weights under ``model``)."""
     if name.startswith('agent_cswin'):
-        return {'model': other if other is not None else sd, 'state_dict_ema': sd, 'epoch': 299,
-                'max_accuracy': 83.1, 'max_accuracy_e': 83.2}
+        return {
+            'model': other if other is not None else sd,
+            'state_dict_ema': sd,
+            'epoch': 299,
+            'max_accuracy': 83.1,
+            'max_accuracy_e': 83.2,
+        }
     return {'model': sd, 'epoch': 299, 'max_accuracy': 82.6}
 
 
@@ -482,8 +568,7 @@ def test_official_full_size_layout_maps_onto_our_keys(name: str) -> None:
 
 # small configurations the official constructors accept (maps divide by their windows / splits)
 SMALL = {
-    'agent_deit_tiny': dict(embed_dim=48, depth=4, num_heads=3, img_size=64, agent_num=(16, 9, 16, 9),
-                            agent_layer=3),
+    'agent_deit_tiny': dict(embed_dim=48, depth=4, num_heads=3, img_size=64, agent_num=(16, 9, 16, 9), agent_layer=3),
     'agent_pvt_tiny': dict(embed_dims=(16, 32, 40, 64), depths=(1, 1, 1, 1), img_size=128),
     # stage 2: two agent blocks, then two Swin blocks (the second shifted, with an attn_mask buffer)
     'agent_swin_tiny': dict(embed_dim=24, depths=(1, 1, 4, 2), img_size=224, window_size=56, attn_type='AAMB2'),
@@ -537,8 +622,9 @@ def test_official_checkpoint_loads_strict_then_runs_at_other_size(name: str, tmp
     # CSwin: the non-EMA weights under 'model' differ; the EMA ones must be loaded
     other = {k: torch.zeros_like(v) for k, v in official.items()} if name.startswith('agent_cswin') else None
     torch.save(_wrap_as_published(name, official, other), path)
-    model = timm.create_model(name, pretrained=True, num_classes=10,
-                              pretrained_cfg_overlay=dict(file=str(path), num_classes=10), **kwargs).eval()
+    model = timm.create_model(
+        name, pretrained=True, num_classes=10, pretrained_cfg_overlay=dict(file=str(path), num_classes=10), **kwargs
+    ).eval()
     ours = model.state_dict()
     placed = {_zoo_name(name, k): k for k in official if _zoo_name(name, k) is not None}
     assert sorted(placed) == sorted(ours)
@@ -557,14 +643,16 @@ def test_checkpoint_from_another_resolution_loads(tmp_path) -> None:
     """An official Agent-Swin-S 288 layout (agent biases 72 wide, Swin windows 9) loads into a model
     built at 224 (56 wide, windows 7): agent biases and relative position tables are resized."""
     kw = dict(embed_dim=24, depths=(1, 1, 2, 1), num_heads=(3, 6, 12, 24))
-    official = _official_state(official_agent_swin(**kw, window_size=72, attn_type='AABB', img_size=288,
-                                                   num_classes=5), seed=1)
+    official = _official_state(
+        official_agent_swin(**kw, window_size=72, attn_type='AABB', img_size=288, num_classes=5), seed=1
+    )
     assert official['layers.0.blocks.0.attn.ah_bias'].shape == (1, 3, 9, 72, 1)
     assert official['layers.3.blocks.0.attn.relative_position_bias_table'].shape == (17 * 17, 24)
     path = tmp_path / 'swin288.pth'
     torch.save(_wrap_as_published('agent_swin_small_288', official), path)
-    model = timm.create_model('agent_swin_small', pretrained=True, num_classes=5,
-                              pretrained_cfg_overlay=dict(file=str(path)), **kw).eval()
+    model = timm.create_model(
+        'agent_swin_small', pretrained=True, num_classes=5, pretrained_cfg_overlay=dict(file=str(path)), **kw
+    ).eval()
     ah = model.layers[0].blocks[0].attn.ah_bias
     assert ah.shape == (1, 3, 9, 56, 1)
     torch.testing.assert_close(ah, resize_agent_bias(official['layers.0.blocks.0.attn.ah_bias'][0], (56, 1))[None])

@@ -41,8 +41,14 @@ FAMILIES: dict[str, tuple[str, dict, tuple[str, ...]]] = {
     ),
     'agent_cswin': (
         'agent_cswin_tiny',
-        dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4), img_size=64, split_size=(1, 2, 2, 2),
-             agent_split=(16, 8, 4, 2)),
+        dict(
+            embed_dim=16,
+            depths=(1, 1, 1, 1),
+            num_heads=(1, 2, 2, 4),
+            img_size=64,
+            split_size=(1, 2, 2, 2),
+            agent_split=(16, 8, 4, 2),
+        ),
         ('model.stage1_conv_embed.',),
     ),
     'qsd_transformer': ('qsd_transformer_15m', QSD_TINY, ('model.downsample1_1.',)),
@@ -92,8 +98,9 @@ def _frozen(bb: ZooBackbone, trainable: set[str]) -> set[str]:
 
 def _backbone(name: str, kwargs: dict, frozen_stages: int, taps: tuple[int, ...], flat: bool) -> ZooBackbone:
     # A hierarchical model returns every tap (nothing pruned); a flat one always keeps all blocks.
-    return ZooBackbone(name, frozen_stages=frozen_stages, model_kwargs=kwargs,
-                       out_indices=(0, 1, 2, 3) if flat else taps)
+    return ZooBackbone(
+        name, frozen_stages=frozen_stages, model_kwargs=kwargs, out_indices=(0, 1, 2, 3) if flat else taps
+    )
 
 
 @pytest.mark.parametrize('family', list(FAMILIES))
@@ -111,8 +118,10 @@ def test_frozen_stages_freeze_exactly_what_feeds_the_frozen_taps(family: str) ->
     for k in range(len(taps) + 1):
         got = _frozen(_backbone(name, kwargs, k, taps, flat), trainable)
         want = stem if k == 0 else feeds[k - 1]
-        assert got == want, (f'{family} frozen_stages={k}: frozen but not expected {sorted(got - want)[:4]}, '
-                             f'expected but trainable {sorted(want - got)[:4]}')
+        assert got == want, (
+            f'{family} frozen_stages={k}: frozen but not expected {sorted(got - want)[:4]}, '
+            f'expected but trainable {sorted(want - got)[:4]}'
+        )
 
 
 @pytest.mark.parametrize('family', list(FAMILIES))
@@ -125,9 +134,11 @@ def test_frozen_stages_stay_frozen_through_train_and_optimiser_steps(family: str
     own = {n for n, p in ZooBackbone(name, model_kwargs=kwargs).named_parameters() if not p.requires_grad}
     by_adapter = {id(p) for n, p in bb.named_parameters() if not p.requires_grad and n not in own}
     # Frozen modules (no trainable parameter, one frozen by the adapter) and those holding a trainable one.
-    frozen_mods = [m for m in bb.body.modules()
-                   if not any(p.requires_grad for p in m.parameters()) and any(id(p) in by_adapter
-                                                                               for p in m.parameters())]
+    frozen_mods = [
+        m
+        for m in bb.body.modules()
+        if not any(p.requires_grad for p in m.parameters()) and any(id(p) in by_adapter for p in m.parameters())
+    ]
     live_mods = [m for m in bb.body.modules() if any(p.requires_grad for p in m.parameters(recurse=False))]
     assert frozen_mods and live_mods
     # Frozen layers (BatchNorm with its running statistics, LSQ steps, drop-path) are in eval mode,
@@ -214,8 +225,11 @@ def test_layer_decay_groups_follow_execution_order(family: str) -> None:
             own = [scale[id(p)] for p in mod.parameters(recurse=False) if p.requires_grad]
             order.append((_name, max(own)))
 
-    handles = [m.register_forward_pre_hook(functools.partial(record, _name=n))
-               for n, m in model.named_modules() if any(p.requires_grad for p in m.parameters(recurse=False))]
+    handles = [
+        m.register_forward_pre_hook(functools.partial(record, _name=n))
+        for n, m in model.named_modules()
+        if any(p.requires_grad for p in m.parameters(recurse=False))
+    ]
     with torch.no_grad():
         model(_inputs(1))
     for h in handles:

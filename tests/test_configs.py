@@ -51,8 +51,13 @@ FINETUNES = {'agent_swin_base_384_in1k', 'agent_cswin_base_384_in1k'}
 def _assigned(path: Path) -> dict[str, ast.expr]:
     """Top-level names a config file assigns, with their value expressions."""
     tree = ast.parse(path.read_text())
-    return {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
-            for t in node.targets if isinstance(t, ast.Name)}
+    return {
+        t.id: node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
 
 
 def _bases(path: Path) -> list[str]:
@@ -75,8 +80,9 @@ def test_agent_leaf_config(leaf: str) -> None:
     assert _bases(path) == [f'./_agent_{sub}_in1k.py']
 
     own = set(_assigned(path)) - {'_base_'}
-    allowed = PLAIN_KEYS | (RESOLUTION_KEYS if img_size != 224 else set()) | (
-        FINETUNE_KEYS if leaf in FINETUNES else set())
+    allowed = (
+        PLAIN_KEYS | (RESOLUTION_KEYS if img_size != 224 else set()) | (FINETUNE_KEYS if leaf in FINETUNES else set())
+    )
     assert own <= allowed, f'{leaf} sets {sorted(own - allowed)}, which its sub-family base should hold'
 
     cfg = Config.fromfile(str(path))

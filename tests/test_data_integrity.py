@@ -217,8 +217,9 @@ def test_test_tool_counts_only_readable_images_and_exits_nonzero(tmp_path: Path)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
 
     work = tmp_path / 'eval'
-    out = run_tool('tools/test.py', str(_write_config(tmp_path, data, workers=2)), str(weights),
-                   '--work-dir', str(work))
+    out = run_tool(
+        'tools/test.py', str(_write_config(tmp_path, data, workers=2)), str(weights), '--work-dir', str(work)
+    )
     text = out.stdout + out.stderr
     assert out.returncode == 1, text[-3000:]
     assert re.search(r'test: folder_w2\.py with weights\.safetensors: accuracy/top1=', out.stdout)  # still printed
@@ -226,8 +227,9 @@ def test_test_tool_counts_only_readable_images_and_exits_nonzero(tmp_path: Path)
     top1 = json.loads((work / 'metrics.json').read_text())['accuracy/top1']
 
     # hand count over the 15 real images with the same weights, loaded the way a user loads them
-    user = timm.create_model('test_mambaout', pretrained=True, num_classes=2,
-                             pretrained_cfg_overlay=dict(file=str(weights), num_classes=2)).eval()
+    user = timm.create_model(
+        'test_mambaout', pretrained=True, num_classes=2, pretrained_cfg_overlay=dict(file=str(weights), num_classes=2)
+    ).eval()
     transform = build_pipeline(_PIPELINE)
     good = [p for p in paths if p != bad]
     x = torch.stack([transform(np.asarray(Image.open(p).convert('RGB'))) for p in good])
@@ -263,4 +265,7 @@ def test_training_goes_on_drops_an_all_bad_batch_and_lists_skipped_files(tmp_pat
         assert f'skipped [{phase}] {p}: ' in text
     records = json.loads((work / 'skipped_samples.json').read_text())
     assert sorted((r['phase'], Path(r['path']).name, r['count']) for r in records) == [
-        ('train', '2.png', 1), ('train', '3.png', 1), ('val', '1.png', 1)]
+        ('train', '2.png', 1),
+        ('train', '3.png', 1),
+        ('val', '1.png', 1),
+    ]

@@ -51,14 +51,24 @@ def _official_acmil(path: Path) -> None:
     """The official train script's file: the model's state dict next to the run's (pickled) config."""
     from test_acmil import _official_state_dict
 
-    torch.save({'model': _official_state_dict(), 'epoch': 99,
-                'config': argparse.Namespace(n_token=5, mask_drop=0.6, n_class=2, D_feat=512, D_inner=256)}, path)
+    torch.save(
+        {
+            'model': _official_state_dict(),
+            'epoch': 99,
+            'config': argparse.Namespace(n_token=5, mask_drop=0.6, n_class=2, D_feat=512, D_inner=256),
+        },
+        path,
+    )
 
 
 def _demo_weights(cwd: Path) -> None:
     """``make demo``'s model.safetensors, written by tools/train.py (one epoch instead of twelve)."""
-    proc = run_code('bash', 'python tools/train.py configs/classification/mambaout/mambaout_femto_digits.py '
-                    '--work-dir work_dirs/demo --cfg-options train_cfg.max_epochs=1', cwd)
+    proc = run_code(
+        'bash',
+        'python tools/train.py configs/classification/mambaout/mambaout_femto_digits.py '
+        '--work-dir work_dirs/demo --cfg-options train_cfg.max_epochs=1',
+        cwd,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -85,13 +95,15 @@ def _warm_hub_cache(hf_home: Path, models: tuple[str, ...]) -> None:
         repo = cfg.hf_hub_id
         arch, _, tag = repo.split('/', 1)[1].partition('.')
         src = timm.create_model(arch, pretrained=False, pretrained_cfg=tag or None)
-        folder = hf_home / 'hub' / f"models--{repo.replace('/', '--')}"
+        folder = hf_home / 'hub' / f'models--{repo.replace("/", "--")}'
         rev = '0' * 40
         (folder / 'snapshots' / rev).mkdir(parents=True, exist_ok=True)
         (folder / 'refs').mkdir(exist_ok=True)
         (folder / 'refs' / 'main').write_text(rev)
-        save_file({k: v.contiguous() for k, v in src.state_dict().items()},
-                  str(folder / 'snapshots' / rev / 'model.safetensors'))
+        save_file(
+            {k: v.contiguous() for k, v in src.state_dict().items()},
+            str(folder / 'snapshots' / rev / 'model.safetensors'),
+        )
 
 
 def test_every_block_has_a_known_directive() -> None:
@@ -100,7 +112,7 @@ def test_every_block_has_a_known_directive() -> None:
     assert not bad, bad
     for b in BLOCKS:
         if b.directive.startswith('files: '):
-            unknown = set(b.directive[len('files: '):].split()) - set(FILES) - set(MADE_BY_TOOLS)
+            unknown = set(b.directive[len('files: ') :].split()) - set(FILES) - set(MADE_BY_TOOLS)
             assert not unknown, (b.id, unknown)
 
 
@@ -109,7 +121,7 @@ def test_blocks_run_elsewhere_are_run_there() -> None:
     for b in BLOCKS:
         if not b.directive.startswith('run by '):
             continue
-        module, test = b.directive[len('run by tests/'):].split('.py::')
+        module, test = b.directive[len('run by tests/') :].split('.py::')
         source = (ROOT / 'tests' / f'{module}.py').read_text()
         assert re.search(rf'^def {test}\(', source, flags=re.M), (b.id, test)
         assert 'run_block(' in source and f"'{b.file}'" in source, f'{module}.py does not run {b.id}'
@@ -124,7 +136,7 @@ def test_docs_block_runs_as_written(block: Block, tmp_path: Path) -> None:
     if d.startswith('run by ') or d == 'suite command':
         pytest.skip(f'{d} (see test_blocks_run_elsewhere_are_run_there)')
     cwd = user_dir(tmp_path / 'user')
-    for name in (d[len('files: '):].split() if d.startswith('files: ') else ()):
+    for name in d[len('files: ') :].split() if d.startswith('files: ') else ():
         if name in FILES:
             FILES[name](cwd / name)
         else:

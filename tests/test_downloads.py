@@ -46,10 +46,17 @@ TINY: dict[str, dict] = {
     'mambaout_femto': dict(depths=(1, 1, 1, 1), dims=(16, 24, 32, 48)),
     'agent_deit_tiny': dict(embed_dim=48, depth=2, num_heads=3, img_size=64, agent_num=(9, 9), agent_layer=2),
     'agent_pvt_tiny': dict(embed_dims=(16, 32, 40, 64), depths=(1, 1, 1, 1), img_size=64),
-    'agent_swin_tiny': dict(embed_dim=24, depths=(1, 1, 1, 1), num_heads=(1, 2, 3, 4), img_size=64, window_size=16,
-                            attn_type='AAAA'),
-    'agent_cswin_tiny': dict(embed_dim=16, depths=(1, 1, 1, 1), img_size=64, agent_split=(16, 8, 4, 2),
-                             split_size=(1, 2, 2, 2), agent_num=(9, 16, 4, 4)),
+    'agent_swin_tiny': dict(
+        embed_dim=24, depths=(1, 1, 1, 1), num_heads=(1, 2, 3, 4), img_size=64, window_size=16, attn_type='AAAA'
+    ),
+    'agent_cswin_tiny': dict(
+        embed_dim=16,
+        depths=(1, 1, 1, 1),
+        img_size=64,
+        agent_split=(16, 8, 4, 2),
+        split_size=(1, 2, 2, 2),
+        agent_num=(9, 16, 4, 4),
+    ),
     'qsd_transformer_15m': dict(embed_dim=(16, 32, 64, 64), depths=4),
     'mhs_vm_encoder_4h': dict(dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), d_state=4, img_size=64),
 }
@@ -259,8 +266,13 @@ def test_registered_cfg_file_name_is_used_for_the_cache(caches: Path, monkeypatc
     src = _tiny('agent_swin_tiny')
     caches.mkdir(parents=True)
     torch.save(_published('agent_swin_tiny', src), caches / 'agent_swin_tiny.in1k.pth')
-    model = timm.create_model('agent_swin_tiny', pretrained=True, num_classes=10,
-                              pretrained_cfg_overlay=dict(num_classes=10), **TINY['agent_swin_tiny'])
+    model = timm.create_model(
+        'agent_swin_tiny',
+        pretrained=True,
+        num_classes=10,
+        pretrained_cfg_overlay=dict(num_classes=10),
+        **TINY['agent_swin_tiny'],
+    )
     _assert_same_weights(model, src.state_dict())
     # dense tools build backbones with features_only: the same route
     feats = timm.create_model('agent_swin_tiny', pretrained=True, features_only=True, **TINY['agent_swin_tiny'])
@@ -317,8 +329,9 @@ def test_no_network_fails_fast_in_one_line(caches: Path) -> None:
     url = f'http://127.0.0.1:{_closed_port()}/f/0123456789abcdef0123/?dl=1'
     start = time.monotonic()
     with pytest.raises(DownloadError) as err:
-        timm.create_model('agent_pvt_tiny', pretrained=True, pretrained_cfg_overlay=dict(url=url),
-                          **TINY['agent_pvt_tiny'])
+        timm.create_model(
+            'agent_pvt_tiny', pretrained=True, pretrained_cfg_overlay=dict(url=url), **TINY['agent_pvt_tiny']
+        )
     assert time.monotonic() - start < 20  # the Hugging Face client's retries took ~46 s
     _one_line_naming(err.value, url, 'agent_pvt_tiny', *HINTS)
     with pytest.raises(DownloadError) as err:  # a timm model through the zoo's route
@@ -338,17 +351,22 @@ def test_hf_hub_offline_and_unreachable_hub(caches: Path, monkeypatch, tmp_path:
 
     # A Hub endpoint nobody answers (HF_ENDPOINT is read when huggingface_hub is imported: a new process)
     code = "import zoo.hub as h; h.create_model('resnet18.tv_in1k', pretrained=True)"
-    env = dict(os.environ, HF_ENDPOINT=f'http://127.0.0.1:{_closed_port()}', HF_HOME=str(tmp_path / 'hf2'),
-               TORCH_HOME=str(tmp_path / 't2'))
+    env = dict(
+        os.environ,
+        HF_ENDPOINT=f'http://127.0.0.1:{_closed_port()}',
+        HF_HOME=str(tmp_path / 'hf2'),
+        TORCH_HOME=str(tmp_path / 't2'),
+    )
     env.pop('HF_HUB_OFFLINE', None)
     import subprocess
 
-    out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, env=env,
-                         timeout=120)
+    out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode != 0
     last = out.stderr.strip().splitlines()[-1]
-    assert last.startswith('zoo.hub.DownloadError: cannot download the pretrained weights of resnet18.tv_in1k '
-                           'from hf-hub:timm/resnet18.tv_in1k (no network? cannot reach 127.0.0.1:'), last
+    assert last.startswith(
+        'zoo.hub.DownloadError: cannot download the pretrained weights of resnet18.tv_in1k '
+        'from hf-hub:timm/resnet18.tv_in1k (no network? cannot reach 127.0.0.1:'
+    ), last
 
 
 def test_hf_cached_file_loads_offline(caches: Path, monkeypatch, tmp_path: Path) -> None:
@@ -361,8 +379,14 @@ def test_hf_cached_file_loads_offline(caches: Path, monkeypatch, tmp_path: Path)
     save_safetensors(src.state_dict(), snap / 'model.safetensors')
     (hub / 'models--timm--mambaout_femto.in1k' / 'refs').mkdir()
     (hub / 'models--timm--mambaout_femto.in1k' / 'refs' / 'main').write_text('a' * 40)
-    model = create_model('mambaout_femto', pretrained=True, cache_dir=str(hub), num_classes=10,
-                         pretrained_cfg_overlay=dict(num_classes=10), **TINY['mambaout_femto'])
+    model = create_model(
+        'mambaout_femto',
+        pretrained=True,
+        cache_dir=str(hub),
+        num_classes=10,
+        pretrained_cfg_overlay=dict(num_classes=10),
+        **TINY['mambaout_femto'],
+    )
     _assert_same_weights(model, src.state_dict())
 
 
@@ -372,8 +396,14 @@ def test_wsi_extract_offline_default_extractor(tmp_path: Path) -> None:
     slides.mkdir()
     (slides / 'a.svs').write_bytes(b'not read: the extractor is built first')
     start = time.monotonic()
-    out = run_tool('tools/wsi_extract.py', str(slides), '--out', str(tmp_path / 'feat'), '--quiet',
-                   env=dict(HF_HUB_OFFLINE='1', HF_HOME=str(tmp_path / 'hf'), TORCH_HOME=str(tmp_path / 't')))
+    out = run_tool(
+        'tools/wsi_extract.py',
+        str(slides),
+        '--out',
+        str(tmp_path / 'feat'),
+        '--quiet',
+        env=dict(HF_HUB_OFFLINE='1', HF_HOME=str(tmp_path / 'hf'), TORCH_HOME=str(tmp_path / 't')),
+    )
     assert time.monotonic() - start < 60
     assert out.returncode == 2, out.stderr[-2000:]
     err = out.stderr.strip()
@@ -394,8 +424,11 @@ def _bad_file(kind: str, tmp_path: Path, model: torch.nn.Module) -> Path:
         data = _bytes(model.state_dict())
         path.write_bytes(data[: len(data) // 2])
     elif kind == 'random':
-        path.write_bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0),
-                                       dtype=torch.uint8).numpy().tobytes())
+        path.write_bytes(
+            torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+            .numpy()
+            .tobytes()
+        )
     elif kind == 'no_tensors':
         torch.save({'model': {'epoch': 3, 'note': 'no weights here'}, 'args': [1, 2]}, path)
     elif kind == 'truncated_safetensors':
@@ -408,8 +441,15 @@ def _bad_file(kind: str, tmp_path: Path, model: torch.nn.Module) -> Path:
 
 
 BAD = ('missing', 'empty', 'truncated', 'random', 'no_tensors', 'truncated_safetensors', 'other_model')
-WHY = {'missing': 'does not exist', 'empty': 'empty file', 'truncated': 'truncated', 'random': 'not a checkpoint',
-       'no_tensors': 'holds no weight tensors', 'truncated_safetensors': 'truncated', 'other_model': 'does not fit'}
+WHY = {
+    'missing': 'does not exist',
+    'empty': 'empty file',
+    'truncated': 'truncated',
+    'random': 'not a checkpoint',
+    'no_tensors': 'holds no weight tensors',
+    'truncated_safetensors': 'truncated',
+    'other_model': 'does not fit',
+}
 
 
 @pytest.mark.parametrize('kind', BAD)
@@ -436,8 +476,9 @@ def test_pickled_code_is_still_refused(tmp_path: Path) -> None:
     path = tmp_path / 'evil.pth'
     torch.save({'state_dict': {'w': torch.ones(1)}, 'payload': Path('/etc/passwd')}, path)
     with pytest.raises(CheckpointError, match='refuses') as err:
-        timm.create_model('agent_pvt_tiny', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)),
-                          **TINY['agent_pvt_tiny'])
+        timm.create_model(
+            'agent_pvt_tiny', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **TINY['agent_pvt_tiny']
+        )
     _one_line_naming(err.value, str(path), 'pathlib')
 
 
@@ -493,19 +534,27 @@ def test_every_weights_file_reloads_through_every_route(name: str, tmp_path: Pat
     cfg.write_text(_CLASSIFIER_CONFIG.format(root=ROOT, name=name, kwargs=kwargs))
     _tool('train').main([str(cfg), '--work-dir', str(tmp_path / 'train')])
     exported = tmp_path / 'train' / 'model.safetensors'
-    converted = _tool('convert').main([name, str(published), str(tmp_path / 'converted.safetensors'),
-                                       '--model-kwargs', *_cli_kwargs(kwargs)])
+    converted = _tool('convert').main(
+        [name, str(published), str(tmp_path / 'converted.safetensors'), '--model-kwargs', *_cli_kwargs(kwargs)]
+    )
 
-    expected = {own_pth: src.state_dict(), own_st: src.state_dict(), exported: load_file(exported),
-                Path(converted): src.state_dict()}
+    expected = {
+        own_pth: src.state_dict(),
+        own_st: src.state_dict(),
+        exported: load_file(exported),
+        Path(converted): src.state_dict(),
+    }
     for path, weights in expected.items():
         overlay = dict(file=str(path), num_classes=10)
-        _assert_same_weights(timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs),
-                             weights)
+        _assert_same_weights(
+            timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs), weights
+        )
         _assert_same_weights(create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs), weights)
 
     tester = _tool('test')
-    scores = {p.name: tester.main([str(cfg), str(p), '--work-dir', str(tmp_path / f'test_{p.stem}')])
-              for p in (own_pth, exported, Path(converted))}
+    scores = {
+        p.name: tester.main([str(cfg), str(p), '--work-dir', str(tmp_path / f'test_{p.stem}')])
+        for p in (own_pth, exported, Path(converted))
+    }
     top1 = {k: float(v['accuracy/top1']) for k, v in scores.items()}
     assert top1['own.pth'] == top1['converted.safetensors'], top1  # the same weights, the same score

@@ -74,10 +74,13 @@ def test_train_then_test_safetensors_roundtrip(tiny_config, tmp_path: Path) -> N
     weights = work / 'model.safetensors'
     assert weights.is_file()
     # the file loads through the user's route, with the head intact
-    model = timm.create_model('test_mambaout', pretrained=True, num_classes=10,
-                              pretrained_cfg_overlay=dict(file=str(weights), num_classes=10))
-    assert torch.equal(model.state_dict()['head.fc.weight'],
-                       __import__('safetensors.torch').torch.load_file(str(weights))['head.fc.weight'])
+    model = timm.create_model(
+        'test_mambaout', pretrained=True, num_classes=10, pretrained_cfg_overlay=dict(file=str(weights), num_classes=10)
+    )
+    assert torch.equal(
+        model.state_dict()['head.fc.weight'],
+        __import__('safetensors.torch').torch.load_file(str(weights))['head.fc.weight'],
+    )
     result = test_tool.main([cfg, str(weights), '--work-dir', str(tmp_path / 'eval')])
     assert result['accuracy/top1'] == pytest.approx(best_acc, abs=1e-6)
     # TensorBoard event files were written
@@ -150,10 +153,15 @@ def test_checkpoint_rotation_survives_a_crash_while_saving(tmp_path: Path) -> No
 
 def test_dist_train_two_processes_gloo(tiny_config, tmp_path: Path) -> None:
     work = tmp_path / 'ddp'
-    cfg = tiny_config(epochs=1, extra="\ntrain_dataloader = dict(batch_size=32)\n")
-    out = subprocess.run(['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', str(work)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=600,
-                         env=dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1'))
+    cfg = tiny_config(epochs=1, extra='\ntrain_dataloader = dict(batch_size=32)\n')
+    out = subprocess.run(
+        ['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', str(work)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1'),
+    )
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     log = out.stdout + out.stderr
     assert 'world_size: 2' in log.replace('  ', ' ') or 'Distributed launcher: pytorch' in log

@@ -79,8 +79,9 @@ def test_convert_tool_official_to_safetensors(femto, tmp_path: Path) -> None:
 
 def _manifest(tmp_path: Path, target: Path, sha: str) -> Path:
     m = tmp_path / 'manifest.csv'
-    m.write_text('name,url,sha256,format,license,conversion\n'
-                 f'tiny.test,{target.as_uri()},{sha},safetensors,Apache-2.0,none\n')
+    m.write_text(
+        f'name,url,sha256,format,license,conversion\ntiny.test,{target.as_uri()},{sha},safetensors,Apache-2.0,none\n'
+    )
     return m
 
 
@@ -141,14 +142,14 @@ def test_unknown_config_keys(tiny_config, tmp_path: Path) -> None:
     cfg = tiny_config(epochs=1)
     with pytest.raises(ConfigKeyError, match=r"train_cfg\.max_epoch'.*did you mean 'max_epochs'"):
         load_config(cfg, {'train_cfg.max_epoch': 3})
-    with pytest.raises(ConfigKeyError, match=r"model\.model_nme"):
+    with pytest.raises(ConfigKeyError, match=r'model\.model_nme'):
         load_config(cfg, {'model.model_nme': 'x'})
     # a constructor argument the config leaves at its default is accepted
     assert load_config(cfg, {'model.label_smoothing': 0.1}).model.label_smoothing == 0.1
-    bad = tiny_config(epochs=1, name='typo.py', extra="\ntrain_dataloder = dict(batch_size=4)\n")
+    bad = tiny_config(epochs=1, name='typo.py', extra='\ntrain_dataloder = dict(batch_size=4)\n')
     with pytest.raises(ConfigKeyError, match="did you mean 'train_dataloader'"):
         load_config(bad)
-    bad2 = tiny_config(epochs=1, name='typo2.py', extra="\nmodel = dict(model, lable_smoothing=0.1)\n")
+    bad2 = tiny_config(epochs=1, name='typo2.py', extra='\nmodel = dict(model, lable_smoothing=0.1)\n')
     with pytest.raises(ConfigKeyError, match=r"model\.lable_smoothing.*did you mean 'label_smoothing'"):
         load_config(bad2)
     out = run_tool('tools/train.py', cfg, '--work-dir', str(tmp_path / 'w'), '--cfg-options', 'train_cfg.max_epoch=3')
@@ -185,8 +186,9 @@ def test_corrupt_image_is_skipped_and_training_goes_on(tmp_path: Path) -> None:
     bad.write_bytes(bad.read_bytes()[:40])  # truncated PNG
     from zoo.data import ImageFolderDataset
 
-    ds = ImageFolderDataset(str(root), 'train', pipeline=[dict(type='Resize', height=16, width=16),
-                                                          dict(type='Normalize')])
+    ds = ImageFolderDataset(
+        str(root), 'train', pipeline=[dict(type='Resize', height=16, width=16), dict(type='Normalize')]
+    )
     # outside a run with SkippedSamplesHook an unreadable image is an error naming the file, never a substitute
     with pytest.raises(OSError, match=r'cannot decode image .*0\.png'):
         ds[0]
@@ -215,12 +217,15 @@ param_scheduler = []
     assert 'finished 1 epochs' in out.stdout
 
 
-@pytest.mark.parametrize('error', [
-    # what mmengine's Config raises for a `mmdet::` / `mmseg::` _base_ when the package is absent (no .name)
-    ModuleNotFoundError('mmsegmentation is not installed, please install mmsegmentation manually'),
-    # a plain failed import (zoo.mm.inference importing mmdet.apis)
-    ModuleNotFoundError("No module named 'mmdet'", name='mmdet'),
-])
+@pytest.mark.parametrize(
+    'error',
+    [
+        # what mmengine's Config raises for a `mmdet::` / `mmseg::` _base_ when the package is absent (no .name)
+        ModuleNotFoundError('mmsegmentation is not installed, please install mmsegmentation manually'),
+        # a plain failed import (zoo.mm.inference importing mmdet.apis)
+        ModuleNotFoundError("No module named 'mmdet'", name='mmdet'),
+    ],
+)
 def test_missing_openmmlab_extra_is_one_line_with_the_install_command(error, capsys) -> None:
     """`make demo` installs only the core; the dense tools then say how to add the OpenMMLab extra
     (checked by hand on a core-only venv: tools/train.py and tools/test.py with a smoke dense config)."""

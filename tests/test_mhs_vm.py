@@ -29,13 +29,14 @@ from zoo.models.mhs_vm import (
     create_mhs_vm_unet,
 )
 
-TINY = dict(dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), depths_decoder=(1, 1, 1, 1), d_state=4,
-            drop_path_rate=0.0, img_size=32)
-CONFIG = os.path.join(os.path.dirname(__file__), '..', 'configs', 'segmentation', 'mhs_vm',
-                      'mhs_vm_tiny_synthetic.py')
+TINY = dict(
+    dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), depths_decoder=(1, 1, 1, 1), d_state=4, drop_path_rate=0.0, img_size=32
+)
+CONFIG = os.path.join(os.path.dirname(__file__), '..', 'configs', 'segmentation', 'mhs_vm', 'mhs_vm_tiny_synthetic.py')
 
 
 # --------------------------------------------------------------------------- selective scan
+
 
 def reference_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
     """Token-by-token recurrence, written independently of the implementation (float64)."""
@@ -81,8 +82,7 @@ def _inputs(b=2, k=4, dk=3, n=5, L=70, bc_form='grouped', scale=1.0, seed=0):
         B, C = r(b, n, L), r(b, n, L)
     else:  # constant
         B, C = r(d, n), r(d, n)
-    return dict(u=r(b, d, L), delta=r(b, d, L) * scale, A=A, B=B, C=C, D=r(d), z=r(b, d, L),
-                delta_bias=r(d) * 0.5)
+    return dict(u=r(b, d, L), delta=r(b, d, L) * scale, A=A, B=B, C=C, D=r(d), z=r(b, d, L), delta_bias=r(d) * 0.5)
 
 
 @pytest.mark.parametrize('bc_form', ['grouped', 'shared', 'constant'])
@@ -96,24 +96,29 @@ def test_selective_scan_matches_sequential_reference(bc_form, chunk):
     torch.testing.assert_close(last, last_ref, rtol=1e-9, atol=1e-10)
     # optional pieces off: no D, no z, no bias, no softplus (delta must then be positive)
     x2 = dict(x, D=None, z=None, delta_bias=None, delta=x['delta'].abs())
-    torch.testing.assert_close(selective_scan(**x2, chunk_size=chunk), reference_scan(**x2)[0],
-                               rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(selective_scan(**x2, chunk_size=chunk), reference_scan(**x2)[0], rtol=1e-9, atol=1e-10)
 
 
 def test_selective_scan_multiple_blocks(monkeypatch):
     # Tiny work blocks: the carried state must cross many block boundaries unchanged.
     monkeypatch.setattr(ss, '_BLOCK_ELEMS', 64)
     x = _inputs(L=133)
-    torch.testing.assert_close(selective_scan(**x, delta_softplus=True, chunk_size=4),
-                               reference_scan(**x, delta_softplus=True)[0], rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(
+        selective_scan(**x, delta_softplus=True, chunk_size=4),
+        reference_scan(**x, delta_softplus=True)[0],
+        rtol=1e-9,
+        atol=1e-10,
+    )
 
 
 def test_selective_scan_gradients_match_reference():
     x = _inputs(b=1, k=2, dk=2, n=3, L=37)
     names = ['u', 'delta', 'A', 'B', 'C', 'D', 'z', 'delta_bias']
     grads = []
-    for fn in (lambda **a: selective_scan(**a, delta_softplus=True, chunk_size=8),
-               lambda **a: reference_scan(**a, delta_softplus=True)[0]):
+    for fn in (
+        lambda **a: selective_scan(**a, delta_softplus=True, chunk_size=8),
+        lambda **a: reference_scan(**a, delta_softplus=True)[0],
+    ):
         leaves = {k: x[k].clone().requires_grad_(True) for k in names}
         w = torch.linspace(-1, 1, x['u'].numel(), dtype=torch.float64).view_as(x['u'])
         (fn(**leaves) * w).sum().backward()
@@ -141,16 +146,18 @@ def test_fused_backend_matches_sequential_reference(bc_form):
     torch.testing.assert_close(last, last_ref, rtol=1e-9, atol=1e-10)
     if bc_form == 'grouped':  # the optional inputs absent (no D, z, bias, softplus): one more kernel to compile
         x2 = dict(x, D=None, z=None, delta_bias=None, delta=x['delta'].abs())
-        torch.testing.assert_close(selective_scan(**x2, backend='fused'), reference_scan(**x2)[0],
-                                   rtol=1e-9, atol=1e-10)
+        torch.testing.assert_close(
+            selective_scan(**x2, backend='fused'), reference_scan(**x2)[0], rtol=1e-9, atol=1e-10
+        )
 
 
 def test_fused_backend_long_sequence_float32_and_autograd_fallback():
     # 300 steps = 19 chunks: the chunk recurrence runs on two levels (16 chunks per group).
     x = _inputs(b=1, k=2, dk=2, n=3, L=300, seed=4)
     y_ref, last_ref = reference_scan(**x, delta_softplus=True)
-    y32, last32 = selective_scan(**{k: v.float() for k, v in x.items()}, delta_softplus=True,
-                                 return_last_state=True, backend='fused')
+    y32, last32 = selective_scan(
+        **{k: v.float() for k, v in x.items()}, delta_softplus=True, return_last_state=True, backend='fused'
+    )
     assert y32.dtype == torch.float32
     torch.testing.assert_close(y32.double(), y_ref, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(last32.double(), last_ref, rtol=1e-4, atol=1e-5)
@@ -199,6 +206,7 @@ def test_selective_scan_bad_shapes_name_the_argument():
 
 
 # --------------------------------------------------------------------------- routes + SRA
+
 
 def test_routes_known_orders():
     # 3x4 grid, pixels numbered row-major.
@@ -266,6 +274,7 @@ def test_multi_head_scan_fused_heads_equal_separate_heads():
 
 
 # --------------------------------------------------------------------------- model
+
 
 @pytest.mark.parametrize('name', sorted(UNET_FACTS))
 def test_unet_param_count_matches_reference(name):
@@ -337,9 +346,14 @@ def test_tiny_official_checkpoint_same_outputs_unet_and_timm_encoder(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(dst(x), src(x))
         # timm encoder through timm's own pretrained-file path and our filter
-        enc = timm.create_model('mhs_vm_encoder_4h', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)),
-                                features_only=True, gfu_t=0.4, **{k: v for k, v in TINY.items()
-                                                                 if k != 'depths_decoder'}).eval()
+        enc = timm.create_model(
+            'mhs_vm_encoder_4h',
+            pretrained=True,
+            pretrained_cfg_overlay=dict(file=str(path)),
+            features_only=True,
+            gfu_t=0.4,
+            **{k: v for k, v in TINY.items() if k != 'depths_decoder'},
+        ).eval()
         feats = enc(x)
         h = src.patch_embed(x)
         for i, stage in enumerate(src.layers):
@@ -369,6 +383,7 @@ def test_unet_any_size_divisible_by_32_and_clear_error():
 
 
 # --------------------------------------------------------------------------- segmentation pieces
+
 
 def test_bce_dice_loss_and_metric_by_hand():
     from zoo.lesion_seg import BceDiceLoss, BinarySegMetric
@@ -427,8 +442,6 @@ def _build_dataloader(cfg):
     from mmengine.runner import Runner
 
     return Runner.build_dataloader(cfg)
-
-
 
 
 def test_tiny_synthetic_training_raises_dice_and_writes_overlays(tmp_path, one_thread):

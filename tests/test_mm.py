@@ -209,8 +209,9 @@ def trivial_miou(ade_root: Path) -> float:
     validation split: IoU(wall) = its pixel share, 0 for the other classes present."""
     from PIL import Image
 
-    labels = np.concatenate([np.asarray(Image.open(p)).ravel()
-                             for p in sorted((ade_root / 'annotations/validation').glob('*.png'))])
+    labels = np.concatenate(
+        [np.asarray(Image.open(p)).ravel() for p in sorted((ade_root / 'annotations/validation').glob('*.png'))]
+    )
     present = [c for c in (1, 2, 3) if (labels == c).any()]
     return 100.0 * float((labels == 1).mean()) / len(present)
 
@@ -224,9 +225,16 @@ def trivial_map(coco_root: Path) -> float:
     train = json.loads((coco_root / 'annotations/instances_train2017.json').read_text())
     w, h = np.mean([a['bbox'][2:] for a in train['annotations']], axis=0)
     gt = COCO(str(coco_root / 'annotations/instances_val2017.json'))
-    dets = [dict(image_id=img['id'], category_id=c, score=1.0,
-                 bbox=[img['width'] / 2 - w / 2, img['height'] / 2 - h / 2, w, h])
-            for img in gt.dataset['images'] for c in gt.getCatIds()]
+    dets = [
+        dict(
+            image_id=img['id'],
+            category_id=c,
+            score=1.0,
+            bbox=[img['width'] / 2 - w / 2, img['height'] / 2 - h / 2, w, h],
+        )
+        for img in gt.dataset['images']
+        for c in gt.getCatIds()
+    ]
     ev = COCOeval(gt, gt.loadRes(dets), 'bbox')
     ev.evaluate()
     ev.accumulate()
@@ -251,27 +259,31 @@ class SmokeCase(NamedTuple):
 # is deterministic (the same seed gives the same number), CI runs seed 0.
 SMOKE_CASES = {
     # 10 epochs: ratio 0.44 / 0.39 / 0.40, box mAP 0.503 / 0.381 / 0.369 (mask mAP 0.513 / 0.547 / 0.456)
-    'mask-rcnn-test-mambaout': SmokeCase('detection/mask-rcnn_test-mambaout_fpn_fixture.py', 'coco/bbox_mAP',
-                                         floor=0.25, loss_factor=0.6),
+    'mask-rcnn-test-mambaout': SmokeCase(
+        'detection/mask-rcnn_test-mambaout_fpn_fixture.py', 'coco/bbox_mAP', floor=0.25, loss_factor=0.6
+    ),
     # 8 epochs, 128-channel heads: ratio 0.37 / 0.35 / 0.36, box mAP 0.283 / 0.414 / 0.366
-    'mask-rcnn-agent-pvt-t': SmokeCase('detection/mask-rcnn_agent-pvt-t_fpn_fixture.py', 'coco/bbox_mAP',
-                                       floor=0.12, loss_factor=0.5),
+    'mask-rcnn-agent-pvt-t': SmokeCase(
+        'detection/mask-rcnn_agent-pvt-t_fpn_fixture.py', 'coco/bbox_mAP', floor=0.12, loss_factor=0.5
+    ),
     # 4 epochs, 15M backbone, 128-channel heads: ratio 0.46 / 0.48 / 0.51, box mAP 0.244 / 0.194 / 0.211
-    'mask-rcnn-qsd-15m': SmokeCase('detection/mask-rcnn_qsd-15m_fpn_fixture.py', 'coco/bbox_mAP',
-                                   floor=0.12, loss_factor=0.6),
+    'mask-rcnn-qsd-15m': SmokeCase(
+        'detection/mask-rcnn_qsd-15m_fpn_fixture.py', 'coco/bbox_mAP', floor=0.12, loss_factor=0.6
+    ),
     # 4 epochs, 128-channel heads: ratio 0.51 / 0.67 / 0.48, box mAP 0.119 / 0.152 / 0.102 (63 s alone)
-    'mask-rcnn-mhs-vm-4h': SmokeCase('detection/mask-rcnn_mhs-vm-4h_fpn_fixture.py', 'coco/bbox_mAP',
-                                     floor=0.07, loss_factor=0.75),
+    'mask-rcnn-mhs-vm-4h': SmokeCase(
+        'detection/mask-rcnn_mhs-vm-4h_fpn_fixture.py', 'coco/bbox_mAP', floor=0.07, loss_factor=0.75
+    ),
     # 80 iterations: ratio 0.13 / 0.14 / 0.14, mIoU 95.7 / 95.2 / 87.1
-    'upernet-test-mambaout': SmokeCase('segmentation/upernet_test-mambaout_fixture.py', 'mIoU',
-                                       floor=75.0, loss_factor=0.3),
+    'upernet-test-mambaout': SmokeCase(
+        'segmentation/upernet_test-mambaout_fixture.py', 'mIoU', floor=75.0, loss_factor=0.3
+    ),
     # 20 iterations: ratio 0.20 / 0.21 / 0.21, mIoU 80.8 / 74.2 / 79.8
     'fpn-agent-pvt-s': SmokeCase('segmentation/fpn_agent-pvt-s_fixture.py', 'mIoU', floor=60.0, loss_factor=0.4),
     # 20 iterations: ratio 0.18 / 0.16 / 0.19, mIoU 46.4 / 65.6 / 63.2
     'fpn-qsd-15m': SmokeCase('segmentation/fpn_qsd-15m_fixture.py', 'mIoU', floor=43.0, loss_factor=0.3),
     # 40 iterations at 64 px: ratio 0.22 / 0.22 / 0.27, mIoU 81.7 / 85.4 / 70.6
-    'upernet-mhs-vm-4h': SmokeCase('segmentation/upernet_mhs-vm-4h_fixture.py', 'mIoU', floor=55.0,
-                                   loss_factor=0.4),
+    'upernet-mhs-vm-4h': SmokeCase('segmentation/upernet_mhs-vm-4h_fixture.py', 'mIoU', floor=55.0, loss_factor=0.4),
 }
 # Margins over the trivial predictors that every floor keeps (box mAP; mIoU points).
 MIN_MARGIN = {'coco/bbox_mAP': 0.05, 'mIoU': 15.0}
@@ -309,29 +321,50 @@ def test_smoke_config_trains(fixtures: Path, tmp_path: Path, name: str) -> None:
         # download, so building it with pretrained weights fails) test.py and infer.py still run
         opts = ('--cfg-options', 'model.backbone.pretrained=True')
         env = {'OMP_NUM_THREADS': '1', 'ZOO_FIXTURES': str(cwd / 'data/fixtures')}
-        again = run_tool('tools/test.py', cfg, str(work / 'epoch_10.pth'), '--work-dir', str(tmp_path / 'again'), *opts,
-                         env=env)
+        again = run_tool(
+            'tools/test.py', cfg, str(work / 'epoch_10.pth'), '--work-dir', str(tmp_path / 'again'), *opts, env=env
+        )
         assert again.returncode == 0, again.stderr[-3000:]
         assert json.loads((tmp_path / 'again/metrics.json').read_text())[case.metric] == test_metrics[case.metric]
         image = str(cwd / 'data/fixtures/coco/val2017/000000.jpg')
-        _ok(run_tool('tools/infer.py', cfg, str(work / 'epoch_10.pth'), image, '--out', str(tmp_path / 'p.png'), *opts,
-                     env=env))
+        _ok(
+            run_tool(
+                'tools/infer.py',
+                cfg,
+                str(work / 'epoch_10.pth'),
+                image,
+                '--out',
+                str(tmp_path / 'p.png'),
+                *opts,
+                env=env,
+            )
+        )
         # a folder with one unreadable file: the others are drawn, the bad one is named, exit code 1
         folder = tmp_path / 'images'
         folder.mkdir()
         for img in sorted((cwd / 'data/fixtures/coco/val2017').glob('*.jpg'))[:2]:
             shutil.copy(img, folder)
         (folder / 'broken.jpg').write_bytes(b'not a JPEG')
-        proc = run_tool('tools/infer.py', cfg, str(work / 'epoch_10.pth'), str(folder),
-                        '--out', str(tmp_path / 'preds'), env=env)
+        proc = run_tool(
+            'tools/infer.py', cfg, str(work / 'epoch_10.pth'), str(folder), '--out', str(tmp_path / 'preds'), env=env
+        )
         assert proc.returncode == 1, proc.stderr[-3000:]
         assert 'skipping' in proc.stderr and 'broken.jpg' in proc.stderr and 'Traceback' not in proc.stderr
         assert '2 of 3 images predicted' in proc.stderr
         assert sorted(p.name for p in (tmp_path / 'preds').glob('*.png')) == ['000000.png', '000001.png']
     else:
         work = tmp_path / 'work'
-        _ok(run_tool('tools/train.py', cfg, '--work-dir', str(work), '--cfg-options', f'randomness.seed={SEED}',
-                     env=_env(fixtures)))
+        _ok(
+            run_tool(
+                'tools/train.py',
+                cfg,
+                '--work-dir',
+                str(work),
+                '--cfg-options',
+                f'randomness.seed={SEED}',
+                env=_env(fixtures),
+            )
+        )
         test_metrics = None
     ratio = _loss_ratio(work)
     metric = _curve(work)['metrics'][case.metric][-1][1]
@@ -348,8 +381,15 @@ def test_smoke_config_trains(fixtures: Path, tmp_path: Path, name: str) -> None:
     metrics = json.loads((tmp_path / 'test/metrics.json').read_text())
     assert metrics[case.metric] == pytest.approx(metric, abs=1e-3), metrics
     out = tmp_path / 'pred.png'
-    proc = run_tool('tools/infer.py', cfg, str(ckpt), str(fixtures / 'ade/images/validation/000000.jpg'),
-                    '--out', str(out), env=_env(fixtures))
+    proc = run_tool(
+        'tools/infer.py',
+        cfg,
+        str(ckpt),
+        str(fixtures / 'ade/images/validation/000000.jpg'),
+        '--out',
+        str(out),
+        env=_env(fixtures),
+    )
     _ok(proc)
     assert 'wall' in proc.stdout and ('building' in proc.stdout or 'sky' in proc.stdout)
     assert out.stat().st_size > 1000
@@ -362,13 +402,28 @@ def test_detection_dist_train_then_resume_with_amp(fixtures: Path, tmp_path: Pat
     cfg = str(SMOKE / 'detection/mask-rcnn_test-mambaout_fpn_fixture.py')
     work = tmp_path / 'work'
     opts = ['--cfg-options', 'train_cfg.max_epochs=1', 'train_cfg.val_begin=100']
-    proc = subprocess.run(['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', str(work), *opts], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, PYTHON=sys.executable, PYTHONUNBUFFERED='1', **_env(fixtures)))
+    proc = subprocess.run(
+        ['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', str(work), *opts],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, PYTHON=sys.executable, PYTHONUNBUFFERED='1', **_env(fixtures)),
+    )
     _ok(proc)
     assert 'finished 1 epochs / 4 iters' in proc.stdout  # 16 images, 2 ranks x 2 images per step
-    proc = run_tool('tools/train.py', cfg, '--work-dir', str(work), '--resume', '--amp',
-                    '--cfg-options', 'train_cfg.max_epochs=2', 'train_cfg.val_begin=100',
-                    'default_hooks.checkpoint.interval=1', env=_env(fixtures))
+    proc = run_tool(
+        'tools/train.py',
+        cfg,
+        '--work-dir',
+        str(work),
+        '--resume',
+        '--amp',
+        '--cfg-options',
+        'train_cfg.max_epochs=2',
+        'train_cfg.val_begin=100',
+        'default_hooks.checkpoint.interval=1',
+        env=_env(fixtures),
+    )
     _ok(proc)
     assert 'resumed epoch: 1' in proc.stdout + proc.stderr and (work / 'epoch_2.pth').is_file()

@@ -15,7 +15,8 @@ from zoo.engine import patches
 def test_installed_versions_are_the_ones_the_patches_were_written_for() -> None:
     for dist, pinned in patches.PINNED.items():
         assert patches.installed_version(dist) == pinned, (
-            f'{dist} {patches.installed_version(dist)} installed; review zoo/engine/patches.py, then update PINNED')
+            f'{dist} {patches.installed_version(dist)} installed; review zoo/engine/patches.py, then update PINNED'
+        )
 
 
 def test_pyproject_pins_the_same_versions() -> None:
@@ -50,8 +51,7 @@ print(json.dumps([before, after, applied]))
     assert proc.returncode == 0, proc.stderr[-3000:]
     before, after, applied = json.loads(proc.stdout.strip().splitlines()[-1])
     assert not any(m.startswith('zoo') for m in before), before
-    assert after == ['zoo.engine.checkpoint_order', 'zoo.engine.checkpoint_order', 'zoo.engine.safe_load',
-                     'zoo.mm.amp']
+    assert after == ['zoo.engine.checkpoint_order', 'zoo.engine.checkpoint_order', 'zoo.engine.safe_load', 'zoo.mm.amp']
     assert applied == ['mmcv', 'mmengine']
 
 

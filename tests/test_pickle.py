@@ -32,8 +32,14 @@ FAMILY_TINY: dict[str, dict] = {
     'agent_deit': dict(embed_dim=32, depth=2, num_heads=2, img_size=SIZE, agent_num=(4, 4, 4, 4)),
     'agent_pvt': dict(embed_dims=(16, 32, 40, 64), depths=(1, 1, 1, 1), img_size=SIZE),
     'agent_swin': dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4), img_size=SIZE, window_size=16),
-    'agent_cswin': dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4), img_size=SIZE,
-                        split_size=(1, 2, 2, 2), agent_split=(16, 8, 4, 2)),
+    'agent_cswin': dict(
+        embed_dim=16,
+        depths=(1, 1, 1, 1),
+        num_heads=(1, 2, 2, 4),
+        img_size=SIZE,
+        split_size=(1, 2, 2, 2),
+        agent_split=(16, 8, 4, 2),
+    ),
     'dcal': dict(img_size=SIZE, embed_dim=32, depth=3, num_heads=2),
     'qsd_transformer': dict(QSD_TINY, T=2),
     'mhs_vm': dict(dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), d_state=4, img_size=SIZE),
@@ -41,8 +47,25 @@ FAMILY_TINY: dict[str, dict] = {
 MODELS = list_zoo_models()
 
 # Objects that deepcopy shares by design (immutable, or code): never reported as shared state.
-_ATOMS = (int, float, complex, str, bytes, bool, type(None), type, types.ModuleType, types.BuiltinFunctionType,
-          torch.dtype, torch.device, torch.layout, torch.memory_format, enum.Enum, re.Pattern, range)
+_ATOMS = (
+    int,
+    float,
+    complex,
+    str,
+    bytes,
+    bool,
+    type(None),
+    type,
+    types.ModuleType,
+    types.BuiltinFunctionType,
+    torch.dtype,
+    torch.device,
+    torch.layout,
+    torch.memory_format,
+    enum.Enum,
+    re.Pattern,
+    range,
+)
 
 
 def _state_objects(root: object) -> tuple[dict[int, str], set[int]]:
@@ -91,7 +114,8 @@ def _assert_independent(copied: object, original: object) -> None:
 
 def _structure(model: nn.Module) -> list[tuple]:
     return [(n, type(m).__name__) for n, m in model.named_modules()] + [
-        (k, tuple(v.shape), v.dtype) for k, v in model.state_dict().items()]
+        (k, tuple(v.shape), v.dtype) for k, v in model.state_dict().items()
+    ]
 
 
 def _build(name: str) -> tuple[nn.Module, torch.Tensor]:

@@ -103,8 +103,9 @@ def test_lsq_act_placeholders_are_frozen_and_unused() -> None:
 
 # --------------------------------------------------------------------------------- neurons
 def test_multispike_levels_and_ste_gradient() -> None:
-    u = torch.tensor([-0.3, 0.0, 0.1, 0.124, 0.126, 0.37, 0.5, 0.9, 0.99, 1.0, 1.7], dtype=torch.float64,
-                     requires_grad=True)
+    u = torch.tensor(
+        [-0.3, 0.0, 0.1, 0.124, 0.126, 0.37, 0.5, 0.9, 0.99, 1.0, 1.7], dtype=torch.float64, requires_grad=True
+    )
     n = MultiSpike(levels=4)
     s = n(u)
     # round-half-up of 4u clamped to [0, 4], divided by 4
@@ -170,8 +171,11 @@ def test_spike_driven_inference_equals_integer_mode() -> None:
     m = _active_tiny('qsd_transformer_15m')
     x = torch.randn(3, 3, 16, 16)
     counts = []
-    hooks = [mod.register_forward_hook(lambda mod, i, o: counts.append(o * mod.norm))
-             for mod in m.modules() if isinstance(mod, MultiSpike)]
+    hooks = [
+        mod.register_forward_hook(lambda mod, i, o: counts.append(o * mod.norm))
+        for mod in m.modules()
+        if isinstance(mod, MultiSpike)
+    ]
     with torch.no_grad():
         ref = m(x)
     for h in hooks:
@@ -212,8 +216,11 @@ def test_spike_driven_binary_planes_reach_synapses() -> None:
 def test_meta_spikeformer_lif_time_steps_and_binary_spikes() -> None:
     m = _active_tiny('meta_spikeformer_15m', T=3)
     spikes = []
-    hooks = [mod.register_forward_hook(lambda mod, i, o: spikes.append(o))
-             for mod in m.modules() if isinstance(mod, MultiStepLIF)]
+    hooks = [
+        mod.register_forward_hook(lambda mod, i, o: spikes.append(o))
+        for mod in m.modules()
+        if isinstance(mod, MultiStepLIF)
+    ]
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         out = m(x)
@@ -246,10 +253,20 @@ def test_features_only_strides() -> None:
 # ------------------------------------------------------------------------------ checkpoints
 def _official_qsd_keys(n3: int, n4: int) -> list[str]:
     """QSD ``Spiking_vit_MetaFormer`` state-dict keys, as the official classification/models.py names them."""
+
     def lsq(n: str, bias: bool) -> list[str]:
-        return [f'{n}.weight'] + ([f'{n}.bias'] if bias else []) + [
-            f'{n}.alpha', f'{n}.init_state', f'{n}.act.alpha', f'{n}.act.zero_point', f'{n}.act.init_state',
-            f'{n}.act.signed']
+        return (
+            [f'{n}.weight']
+            + ([f'{n}.bias'] if bias else [])
+            + [
+                f'{n}.alpha',
+                f'{n}.init_state',
+                f'{n}.act.alpha',
+                f'{n}.act.zero_point',
+                f'{n}.act.init_state',
+                f'{n}.act.signed',
+            ]
+        )
 
     def bn(n: str) -> list[str]:
         return [f'{n}.{p}' for p in ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked')]
@@ -305,8 +322,7 @@ def test_official_qsd_checkpoint_loads_strictly(tmp_path) -> None:
     sd = _official_state(ref, _official_qsd_keys(3, 1), seed=1)
     path = tmp_path / 'qsd_official.pth'
     torch.save({'model': sd, 'epoch': 299}, path)  # main_finetune's misc.save_model layout
-    m = timm.create_model('qsd_transformer_15m', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)),
-                          **kw)
+    m = timm.create_model('qsd_transformer_15m', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kw)
     for k, v in m.state_dict().items():
         assert torch.equal(v, sd[k]), k
     m.eval()
@@ -314,14 +330,21 @@ def test_official_qsd_checkpoint_loads_strictly(tmp_path) -> None:
     with torch.no_grad():
         y_qsd = m(x)
     # the same file into a full-precision model: weights become their 4-bit values, same function
-    fp = timm.create_model('qsd_transformer_15m', pretrained=True, wbits=32,
-                           pretrained_cfg_overlay=dict(file=str(path)), **kw).eval()
+    fp = timm.create_model(
+        'qsd_transformer_15m', pretrained=True, wbits=32, pretrained_cfg_overlay=dict(file=str(path)), **kw
+    ).eval()
     assert not any(k.endswith('alpha') for k in fp.state_dict())
     with torch.no_grad():
         assert torch.allclose(fp(x), y_qsd, atol=1e-5)
     # act placeholders dropped on request; other class count drops the head
-    slim = timm.create_model('qsd_transformer_15m', pretrained=True, act_placeholders=False, num_classes=7,
-                             pretrained_cfg_overlay=dict(file=str(path)), **kw)
+    slim = timm.create_model(
+        'qsd_transformer_15m',
+        pretrained=True,
+        act_placeholders=False,
+        num_classes=7,
+        pretrained_cfg_overlay=dict(file=str(path)),
+        **kw,
+    )
     assert not any('.act.' in k for k in slim.state_dict())
     assert torch.equal(slim.downsample2.encode_conv.weight, sd['downsample2.encode_conv.weight'])
 
@@ -334,10 +357,12 @@ def test_official_sdt_v2_kd_checkpoint_merges_heads(tmp_path) -> None:
     sd = _official_state(ref, keys, seed=2)
     path = tmp_path / 'sdt2_kd.pth'
     torch.save({'model': sd}, path)
-    kd = timm.create_model('meta_spikeformer_15m', pretrained=True, kd_head=True,
-                           pretrained_cfg_overlay=dict(file=str(path)), **kw).eval()
-    single = timm.create_model('meta_spikeformer_15m', pretrained=True,
-                               pretrained_cfg_overlay=dict(file=str(path)), **kw).eval()
+    kd = timm.create_model(
+        'meta_spikeformer_15m', pretrained=True, kd_head=True, pretrained_cfg_overlay=dict(file=str(path)), **kw
+    ).eval()
+    single = timm.create_model(
+        'meta_spikeformer_15m', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kw
+    ).eval()
     assert torch.equal(single.head.weight, (sd['head.weight'] + sd['head_kd.weight']) / 2)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -367,10 +392,13 @@ def test_fgd_token_gram_and_distiller_loss() -> None:
 
     m = FGDDistiller(
         student=dict(model_name='qsd_transformer_15m', model_kwargs=TINY),
-        teacher=dict(model_name='vit_tiny_patch16_224',
-                     model_kwargs=dict(num_classes=10, img_size=32, patch_size=8, depth=2, embed_dim=48,
-                                       num_heads=2)),
-        kd_weight=0.5, tau=2.0)
+        teacher=dict(
+            model_name='vit_tiny_patch16_224',
+            model_kwargs=dict(num_classes=10, img_size=32, patch_size=8, depth=2, embed_dim=48, num_heads=2),
+        ),
+        kd_weight=0.5,
+        tau=2.0,
+    )
     assert m.teacher_layers == [0, 0, 1, 1]  # 4 student attention blocks spread over 2 teacher blocks
     m.train()
     # record what the loss is made of in the same forward: student logits and q / k spikes of every
@@ -414,7 +442,7 @@ def test_fgd_token_gram_and_distiller_loss() -> None:
     assert losses['loss_fgd'].item() == pytest.approx(want / (2 * len(attns)), rel=1e-4)
     s_logits, t_logits = seen['student'].double(), seen['teacher'].double()
     p_t = (t_logits / 2.0).softmax(1)
-    kl = (p_t * (p_t.log() - (s_logits / 2.0).log_softmax(1))).sum(1).mean() * 2.0 ** 2
+    kl = (p_t * (p_t.log() - (s_logits / 2.0).log_softmax(1))).sum(1).mean() * 2.0**2
     assert losses['loss_kd'].item() == pytest.approx(0.5 * kl.item(), rel=1e-4)
     assert losses['loss_ce'].item() == pytest.approx(F.cross_entropy(s_logits, labels).item(), rel=1e-5)
     losses['loss_fgd'].backward()  # the FGD term alone trains the Q-SDSA convs through the spike STE
@@ -451,8 +479,11 @@ def test_energy_tool_attribution_and_outputs(tmp_path) -> None:
     # firing rate = spikes emitted / (neuron outputs x D), counted from each neuron's input with the
     # IE-LIF rule k = round(clamp(D x, 0, D)) (seen in a second, identical eval forward)
     inputs = {}
-    hooks = [mod.register_forward_hook(lambda mod, inp, out, n=n: inputs.__setitem__(n, (inp[0], mod.levels)))
-             for n, mod in m.named_modules() if isinstance(mod, MultiSpike)]
+    hooks = [
+        mod.register_forward_hook(lambda mod, inp, out, n=n: inputs.__setitem__(n, (inp[0], mod.levels)))
+        for n, mod in m.named_modules()
+        if isinstance(mod, MultiSpike)
+    ]
     with torch.no_grad():
         m(x)
     for h in hooks:
@@ -464,8 +495,12 @@ def test_energy_tool_attribution_and_outputs(tmp_path) -> None:
     assert len({round(r, 6) for r in rates.values()}) > 1  # not a constant
 
     out = tmp_path / 'e'
-    assert energy.main(['qsd_transformer_15m', '--num-images', '2', '--img-size', '16', '--batch-size', '2',
-                        '--out', str(out)]) == 0
+    assert (
+        energy.main(
+            ['qsd_transformer_15m', '--num-images', '2', '--img-size', '16', '--batch-size', '2', '--out', str(out)]
+        )
+        == 0
+    )
     row = next(csv.DictReader(open(f'{out}.csv')))
     first, sops = float(row['first_layer_gmacs']), float(row['gsops'])
     assert float(row['energy_mj']) == pytest.approx(4.6 * first + 0.9 * sops, abs=2e-3)  # G x pJ = mJ

@@ -15,8 +15,10 @@ from zoo.models import list_zoo_models
 def test_readme_model_table_lists_every_zoo_model_with_measured_params() -> None:
     text = (ROOT / 'README.md').read_text()
     table = text.split('<!-- model-table:begin -->')[1].split('<!-- model-table:end -->')[0]
-    rows = {m.group(1): float(m.group(2)) for m in re.finditer(r'^\| `([\w.]+)` \|[^|]+\|[^|]+\| ([\d.]+) \|',
-                                                               table, flags=re.M)}
+    rows = {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(r'^\| `([\w.]+)` \|[^|]+\|[^|]+\| ([\d.]+) \|', table, flags=re.M)
+    }
     assert set(rows) == set(list_zoo_models()), 'README table is stale: run `make readme`'
     import timm
 
@@ -70,7 +72,7 @@ def test_readme_architecture_names_only_what_exists() -> None:
             current = entry if first.endswith('/') else base
             if first.endswith('/'):
                 parents.append((indent, entry))
-            names, where = re.findall(r'[\w./]+\.(?:py|sh)\b|\b\w+/(?=[\s,)]|$)', line[m.end():]), current
+            names, where = re.findall(r'[\w./]+\.(?:py|sh)\b|\b\w+/(?=[\s,)]|$)', line[m.end() :]), current
         for name in names:
             if name.startswith('<'):
                 continue

@@ -66,7 +66,7 @@ def _make_folder(root: Path, per_class=(16, 4), size: int = 32, seed: int = 0) -
             for i in range(n):
                 img = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
                 x, y = rng.integers(0, size // 2, 2)
-                img[y:y + size // 2, x:x + size // 2] = colour
+                img[y : y + size // 2, x : x + size // 2] = colour
                 Image.fromarray(img).save(d / f'{i:03d}.png')
 
 
@@ -190,8 +190,13 @@ def test_rng_state_roundtrips_through_a_weights_only_checkpoint(tmp_path: Path) 
 
 
 DET_CONFIG = 'configs/smoke/detection/mask-rcnn_test-mambaout_fpn_fixture.py'
-DET_OPTIONS = ('--cfg-options', 'train_cfg.max_epochs=2', 'train_cfg.val_interval=2',
-               'default_hooks.checkpoint.by_epoch=False', 'default_hooks.checkpoint.interval=3')
+DET_OPTIONS = (
+    '--cfg-options',
+    'train_cfg.max_epochs=2',
+    'train_cfg.val_interval=2',
+    'default_hooks.checkpoint.by_epoch=False',
+    'default_hooks.checkpoint.interval=3',
+)
 
 
 def test_detection_kill_mid_epoch_and_while_saving_then_resume_is_bit_identical(tmp_path: Path) -> None:
@@ -236,8 +241,7 @@ def test_segmentation_same_seed_twice_is_bit_identical(tmp_path: Path) -> None:
     make_ade_fixture(tmp_path / 'fx' / 'ade', num_images=4, num_val=1)
     env = dict(ENV, ZOO_FIXTURES=str(tmp_path / 'fx'))
     cfg = 'configs/smoke/segmentation/upernet_test-mambaout_fixture.py'
-    opts = ('--cfg-options', 'train_cfg.max_iters=4', 'train_cfg.val_interval=4',
-            'default_hooks.checkpoint.interval=4')
+    opts = ('--cfg-options', 'train_cfg.max_iters=4', 'train_cfg.val_interval=4', 'default_hooks.checkpoint.interval=4')
     for run in ('a', 'b'):
         out = run_tool('tools/train.py', cfg, '--work-dir', str(tmp_path / run), *opts, env=env)
         assert out.returncode == 0, out.stderr[-3000:]
@@ -275,8 +279,12 @@ def test_mil_kill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path) -> None
     _make_bags(tmp_path / 'fx' / 'wsi')
     env = dict(ENV, ZOO_FIXTURES=str(tmp_path / 'fx'))
     cfg = 'configs/smoke/acmil/acmil_ga_slides.py'
-    opts = ('--cfg-options', 'train_cfg.max_epochs=2', 'default_hooks.checkpoint.by_epoch=False',
-            'default_hooks.checkpoint.interval=3')
+    opts = (
+        '--cfg-options',
+        'train_cfg.max_epochs=2',
+        'default_hooks.checkpoint.by_epoch=False',
+        'default_hooks.checkpoint.interval=3',
+    )
     ref, work = tmp_path / 'ref', tmp_path / 'work'
     out = run_tool('tools/train.py', cfg, '--work-dir', str(ref), *opts, env=env)
     assert out.returncode == 0, out.stderr[-3000:]

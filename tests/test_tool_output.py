@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import run_tool
 
-AUTO_SCALE = "\nauto_scale_lr = dict(base_batch_size=32)\ntrain_dataloader = dict(batch_size=64)\n"
+AUTO_SCALE = '\nauto_scale_lr = dict(base_batch_size=32)\ntrain_dataloader = dict(batch_size=64)\n'
 
 
 def test_train_console_is_short_and_clean_when_redirected(tiny_config, tmp_path: Path) -> None:
@@ -47,8 +47,17 @@ def test_test_tool_show_dir_and_out(tiny_config, tmp_path: Path) -> None:
     work = tmp_path / 'work'
     assert run_tool('tools/train.py', cfg, '--work-dir', str(work)).returncode == 0
     shows, out = tmp_path / 'shows', tmp_path / 'preds.json'
-    proc = run_tool('tools/test.py', cfg, str(work / 'model.safetensors'), '--work-dir', str(tmp_path / 'eval'),
-                    '--show-dir', str(shows), '--out', str(out))
+    proc = run_tool(
+        'tools/test.py',
+        cfg,
+        str(work / 'model.safetensors'),
+        '--work-dir',
+        str(tmp_path / 'eval'),
+        '--show-dir',
+        str(shows),
+        '--out',
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = json.loads(out.read_text())
     assert len(records) == 359  # the digits validation split, one record per image
@@ -57,7 +66,7 @@ def test_test_tool_show_dir_and_out(tiny_config, tmp_path: Path) -> None:
     assert abs(sum(first['pred_score']) - 1) < 1e-4  # class probabilities
     acc = 100 * sum(r['pred_label'] == r['gt_label'] for r in records) / len(records)
     metrics = json.loads((tmp_path / 'eval/metrics.json').read_text())
-    assert abs(acc - metrics["accuracy/top1"]) < 1e-4, (acc, metrics)  # the metric is float32
+    assert abs(acc - metrics['accuracy/top1']) < 1e-4, (acc, metrics)  # the metric is float32
     pictures = sorted(shows.glob('*.png'))
     assert pictures and all(p.stat().st_size > 500 for p in pictures)
 
@@ -68,8 +77,21 @@ def test_benchmark_writes_inference_training_and_memory(tmp_path: Path) -> None:
     from PIL import Image
 
     out = tmp_path / 'bench'
-    proc = run_tool('tools/analysis/benchmark.py', '--models', 'test_mambaout', '--img-sizes', '32',
-                    '--batch-size', '2', '--rounds', '1', '--iters', '1', '--out', str(out))
+    proc = run_tool(
+        'tools/analysis/benchmark.py',
+        '--models',
+        'test_mambaout',
+        '--img-sizes',
+        '32',
+        '--batch-size',
+        '2',
+        '--rounds',
+        '1',
+        '--iters',
+        '1',
+        '--out',
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader(open(f'{out}.csv')))
     assert len(rows) == 1 and rows[0]['model'] == 'test_mambaout'

@@ -3,7 +3,7 @@
 Importing ``zoo`` registers every zoo model with timm, so ``timm.create_model(name)`` works.
 """
 
-__version__ = "0.1.0"
+__version__ = '0.1.0'
 
 import warnings as _warnings
 

@@ -51,8 +51,10 @@ NETWORK_TIMEOUT = float(os.environ.get('ZOO_NETWORK_TIMEOUT', '5'))
 # Seconds a started download may stall (no byte received) before it is given up.
 READ_TIMEOUT = 60.0
 
-LOCAL_WEIGHTS_HINT = ('use a local file with pretrained_cfg_overlay=dict(file=PATH) (tools: --checkpoint PATH) '
-                      'or no pretrained weights with pretrained=False (tools: --no-pretrained)')
+LOCAL_WEIGHTS_HINT = (
+    'use a local file with pretrained_cfg_overlay=dict(file=PATH) (tools: --checkpoint PATH) '
+    'or no pretrained weights with pretrained=False (tools: --no-pretrained)'
+)
 
 
 class WeightsError(RuntimeError):
@@ -145,8 +147,9 @@ def _fail(what: str, source: str, reason: str) -> DownloadError:
     return DownloadError(f'cannot download {what} from {source} ({reason}); {LOCAL_WEIGHTS_HINT}')
 
 
-def download_file(url: str, dst: str | os.PathLike, sha256: str = '', progress: bool = True,
-                  what: str = 'weights') -> str:
+def download_file(
+    url: str, dst: str | os.PathLike, sha256: str = '', progress: bool = True, what: str = 'weights'
+) -> str:
     """Download ``url`` to ``dst`` unless it is there; return ``dst``.
 
     Concurrent callers (the ranks of a distributed run) share one download through a file lock. The
@@ -174,8 +177,9 @@ def download_file(url: str, dst: str | os.PathLike, sha256: str = '', progress: 
             if total and n != total:
                 raise _fail(what, url, f'the connection closed after {n} of {total} bytes')
             if sha256 and got != sha256.lower():
-                raise ChecksumError(f'{url} -> {dst}: sha256 mismatch: expected {sha256.lower()}, got {got} '
-                                    '(download discarded)')
+                raise ChecksumError(
+                    f'{url} -> {dst}: sha256 mismatch: expected {sha256.lower()}, got {got} (download discarded)'
+                )
             os.replace(tmp, dst)
         except urllib.error.HTTPError as err:
             raise _fail(what, url, f'HTTP {err.code} {err.reason}') from None
@@ -250,8 +254,9 @@ def _default_cache() -> Path:
     return Path(torch.hub.get_dir()) / 'checkpoints'  # timm's get_cache_dir()
 
 
-def download_weights(name: str, cache_dir: str | os.PathLike | None = None,
-                     manifest: str | os.PathLike = MANIFEST, progress: bool = True) -> str:
+def download_weights(
+    name: str, cache_dir: str | os.PathLike | None = None, manifest: str | os.PathLike = MANIFEST, progress: bool = True
+) -> str:
     """Download the manifest entry ``name`` into the cache (once), verify its sha256, return the path.
 
     The file is stored as ``<name>.<format>``, the name the model's pretrained cfg gives the same URL,
@@ -263,12 +268,12 @@ def download_weights(name: str, cache_dir: str | os.PathLike | None = None,
         raise KeyError(f"'{name}' is not in {manifest}; known: {', '.join(sorted(entries))}")
     entry = entries[name]
     dst = Path(cache_dir or _default_cache()) / f'{entry.name}.{entry.format}'
-    return download_file(entry.url, dst, sha256=entry.sha256, progress=progress,
-                         what=f'the weights {entry.name}')
+    return download_file(entry.url, dst, sha256=entry.sha256, progress=progress, what=f'the weights {entry.name}')
 
 
-def hf_weights_file(hub_id: str, filename: str | None = None, cache_dir: str | os.PathLike | None = None,
-                    what: str = 'weights') -> str:
+def hf_weights_file(
+    hub_id: str, filename: str | None = None, cache_dir: str | os.PathLike | None = None, what: str = 'weights'
+) -> str:
     """Local path of a Hugging Face Hub weights file (timm's choice: ``filename``, else
     ``model.safetensors`` then ``pytorch_model.bin``), downloaded through the HF cache.
 
@@ -324,8 +329,9 @@ def _check_safetensors_header(path: str) -> list[str]:
         head = f.read(8)
         n = int.from_bytes(head, 'little') if len(head) == 8 else -1
         if n <= 0 or 8 + n > size:
-            raise CheckpointError(f'{path}: not a safetensors file, or truncated (header of {n} bytes in a '
-                                  f'{size}-byte file)')
+            raise CheckpointError(
+                f'{path}: not a safetensors file, or truncated (header of {n} bytes in a {size}-byte file)'
+            )
         try:
             header = json.loads(f.read(n))
         except ValueError:
@@ -335,8 +341,9 @@ def _check_safetensors_header(path: str) -> list[str]:
     tensors = {k: v for k, v in header.items() if k != '__metadata__'}
     end = max((int(v['data_offsets'][1]) for v in tensors.values()), default=0)
     if 8 + n + end > size:
-        raise CheckpointError(f'{path}: truncated safetensors file ({size} of {8 + n + end} bytes): an '
-                              'interrupted download or copy?')
+        raise CheckpointError(
+            f'{path}: truncated safetensors file ({size} of {8 + n + end} bytes): an interrupted download or copy?'
+        )
     return list(tensors)
 
 
@@ -361,13 +368,37 @@ def allow_mmengine_types() -> None:
     import numpy as np
 
     np_core = getattr(np, '_core', None) or np.core
-    dtypes = [type(np.dtype(t)) for t in ('float64', 'float32', 'float16', 'int64', 'int32', 'int8',
-                                         'uint8', 'bool', 'int16', 'uint16', 'uint32', 'uint64')]
-    torch.serialization.add_safe_globals([
-        HistoryBuffer, ConfigDict, collections.OrderedDict, collections.defaultdict, np.ndarray, np.dtype, *dtypes,
-        np_core.multiarray._reconstruct, np_core.multiarray.scalar,
-        codecs.encode,  # how numpy pickles the raw bytes of scalars
-    ])
+    dtypes = [
+        type(np.dtype(t))
+        for t in (
+            'float64',
+            'float32',
+            'float16',
+            'int64',
+            'int32',
+            'int8',
+            'uint8',
+            'bool',
+            'int16',
+            'uint16',
+            'uint32',
+            'uint64',
+        )
+    ]
+    torch.serialization.add_safe_globals(
+        [
+            HistoryBuffer,
+            ConfigDict,
+            collections.OrderedDict,
+            collections.defaultdict,
+            np.ndarray,
+            np.dtype,
+            *dtypes,
+            np_core.multiarray._reconstruct,
+            np_core.multiarray.scalar,
+            codecs.encode,  # how numpy pickles the raw bytes of scalars
+        ]
+    )
     _MMENGINE_TYPES_ALLOWED = True
 
 
@@ -377,15 +408,18 @@ def _load_torch(path: str, mmap: bool = False) -> Any:
         head = f.read(16)
     if head[:4] == b'PK\x03\x04':  # torch's zip format
         if not zipfile.is_zipfile(path):
-            raise CheckpointError(f'{path}: truncated checkpoint (a zip archive without its end): an interrupted '
-                                  'download or copy?')
+            raise CheckpointError(
+                f'{path}: truncated checkpoint (a zip archive without its end): an interrupted download or copy?'
+            )
     elif head[:1] == b'\x80':  # a pickle: torch's legacy format (no mmap), or any other pickle
         mmap = False
     elif len(head) >= 9 and head[8:9] == b'{':
         raise CheckpointError(f'{path}: this is a safetensors file; name it *.safetensors to load it')
     else:
-        raise CheckpointError(f'{path}: not a checkpoint (neither a PyTorch .pth nor a safetensors file; it '
-                              f'starts with bytes {head[:8].hex(" ")})')
+        raise CheckpointError(
+            f'{path}: not a checkpoint (neither a PyTorch .pth nor a safetensors file; it '
+            f'starts with bytes {head[:8].hex(" ")})'
+        )
     allow_mmengine_types()
     try:
         return torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
@@ -393,13 +427,15 @@ def _load_torch(path: str, mmap: bool = False) -> Any:
         text = str(err)
         if 'Unsupported global' in text:
             glob = text.split('Unsupported global: ')[-1].split(' was not')[0].strip()
-            raise CheckpointError(f'{path}: contains a pickled object that weights_only loading refuses '
-                                  f'({glob}); not loading it') from None
+            raise CheckpointError(
+                f'{path}: contains a pickled object that weights_only loading refuses ({glob}); not loading it'
+            ) from None
         if 'Weights only load failed' in text or isinstance(err, pickle.UnpicklingError):
             m = re.search(r'WeightsUnpickler error:\s*(.+)', text)
             why = m.group(1).strip() if m else _first_line(err)
-            raise CheckpointError(f'{path}: not a PyTorch checkpoint that loads with weights_only=True ({why}); '
-                                  'not loading it') from None
+            raise CheckpointError(
+                f'{path}: not a PyTorch checkpoint that loads with weights_only=True ({why}); not loading it'
+            ) from None
         raise CheckpointError(f'{path}: truncated or corrupt checkpoint ({_first_line(err)})') from None
 
 
@@ -475,12 +511,14 @@ def unwrap_state_dict(checkpoint: Mapping) -> dict[str, torch.Tensor]:
     state = select_state_dict(checkpoint)
     if not isinstance(state, Mapping):
         raise TypeError(f'expected a state dict or a checkpoint dict wrapping one, got {_describe(state)}')
-    return {k.removeprefix('module.').removeprefix('_orig_mod.'): v for k, v in state.items()
-            if isinstance(v, torch.Tensor)}
+    return {
+        k.removeprefix('module.').removeprefix('_orig_mod.'): v for k, v in state.items() if isinstance(v, torch.Tensor)
+    }
 
 
-def save_safetensors(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike,
-                     metadata: Mapping[str, str] | None = None) -> str:
+def save_safetensors(
+    state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: Mapping[str, str] | None = None
+) -> str:
     """Write tensors to ``path`` (safetensors needs contiguous, unshared storage: copies are made)."""
     from safetensors.torch import save_file
 
@@ -518,8 +556,12 @@ def _source(cfg: Any, overlay: Mapping) -> tuple[str, Any]:
     return '', None
 
 
-def pretrained_overlay(model_name: str, pretrained_cfg: Any = None, pretrained_cfg_overlay: dict | None = None,
-                       cache_dir: str | os.PathLike | None = None) -> dict:
+def pretrained_overlay(
+    model_name: str,
+    pretrained_cfg: Any = None,
+    pretrained_cfg_overlay: dict | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> dict:
     """The ``pretrained_cfg_overlay`` under which timm loads ``model_name``'s pretrained weights from a
     checked local file: the cfg's source (a file, a URL or a Hub id, after the user's overlay) is
     downloaded if needed (:func:`download_file`, :func:`hf_weights_file`) and checked
@@ -531,8 +573,9 @@ def pretrained_overlay(model_name: str, pretrained_cfg: Any = None, pretrained_c
     from timm.models import resolve_pretrained_cfg, split_model_name_tag
 
     variant, tag = split_model_name_tag(model_name)
-    cfg = resolve_pretrained_cfg(variant, pretrained_cfg=pretrained_cfg or tag or None,
-                                 pretrained_cfg_overlay=pretrained_cfg_overlay)
+    cfg = resolve_pretrained_cfg(
+        variant, pretrained_cfg=pretrained_cfg or tag or None, pretrained_cfg_overlay=pretrained_cfg_overlay
+    )
     name = f'{cfg.architecture or variant}.{cfg.tag}' if cfg.tag else cfg.architecture or variant
     overlay = dict(pretrained_cfg_overlay or {})
     kind, loc = _source(cfg, overlay)
@@ -549,8 +592,10 @@ def pretrained_overlay(model_name: str, pretrained_cfg: Any = None, pretrained_c
         path = hf_weights_file(loc, cfg.hf_hub_filename, cache_dir, what=what)
     else:
         notes = f' ({"; ".join(cfg.notes) if isinstance(cfg.notes, (list, tuple)) else cfg.notes})' if cfg.notes else ''
-        raise WeightsError(f'{name} has no weights to download (its pretrained cfg gives no url, hf_hub_id or '
-                           f'file){notes}; {LOCAL_WEIGHTS_HINT}')
+        raise WeightsError(
+            f'{name} has no weights to download (its pretrained cfg gives no url, hf_hub_id or '
+            f'file){notes}; {LOCAL_WEIGHTS_HINT}'
+        )
     check_weights_file(path)
     overlay['file'] = path
     if cfg.source == 'hf-hub':  # an 'hf-hub:' model name: timm would go to the Hub before the file
@@ -573,7 +618,8 @@ def _load_error_summary(err: BaseException, limit: int = 3) -> str:
     mismatches = [p for p in parts if p.startswith('size mismatch')]
     if len(mismatches) > 1:
         parts = [p for p in parts if not p.startswith('size mismatch')] + [
-            f'{mismatches[0]} (and {len(mismatches) - 1} more size mismatches)']
+            f'{mismatches[0]} (and {len(mismatches) - 1} more size mismatches)'
+        ]
     return '; '.join(parts) or _first_line(err)
 
 
@@ -584,32 +630,45 @@ def _guarded_filter(filter_fn: Callable | None, path: str, variant: str) -> Call
         try:
             return filter_fn(state_dict, model)
         except Exception as err:  # a KeyError deep in a filter says nothing about which file was wrong
-            raise CheckpointError(f'{path}: cannot be mapped onto {variant} ({type(err).__name__}: '
-                                  f'{_first_line(err)})') from None
+            raise CheckpointError(
+                f'{path}: cannot be mapped onto {variant} ({type(err).__name__}: {_first_line(err)})'
+            ) from None
 
     return guarded
 
 
-def build_model_with_weights(model_cls: Callable, variant: str, pretrained: bool,
-                             pretrained_filter_fn: Callable | None = None, **kwargs) -> torch.nn.Module:
+def build_model_with_weights(
+    model_cls: Callable, variant: str, pretrained: bool, pretrained_filter_fn: Callable | None = None, **kwargs
+) -> torch.nn.Module:
     """timm's ``build_model_with_cfg`` with the zoo's weight route in front: the zoo families build with
     this, so ``timm.create_model(zoo_name, pretrained=True, ...)`` downloads under the cfg's file name,
     fails fast offline, and names the file in one line when it is bad (see the module docstring)."""
     from timm.models import build_model_with_cfg
 
     if not pretrained:
-        return build_model_with_cfg(model_cls, variant, pretrained, pretrained_filter_fn=pretrained_filter_fn,
-                                    **kwargs)
-    overlay = pretrained_overlay(variant, kwargs.get('pretrained_cfg'), kwargs.pop('pretrained_cfg_overlay', None),
-                                 kwargs.get('cache_dir'))
+        return build_model_with_cfg(model_cls, variant, pretrained, pretrained_filter_fn=pretrained_filter_fn, **kwargs)
+    overlay = pretrained_overlay(
+        variant, kwargs.get('pretrained_cfg'), kwargs.pop('pretrained_cfg_overlay', None), kwargs.get('cache_dir')
+    )
     path = overlay.get('file')
     if path is None:  # an in-memory state_dict or a local-dir source: timm's route as it is
-        return build_model_with_cfg(model_cls, variant, pretrained, pretrained_filter_fn=pretrained_filter_fn,
-                                    pretrained_cfg_overlay=overlay, **kwargs)
+        return build_model_with_cfg(
+            model_cls,
+            variant,
+            pretrained,
+            pretrained_filter_fn=pretrained_filter_fn,
+            pretrained_cfg_overlay=overlay,
+            **kwargs,
+        )
     try:
-        return build_model_with_cfg(model_cls, variant, pretrained, pretrained_cfg_overlay=overlay,
-                                    pretrained_filter_fn=_guarded_filter(pretrained_filter_fn, path, variant),
-                                    **kwargs)
+        return build_model_with_cfg(
+            model_cls,
+            variant,
+            pretrained,
+            pretrained_cfg_overlay=overlay,
+            pretrained_filter_fn=_guarded_filter(pretrained_filter_fn, path, variant),
+            **kwargs,
+        )
     except RuntimeError as err:
         if 'Error(s) in loading state_dict' in str(err):
             raise CheckpointError(f'{path}: does not fit {variant}: {_load_error_summary(err)}') from None
@@ -644,7 +703,8 @@ def create_model(name: str, pretrained: bool = False, cache_dir: str | None = No
         return timm.create_model(name, pretrained=pretrained, cache_dir=cache_dir, **kwargs)
     if timm.models.is_model(timm.models.split_model_name_tag(name)[0]):
         kwargs['pretrained_cfg_overlay'] = pretrained_overlay(
-            name, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'), cache_dir)
+            name, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'), cache_dir
+        )
     try:
         return timm.create_model(name, pretrained=True, cache_dir=cache_dir, **kwargs)
     except RuntimeError as err:
@@ -654,8 +714,7 @@ def create_model(name: str, pretrained: bool = False, cache_dir: str | None = No
         raise
 
 
-def convert_checkpoint(model_name: str, src: str | os.PathLike, dst: str | os.PathLike,
-                       **model_kwargs) -> str:
+def convert_checkpoint(model_name: str, src: str | os.PathLike, dst: str | os.PathLike, **model_kwargs) -> str:
     """Official checkpoint -> zoo safetensors, through the model's own ``checkpoint_filter_fn``.
 
     The model is built by ``timm.create_model(model_name, pretrained=True,

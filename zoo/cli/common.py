@@ -23,8 +23,10 @@ from pathlib import Path
 # import of pkg_resources, and mmengine re-imports it on each config package lookup.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API', category=UserWarning)
 
-OPENMMLAB_HINT = ('the OpenMMLab extra (mmcv, mmdet, mmseg) is not installed (`make demo` installs only the '
-                  'core): run `make install` (or `bash scripts/install.sh`), which builds mmcv once and caches it')
+OPENMMLAB_HINT = (
+    'the OpenMMLab extra (mmcv, mmdet, mmseg) is not installed (`make demo` installs only the '
+    'core): run `make install` (or `bash scripts/install.sh`), which builds mmcv once and caches it'
+)
 _OPENMMLAB = ('mmcv', 'mmdet', 'mmseg', 'mmsegmentation')  # module and distribution names
 
 
@@ -105,8 +107,11 @@ def check_model_names(models: list[str], where: str = 'model') -> None:
         arch = name.split('.')[0]  # 'model.tag' names a pretrained variant of 'model'
         if not timm.is_model(arch):
             close = difflib.get_close_matches(arch, timm.list_models(), n=3, cutoff=0.6)
-            hint = (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close
-                    else " (see timm.list_models('*pattern*'))")
+            hint = (
+                f' (did you mean {", ".join(repr(c) for c in close)}?)'
+                if close
+                else " (see timm.list_models('*pattern*'))"
+            )
             raise UsageError(f'unknown model {name!r} in {where}{hint}')
 
 
@@ -115,8 +120,10 @@ def check_model_names(models: list[str], where: str = 'model') -> None:
 
 _TORCH_LIST = re.compile(r'(Missing|Unexpected) key\(s\) in state_dict: ((?:"[^"]*"(?:, )?)+)')
 _MMENGINE_LIST = re.compile(r'(unexpected key in source|missing keys in source) state_dict: ([^\n]*)')
-_SIZE = re.compile(r'size mismatch for ([^:\s]+): copying a param with shape torch\.Size\((\[[^\]]*\])\) from '
-                   r'checkpoint, the shape in current model is torch\.Size\((\[[^\]]*\])\)')
+_SIZE = re.compile(
+    r'size mismatch for ([^:\s]+): copying a param with shape torch\.Size\((\[[^\]]*\])\) from '
+    r'checkpoint, the shape in current model is torch\.Size\((\[[^\]]*\])\)'
+)
 
 
 def summarize_state_dict_error(text: str, source: str | None = None) -> str | None:
@@ -147,8 +154,7 @@ def summarize_state_dict_error(text: str, source: str | None = None) -> str | No
             parts.append(f'{len(keys)} {name} key(s) ({shown})')
     what = f'weights {source}' if source else 'the weights'
     target = f' {model.group(1)}' if model else ' the model'
-    return (f'{what} do not fit{target} (another architecture or num_classes?): '
-            f'{"; ".join(parts) or "keys differ"}')
+    return f'{what} do not fit{target} (another architecture or num_classes?): {"; ".join(parts) or "keys differ"}'
 
 
 class CaptureLoadReport(logging.Handler):
@@ -162,11 +168,15 @@ class CaptureLoadReport(logging.Handler):
         self.unexpected: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        m = re.match(r'(Missing|Unexpected) keys \((.*)\) (?:discovered|found) while loading pretrained',
-                     record.getMessage(), flags=re.S)
+        m = re.match(
+            r'(Missing|Unexpected) keys \((.*)\) (?:discovered|found) while loading pretrained',
+            record.getMessage(),
+            flags=re.S,
+        )
         if m:
             (self.missing if m.group(1) == 'Missing' else self.unexpected).extend(
-                k.strip() for k in m.group(2).split(',') if k.strip())
+                k.strip() for k in m.group(2).split(',') if k.strip()
+            )
 
     def __enter__(self) -> CaptureLoadReport:
         logger = logging.getLogger('timm.models._builder')
@@ -185,8 +195,11 @@ class CaptureLoadReport(logging.Handler):
     def problem(self, classifier: tuple[str, ...] = ()) -> str | None:
         """One line about keys that do not fit (a dropped classifier is expected), or None."""
         missing = [k for k in self.missing if not k.startswith(tuple(c + '.' for c in classifier))]
-        parts = [f'{len(keys)} {name} key(s) ({", ".join(keys[:3])}{", ..." if len(keys) > 3 else ""})'
-                 for name, keys in (('missing', missing), ('unexpected', self.unexpected)) if keys]
+        parts = [
+            f'{len(keys)} {name} key(s) ({", ".join(keys[:3])}{", ..." if len(keys) > 3 else ""})'
+            for name, keys in (('missing', missing), ('unexpected', self.unexpected))
+            if keys
+        ]
         return '; '.join(parts) or None
 
 
@@ -241,7 +254,7 @@ def build_runner(cfg, verbose: bool = False, header: str = 'train'):
     if isinstance(cfg.get('visualizer'), dict):
         import uuid
 
-        cfg.visualizer.name = f"{cfg.visualizer.get('name', 'visualizer')}_{uuid.uuid4().hex[:8]}"
+        cfg.visualizer.name = f'{cfg.visualizer.get("name", "visualizer")}_{uuid.uuid4().hex[:8]}'
     runner = ZooRunner.from_cfg(cfg)
     runner.register_hook(_header_hook(header, cfg), priority='VERY_HIGH')
     return runner
@@ -312,8 +325,11 @@ def _header_hook(mode: str, cfg):
             if runner.val_loop is not None:
                 data += f'; val {_describe_loader(runner.val_dataloader)}'
             train_cfg = cfg.get('train_cfg') or {}
-            total = (f"{train_cfg['max_epochs']} epochs" if 'max_epochs' in train_cfg
-                     else f"{train_cfg.get('max_iters', '?')} iters")
+            total = (
+                f'{train_cfg["max_epochs"]} epochs'
+                if 'max_epochs' in train_cfg
+                else f'{train_cfg.get("max_iters", "?")} iters'
+            )
             self._log(runner, f'{data}; {total}')
 
         def before_test(self, runner) -> None:

@@ -24,8 +24,14 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument('model', help='timm model name (zoo or timm), e.g. mambaout_femto')
     p.add_argument('src', help='official checkpoint (.pth/.pt/.bin/.safetensors)')
     p.add_argument('dst', help='output .safetensors path')
-    p.add_argument('--model-kwargs', nargs='+', action=DictAction, default={}, metavar='KEY=VALUE',
-                   help='extra timm.create_model arguments (e.g. num_classes=100 img_size=384)')
+    p.add_argument(
+        '--model-kwargs',
+        nargs='+',
+        action=DictAction,
+        default={},
+        metavar='KEY=VALUE',
+        help='extra timm.create_model arguments (e.g. num_classes=100 img_size=384)',
+    )
     args = p.parse_args(argv)
     if not args.dst.endswith('.safetensors'):
         p.error(f'dst must end with .safetensors, got {args.dst}')
@@ -50,8 +56,10 @@ def main(argv: list[str] | None = None) -> str:
     if problem:
         os.remove(out)
         raise UsageError(f'weights {args.src} do not fit {args.model} (another architecture?): {problem}')
-    print(f'convert: {args.src} -> {out} ({args.model}), sha256 {sha256_file(out)}, '
-          f'{os.path.getsize(out) / 1e6:.1f} MB, {time.time() - start:.1f}s')
+    print(
+        f'convert: {args.src} -> {out} ({args.model}), sha256 {sha256_file(out)}, '
+        f'{os.path.getsize(out) / 1e6:.1f} MB, {time.time() - start:.1f}s'
+    )
     return out
 
 

@@ -82,8 +82,7 @@ def load_images(folder: str | None, n: int, size: int, mean, std) -> torch.Tenso
         from PIL import Image
 
         exts = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
-        files = sorted(os.path.join(r, f) for r, _, fs in os.walk(folder)
-                       for f in fs if f.lower().endswith(exts))
+        files = sorted(os.path.join(r, f) for r, _, fs in os.walk(folder) for f in fs if f.lower().endswith(exts))
         if not files:
             raise SystemExit(f'--images: no image files under {folder}')
         imgs = []
@@ -124,6 +123,7 @@ class Recorder:
             rec[0] += counts.float().mean().item()
             rec[1] += 1
             self.last = name
+
         return hook
 
     def _layer_hook(self, name: str):
@@ -139,6 +139,7 @@ class Recorder:
             is_lsq = getattr(mod, 'alpha', None) is not None
             rec = self.layers.setdefault(name, [flops, self.last, is_lsq, 0])
             rec[3] += 1
+
         return hook
 
     def _attn_hook(self, name: str, attn: nn.Module):
@@ -150,6 +151,7 @@ class Recorder:
                 key = f'{name}.{tag}'
                 rec = self.layers.setdefault(key, [per, f'{name}.{neuron}', False, 0])
                 rec[3] += 1
+
         return hook
 
     def remove(self) -> None:
@@ -177,8 +179,9 @@ def model_size_bytes(model: nn.Module) -> float:
     return total
 
 
-def measure(name: str, images: torch.Tensor, T: int, batch_size: int, checkpoint: str | None,
-            calib_batches: int, progress) -> tuple[EnergyRow, dict[str, float]]:
+def measure(
+    name: str, images: torch.Tensor, T: int, batch_size: int, checkpoint: str | None, calib_batches: int, progress
+) -> tuple[EnergyRow, dict[str, float]]:
     import timm
 
     import zoo  # noqa: F401
@@ -195,12 +198,12 @@ def measure(name: str, images: torch.Tensor, T: int, batch_size: int, checkpoint
                 m.momentum = None  # cumulative average over the calibration batches
         with torch.no_grad():
             for i in range(calib_batches):
-                model(images[(i * batch_size) % len(images):][:batch_size])
+                model(images[(i * batch_size) % len(images) :][:batch_size])
     model.eval()
     rec = Recorder(model, T)
     with torch.no_grad():
         for i in range(0, len(images), batch_size):
-            model(images[i:i + batch_size])
+            model(images[i : i + batch_size])
             progress.update(min(batch_size, len(images) - i))
     rec.remove()
 
@@ -221,12 +224,21 @@ def measure(name: str, images: torch.Tensor, T: int, batch_size: int, checkpoint
     size = model_size_bytes(model)
     rates = rec.firing_rates()
     row = EnergyRow(
-        model=name, T=T, D=levels, wbits=wbits, images=len(images), img_size=images.shape[-1],
+        model=name,
+        T=T,
+        D=levels,
+        wbits=wbits,
+        images=len(images),
+        img_size=images.shape[-1],
         params_m=round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
-        size_mb=round(size / 1e6, 3), size_32bit_equiv_m=round(size / 4 / 1e6, 3),
-        gmacs_dense=round(dense / 1e9, 3), first_layer_gmacs=round(first_macs / 1e9, 4),
-        gsops=round(sops / 1e9, 3), mean_firing_rate=round(sum(rates.values()) / len(rates), 4),
-        energy_mj=round(e, 3), energy_bitscaled_mj=round(eq, 3),
+        size_mb=round(size / 1e6, 3),
+        size_32bit_equiv_m=round(size / 4 / 1e6, 3),
+        gmacs_dense=round(dense / 1e9, 3),
+        first_layer_gmacs=round(first_macs / 1e9, 4),
+        gsops=round(sops / 1e9, 3),
+        mean_firing_rate=round(sum(rates.values()) / len(rates), 4),
+        energy_mj=round(e, 3),
+        energy_bitscaled_mj=round(eq, 3),
     )
     return row, rates
 
@@ -260,8 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--T', type=int, default=1, help='time steps')
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--checkpoint', help='weights file (official layout accepted); one model only')
-    p.add_argument('--calib-batches', type=int, default=2,
-                   help='BN calibration batches for untrained models (ignored with --checkpoint)')
+    p.add_argument(
+        '--calib-batches',
+        type=int,
+        default=2,
+        help='BN calibration batches for untrained models (ignored with --checkpoint)',
+    )
     p.add_argument('--threads', type=int, default=None, help='torch threads')
     p.add_argument('--out', default='benchmarks/qsd_transformer_energy', help='output prefix for .csv and _firing.png')
     args = p.parse_args(argv)
@@ -275,8 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     torch.manual_seed(0)
-    images = load_images(args.images, args.num_images, args.img_size, IMAGENET_DEFAULT_MEAN,
-                         IMAGENET_DEFAULT_STD)
+    images = load_images(args.images, args.num_images, args.img_size, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
     t0 = time.time()
     rows, rates = [], {}
     with tqdm(total=len(images) * len(args.models), desc='energy', unit='img') as bar:
@@ -292,17 +307,30 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             w.writerow(asdict(r))
     plot_rates(rates, f'{args.out}_firing.png')
-    cols = ['model', 'T', 'D', 'wbits', 'params_m', 'size_mb', 'gmacs_dense', 'gsops', 'mean_firing_rate',
-            'energy_mj', 'energy_bitscaled_mj']
+    cols = [
+        'model',
+        'T',
+        'D',
+        'wbits',
+        'params_m',
+        'size_mb',
+        'gmacs_dense',
+        'gsops',
+        'mean_firing_rate',
+        'energy_mj',
+        'energy_bitscaled_mj',
+    ]
     print('| ' + ' | '.join(cols) + ' |')
     print('|' + '---|' * len(cols))
     for r in rows:
         d = asdict(r)
         print('| ' + ' | '.join(str(d[c]) for c in cols) + ' |')
     best = min(rows, key=lambda r: r.energy_mj)
-    print(f'energy: {len(rows)} model(s), {len(images)} images at {args.img_size}px, T={args.T}; lowest '
-          f'{best.model} {best.energy_mj} mJ; wrote {args.out}.csv and {args.out}_firing.png '
-          f'in {time.time() - t0:.0f}s')
+    print(
+        f'energy: {len(rows)} model(s), {len(images)} images at {args.img_size}px, T={args.T}; lowest '
+        f'{best.model} {best.energy_mj} mJ; wrote {args.out}.csv and {args.out}_firing.png '
+        f'in {time.time() - t0:.0f}s'
+    )
     return 0
 
 

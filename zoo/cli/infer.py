@@ -30,21 +30,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('config', help='mmdet or mmseg config the checkpoint was trained with')
     p.add_argument('checkpoint', help='checkpoint from tools/train.py (epoch_N.pth, iter_N.pth, best_*.pth)')
     p.add_argument('image', help='input image, or a folder of images')
-    p.add_argument('--out', help='output PNG for one image (default prediction.png), output folder for a '
-                                 'folder of images (default predictions/)')
+    p.add_argument(
+        '--out',
+        help='output PNG for one image (default prediction.png), output folder for a '
+        'folder of images (default predictions/)',
+    )
     p.add_argument('--score-thr', type=float, default=0.3, help='detection score threshold (default 0.3)')
-    p.add_argument('--nms-iou', type=float, default=0.5,
-                   help='boxes of one class overlapping more than this IoU are duplicates (default 0.5)')
+    p.add_argument(
+        '--nms-iou',
+        type=float,
+        default=0.5,
+        help='boxes of one class overlapping more than this IoU are duplicates (default 0.5)',
+    )
     p.add_argument('--device', default='cpu', help="torch device (default 'cpu')")
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={}, metavar='KEY=VALUE',
-                   help='override config keys; unknown keys are an error')
+    p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        default={},
+        metavar='KEY=VALUE',
+        help='override config keys; unknown keys are an error',
+    )
     return p.parse_args(argv)
 
 
 def _summary(res: dict, score_thr: float) -> str:
     if res['task'] == 'det':
-        return f"{res['num_detections']} detections >= {score_thr}: " + (
-            ', '.join(f'{lab} {s:.2f}' for lab, s in zip(res['labels'], res['scores'])) or 'none')
+        return f'{res["num_detections"]} detections >= {score_thr}: ' + (
+            ', '.join(f'{lab} {s:.2f}' for lab, s in zip(res['labels'], res['scores'])) or 'none'
+        )
     return 'classes ' + ', '.join(f'{k} {v:.0%}' for k, v in res['class_fractions'].items())
 
 
@@ -57,8 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.exists(args.image):
         raise FileNotFoundError(f'image {args.image} does not exist')
     if os.path.isdir(args.image):
-        images = sorted(os.path.join(args.image, f) for f in os.listdir(args.image)
-                        if not f.startswith('.') and os.path.isfile(os.path.join(args.image, f)))
+        images = sorted(
+            os.path.join(args.image, f)
+            for f in os.listdir(args.image)
+            if not f.startswith('.') and os.path.isfile(os.path.join(args.image, f))
+        )
         out_dir = args.out or 'predictions'
         if not images:
             raise FileNotFoundError(f'folder {args.image} has no files')
@@ -78,12 +95,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f'infer: skipping {err}{hint}', file=sys.stderr, flush=True)
             skipped.append(image)
             continue
-        print(f"infer: {os.path.basename(image)} -> {res['out_file']} ({_summary(res, args.score_thr)}; "
-              f"{res['seconds']:.1f}s)", flush=True)
+        print(
+            f'infer: {os.path.basename(image)} -> {res["out_file"]} ({_summary(res, args.score_thr)}; '
+            f'{res["seconds"]:.1f}s)',
+            flush=True,
+        )
     if len(jobs) > 1:
-        print(f'infer: {len(jobs) - len(skipped)} of {len(jobs)} images predicted'
-              + (f', {len(skipped)} skipped: {", ".join(os.path.basename(s) for s in skipped)}' if skipped else ''),
-              file=sys.stderr if skipped else sys.stdout, flush=True)
+        print(
+            f'infer: {len(jobs) - len(skipped)} of {len(jobs)} images predicted'
+            + (f', {len(skipped)} skipped: {", ".join(os.path.basename(s) for s in skipped)}' if skipped else ''),
+            file=sys.stderr if skipped else sys.stdout,
+            flush=True,
+        )
     return 1 if skipped else 0
 
 

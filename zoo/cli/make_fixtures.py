@@ -21,23 +21,37 @@ import time
 
 KINDS = ('coco', 'ade', 'slides', 'lesions')
 # sizes the smoke configs are tuned for (docs/dense.md, docs/acmil.md, docs/mhs_vm.md)
-DEFAULTS = dict(coco=dict(num_images=16, size=128), ade=dict(num_images=16, size=128),
-                slides=dict(size=2048), lesions=dict(num_images=64, size=64))
+DEFAULTS = dict(
+    coco=dict(num_images=16, size=128),
+    ade=dict(num_images=16, size=128),
+    slides=dict(size=2048),
+    lesions=dict(num_images=64, size=64),
+)
 SUBDIR = dict(coco='coco', ade='ade', slides='wsi', lesions='lesions')
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('kind', choices=[*KINDS, 'all'], help='which data set to write')
-    p.add_argument('--out', help='output folder (default data/fixtures/<coco|ade|wsi|lesions>, '
-                                 'or data/fixtures for "all")')
+    p.add_argument(
+        '--out', help='output folder (default data/fixtures/<coco|ade|wsi|lesions>, or data/fixtures for "all")'
+    )
     p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     p.add_argument('--num-images', type=int, help='training images (coco/ade default 16, lesions 64)')
-    p.add_argument('--num-val', type=int, help='held-out validation images (default: coco/ade as many as '
-                                               'training, lesions a quarter)')
+    p.add_argument(
+        '--num-val',
+        type=int,
+        help='held-out validation images (default: coco/ade as many as training, lesions a quarter)',
+    )
     p.add_argument('--size', type=int, help='image side in pixels (coco/ade 128, lesions 64, slides 2048)')
-    p.add_argument('--slides', type=int, nargs=3, default=(6, 2, 4), metavar=('TRAIN', 'VAL', 'TEST'),
-                   help='slides per split, each half tumour (default 6 2 4)')
+    p.add_argument(
+        '--slides',
+        type=int,
+        nargs=3,
+        default=(6, 2, 4),
+        metavar=('TRAIN', 'VAL', 'TEST'),
+        help='slides per split, each half tumour (default 6 2 4)',
+    )
     return p.parse_args(argv)
 
 
@@ -54,24 +68,28 @@ def make(kind: str, out: str, args: argparse.Namespace) -> str:
         from zoo.testing.dense import make_coco_fixture
 
         info = make_coco_fixture(out, seed=args.seed, **opts)
-        return (f"COCO instances, {info['num_images']} train / {info['num_val']} val images "
-                f"({info['num_objects']} training objects)")
+        return (
+            f'COCO instances, {info["num_images"]} train / {info["num_val"]} val images '
+            f'({info["num_objects"]} training objects)'
+        )
     if kind == 'ade':
         from zoo.testing.dense import make_ade_fixture
 
         info = make_ade_fixture(out, seed=args.seed, **opts)
-        return f"ADE20K layout, {info['num_images']} training / {info['num_val']} validation images"
+        return f'ADE20K layout, {info["num_images"]} training / {info["num_val"]} validation images'
     if kind == 'lesions':
         from zoo.testing.lesions import make_lesion_fixture
 
         info = make_lesion_fixture(out, seed=args.seed, **opts)
-        return (f"ISIC layout, {info['num_images']} train / {info['num_val']} val lesion images "
-                f"(lesion {100 * info['lesion_fraction']:.1f}% of val pixels)")
+        return (
+            f'ISIC layout, {info["num_images"]} train / {info["num_val"]} val lesion images '
+            f'(lesion {100 * info["lesion_fraction"]:.1f}% of val pixels)'
+        )
     from zoo.testing.slides import make_slide_fixture
 
     n_train, n_val, n_test = args.slides
     info = make_slide_fixture(out, n_train=n_train, n_val=n_val, n_test=n_test, seed=args.seed, **opts)
-    return f"{len(info['slides'])} slides ({n_train} train / {n_val} val / {n_test} test) and {info['csv_path']}"
+    return f'{len(info["slides"])} slides ({n_train} train / {n_val} val / {n_test} test) and {info["csv_path"]}'
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,9 +51,18 @@ def table_rows() -> list[dict]:
     for name in tqdm(list_zoo_models(), desc='measure', leave=False):
         params, gmacs, size = measure(name)
         f = facts.get(name, {})
-        rows.append(dict(model=name, family=family_of(name), params=params, gmacs=gmacs,
-                         size=f'{size[1]}×{size[2]}', paper_params=f.get('params_m'),
-                         top1=f.get('top1'), weights=f.get('weights')))
+        rows.append(
+            dict(
+                model=name,
+                family=family_of(name),
+                params=params,
+                gmacs=gmacs,
+                size=f'{size[1]}×{size[2]}',
+                paper_params=f.get('params_m'),
+                top1=f.get('top1'),
+                weights=f.get('weights'),
+            )
+        )
     return rows
 
 
@@ -61,13 +70,17 @@ def render(rows: list[dict]) -> str:
     def fmt(v, spec):
         return format(v, spec) if isinstance(v, (int, float)) else '–'
 
-    lines = ['| model | family | input | params (M) | paper params (M) | GMACs | paper top-1 | weights |',
-             '|---|---|---|---:|---:|---:|---:|---|']
+    lines = [
+        '| model | family | input | params (M) | paper params (M) | GMACs | paper top-1 | weights |',
+        '|---|---|---|---:|---:|---:|---:|---|',
+    ]
     for r in rows:
         w = r['weights']
         weights = f'[official]({w})' if w else 'none published'
-        lines.append(f"| `{r['model']}` | {r['family']} | {r['size']} | {r['params']:.2f} | "
-                     f"{fmt(r['paper_params'], '.2f')} | {r['gmacs']:.2f} | {fmt(r['top1'], '.1f')} | {weights} |")
+        lines.append(
+            f'| `{r["model"]}` | {r["family"]} | {r["size"]} | {r["params"]:.2f} | '
+            f'{fmt(r["paper_params"], ".2f")} | {r["gmacs"]:.2f} | {fmt(r["top1"], ".1f")} | {weights} |'
+        )
     return '\n'.join(lines)
 
 

@@ -26,16 +26,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('config', help='config file')
     p.add_argument('checkpoint', help='mmengine checkpoint (.pth) or weights file (.safetensors / .pth)')
     p.add_argument('--work-dir', help='where logs and metrics.json go (default: work_dirs/<config name>/test)')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={}, metavar='KEY=VALUE',
-                   help='override config keys; unknown keys are an error')
-    p.add_argument('--show-dir', metavar='DIR',
-                   help='write a picture of every prediction to DIR (classification: the image titled with '
-                        'predicted and true class; detection / segmentation: the OpenMMLab visualizer)')
-    p.add_argument('--out', metavar='FILE',
-                   help='write the raw predictions to FILE (.json for classification / MIL / binary '
-                        'segmentation; .pkl via mmengine DumpResults for mmdet / mmseg configs)')
-    p.add_argument('--verbose', action='store_true',
-                   help='also print the environment, the full config and the hook table (always in the log file)')
+    p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        default={},
+        metavar='KEY=VALUE',
+        help='override config keys; unknown keys are an error',
+    )
+    p.add_argument(
+        '--show-dir',
+        metavar='DIR',
+        help='write a picture of every prediction to DIR (classification: the image titled with '
+        'predicted and true class; detection / segmentation: the OpenMMLab visualizer)',
+    )
+    p.add_argument(
+        '--out',
+        metavar='FILE',
+        help='write the raw predictions to FILE (.json for classification / MIL / binary '
+        'segmentation; .pkl via mmengine DumpResults for mmdet / mmseg configs)',
+    )
+    p.add_argument(
+        '--verbose',
+        action='store_true',
+        help='also print the environment, the full config and the hook table (always in the log file)',
+    )
     p.add_argument('--launcher', choices=['none', 'pytorch'], default='none')
     p.add_argument('--local-rank', '--local_rank', type=int, default=0, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -52,8 +67,7 @@ def main(argv: list[str] | None = None, exit_on_skip: bool = False) -> dict:
     from zoo.hub import drop_pretrained, load_checkpoint_file, unwrap_state_dict
 
     cfg = load_config(args.config, args.cfg_options)
-    work_dir = args.work_dir or os.path.join(
-        'work_dirs', os.path.splitext(os.path.basename(args.config))[0], 'test')
+    work_dir = args.work_dir or os.path.join('work_dirs', os.path.splitext(os.path.basename(args.config))[0], 'test')
     cfg = apply_runtime_options(cfg, work_dir, args.config, launcher=args.launcher)
     ckpt = load_checkpoint_file(args.checkpoint)  # one-line error for missing/corrupt files
     is_runner_ckpt = isinstance(ckpt, dict) and 'state_dict' in ckpt and 'meta' in ckpt
@@ -96,13 +110,21 @@ def main(argv: list[str] | None = None, exit_on_skip: bool = False) -> dict:
         with open(os.path.join(cfg.work_dir, 'metrics.json'), 'w') as f:
             json.dump({k: float(v) for k, v in metrics.items()}, f, indent=1)
         shown = ', '.join(f'{k}={float(v):.4g}' for k, v in metrics.items())
-        extra = ''.join(f'; {what} {path}' for what, path in (('pictures in', args.show_dir),
-                                                              ('predictions in', args.out)) if path)
-        print(f'test: {os.path.basename(args.config)} with {os.path.basename(args.checkpoint)}: {shown} '
-              f'({time.time() - start:.0f}s{extra})', flush=True)
+        extra = ''.join(
+            f'; {what} {path}' for what, path in (('pictures in', args.show_dir), ('predictions in', args.out)) if path
+        )
+        print(
+            f'test: {os.path.basename(args.config)} with {os.path.basename(args.checkpoint)}: {shown} '
+            f'({time.time() - start:.0f}s{extra})',
+            flush=True,
+        )
         if skipped:
-            print(f'test: {len(skipped)} unreadable file(s) left out of the metrics (listed above and in '
-                  f'{os.path.join(cfg.work_dir, "skipped_samples.json")}); exit code 1', file=sys.stderr, flush=True)
+            print(
+                f'test: {len(skipped)} unreadable file(s) left out of the metrics (listed above and in '
+                f'{os.path.join(cfg.work_dir, "skipped_samples.json")}); exit code 1',
+                file=sys.stderr,
+                flush=True,
+            )
     finish_distributed()
     if skipped and exit_on_skip:
         sys.exit(1)
@@ -173,8 +195,9 @@ def _save_classification(out: dict, image, names: list[str] | None, path: str) -
     text = f'pred {name(pred)} {float(score[pred]):.0%}' + (f' / true {name(gt)}' if gt is not None else '')
     pic = Image.fromarray(to_display(image)) if image is not None else Image.new('RGB', (160, 160), 'gray')
     side = max(160, *pic.size)  # small inputs (digits are 32 px) are enlarged so the caption fits
-    pic = pic.resize((round(pic.width * side / max(pic.size)), round(pic.height * side / max(pic.size))),
-                     Image.Resampling.NEAREST)
+    pic = pic.resize(
+        (round(pic.width * side / max(pic.size)), round(pic.height * side / max(pic.size))), Image.Resampling.NEAREST
+    )
     font = ImageFont.load_default(size=max(11, side // 14))
     bar = font.getbbox(text)[3] + 8
     canvas = Image.new('RGB', (pic.width, pic.height + bar), (255, 255, 255))
@@ -193,8 +216,9 @@ def _attach_out(runner, cfg, out: str):
         from zoo.cli.common import UsageError
 
         if not out.endswith(('.pkl', '.pickle')):
-            raise UsageError(f'--out {out}: mmdet / mmseg predictions are written with DumpResults, which '
-                             'needs a .pkl file name')
+            raise UsageError(
+                f'--out {out}: mmdet / mmseg predictions are written with DumpResults, which needs a .pkl file name'
+            )
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=out))
         return None
     if not out.endswith('.json'):

@@ -24,22 +24,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('config', help='config file (mmengine Python config with _base_ inheritance)')
-    p.add_argument('--work-dir', help='where logs, checkpoints, curves.png and model.safetensors go '
-                                      '(default: work_dirs/<config name>)')
-    p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CKPT',
-                   help='resume from CKPT, or with no value from the last checkpoint in the work dir')
-    p.add_argument('--amp', action='store_true',
-                   help='mixed precision (fp16 + loss scaling on GPU, bfloat16 autocast on CPU)')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={}, metavar='KEY=VALUE',
-                   help='override config keys, e.g. train_cfg.max_epochs=3 model.model_kwargs.drop_rate=0.1; '
-                        'unknown keys are an error')
-    p.add_argument('--auto-scale-lr', action='store_true',
-                   help='scale the learning rate by (world size x batch size) / auto_scale_lr.base_batch_size '
-                        '(the base batch comes from the config)')
-    p.add_argument('--verbose', action='store_true',
-                   help='also print the environment, the full config and the hook table (always in the log file)')
-    p.add_argument('--launcher', choices=['none', 'pytorch'], default='none',
-                   help="'pytorch' under torchrun (tools/dist_train.sh)")
+    p.add_argument(
+        '--work-dir',
+        help='where logs, checkpoints, curves.png and model.safetensors go (default: work_dirs/<config name>)',
+    )
+    p.add_argument(
+        '--resume',
+        nargs='?',
+        const='auto',
+        default=None,
+        metavar='CKPT',
+        help='resume from CKPT, or with no value from the last checkpoint in the work dir',
+    )
+    p.add_argument(
+        '--amp', action='store_true', help='mixed precision (fp16 + loss scaling on GPU, bfloat16 autocast on CPU)'
+    )
+    p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        default={},
+        metavar='KEY=VALUE',
+        help='override config keys, e.g. train_cfg.max_epochs=3 model.model_kwargs.drop_rate=0.1; '
+        'unknown keys are an error',
+    )
+    p.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the learning rate by (world size x batch size) / auto_scale_lr.base_batch_size '
+        '(the base batch comes from the config)',
+    )
+    p.add_argument(
+        '--verbose',
+        action='store_true',
+        help='also print the environment, the full config and the hook table (always in the log file)',
+    )
+    p.add_argument(
+        '--launcher', choices=['none', 'pytorch'], default='none', help="'pytorch' under torchrun (tools/dist_train.sh)"
+    )
     p.add_argument('--local-rank', '--local_rank', type=int, default=0, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -57,11 +79,14 @@ def main(argv: list[str] | None = None) -> dict:
     if args.auto_scale_lr:
         # mmengine's Runner.scale_lr does the scaling at the start of train(), from this dict.
         if 'base_batch_size' not in (cfg.get('auto_scale_lr') or {}):
-            raise UsageError(f'--auto-scale-lr needs auto_scale_lr = dict(base_batch_size=N) in {args.config} '
-                             '(N: the total batch size its learning rate was set for)')
+            raise UsageError(
+                f'--auto-scale-lr needs auto_scale_lr = dict(base_batch_size=N) in {args.config} '
+                '(N: the total batch size its learning rate was set for)'
+            )
         cfg.auto_scale_lr.enable = True
-    cfg = apply_runtime_options(cfg, args.work_dir, args.config, amp=args.amp, launcher=args.launcher,
-                                resume=args.resume)
+    cfg = apply_runtime_options(
+        cfg, args.work_dir, args.config, amp=args.amp, launcher=args.launcher, resume=args.resume
+    )
     # exact --resume (RNG states, position inside the epoch) and the tests' ZOO_FAULT_INJECT hook
     from zoo.engine.resume import use_exact_resume
 
@@ -76,8 +101,11 @@ def main(argv: list[str] | None = None) -> dict:
             metrics[key[4:]] = float(hist[key].current())
     if runner.rank == 0:
         shown = ', '.join(f'{k}={v:.4g}' for k, v in metrics.items() if 'time' not in k)
-        print(f'train: {os.path.basename(args.config)} finished {runner.epoch} epochs / {runner.iter} iters '
-              f'in {time.time() - start:.0f}s; last val {shown or "n/a"}; work dir {cfg.work_dir}', flush=True)
+        print(
+            f'train: {os.path.basename(args.config)} finished {runner.epoch} epochs / {runner.iter} iters '
+            f'in {time.time() - start:.0f}s; last val {shown or "n/a"}; work dir {cfg.work_dir}',
+            flush=True,
+        )
     return metrics
 
 

@@ -25,9 +25,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from mmengine.config import DictAction
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('slides', nargs='*', help='slide files or folders (default: the config\'s wsi.slide_dir)')
-    p.add_argument('--config', default=DEFAULT_CONFIG,
-                   help=f'config with a wsi dict (default {DEFAULT_CONFIG})')
+    p.add_argument('slides', nargs='*', help="slide files or folders (default: the config's wsi.slide_dir)")
+    p.add_argument('--config', default=DEFAULT_CONFIG, help=f'config with a wsi dict (default {DEFAULT_CONFIG})')
     p.add_argument('--out', help='feature folder (default: wsi.feat_dir)')
     p.add_argument('--coords', help='coordinate folder from tools/wsi_tile.py (default: wsi.coords_dir)')
     p.add_argument('--model', help='timm / zoo model name (default: wsi.extractor.model)')
@@ -35,11 +34,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--no-pretrained', action='store_true', help='random weights (testing only)')
     p.add_argument('--seed', type=int, default=0, help='torch seed before building the model')
     p.add_argument('--batch-size', type=int, help='patches per forward (default: wsi.extractor.batch_size)')
-    p.add_argument('--num-workers', type=int,
-                   help='patch-reading processes (default: wsi.extractor.num_workers)')
+    p.add_argument('--num-workers', type=int, help='patch-reading processes (default: wsi.extractor.num_workers)')
     p.add_argument('--device', help="'cpu', 'cuda', 'cuda:1' or 'auto' (default: wsi.extractor.device)")
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={}, metavar='KEY=VALUE',
-                   help='override config keys, e.g. wsi.tiling.magnification=10 wsi.extractor.dtype=float32')
+    p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        default={},
+        metavar='KEY=VALUE',
+        help='override config keys, e.g. wsi.tiling.magnification=10 wsi.extractor.dtype=float32',
+    )
     p.add_argument('--quiet', action='store_true', help='no progress bars')
     return p.parse_args(argv)
 
@@ -65,24 +69,38 @@ def main(argv: list[str] | None = None) -> dict:
         raise FileNotFoundError(f'no slides found in {args.slides or wsi.slide_dir}')
     pretrained = bool(ex.get('pretrained')) and not args.no_pretrained
     torch.manual_seed(args.seed)  # reproducible features also for randomly initialised layers
-    extractor = build_extractor(args.model or ex['model'], pretrained=pretrained,
-                                checkpoint=args.checkpoint or ex.get('checkpoint'), device=device,
-                                input_size=ex.get('input_size'), model_kwargs=ex.get('model_kwargs'))
+    extractor = build_extractor(
+        args.model or ex['model'],
+        pretrained=pretrained,
+        checkpoint=args.checkpoint or ex.get('checkpoint'),
+        device=device,
+        input_size=ex.get('input_size'),
+        model_kwargs=ex.get('model_kwargs'),
+    )
     out_dir = args.out or wsi.feat_dir
     outcomes = extract_slides(
-        slides, out_dir, extractor, tiling=wsi.tiling, coords_dir=args.coords or wsi.get('coords_dir'),
+        slides,
+        out_dir,
+        extractor,
+        tiling=wsi.tiling,
+        coords_dir=args.coords or wsi.get('coords_dir'),
         batch_size=args.batch_size or ex.get('batch_size', 64),
         num_workers=workers,
-        dtype=ex.get('dtype', 'float16'), show_progress=not args.quiet,
-        log=lambda m: print(m, file=sys.stderr, flush=True))
+        dtype=ex.get('dtype', 'float16'),
+        show_progress=not args.quiet,
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+    )
     done = [o for o in outcomes if o.status == 'done']
     failed = [o for o in outcomes if o.status == 'failed']
     n = sum(o.n_patches for o in done)
     secs = sum(o.seconds for o in done)
     names = f' ({", ".join(o.slide for o in failed)})' if failed else ''
-    print(f'wsi_extract: {len(done)} slides extracted ({n} patches, {n / max(secs, 1e-9):.0f} patches/s with '
-          f'{extractor.name} on {device}), {len(outcomes) - len(done) - len(failed)} already done, '
-          f'{len(failed)} failed{names} in {time.time() - start:.1f}s -> {out_dir}', flush=True)
+    print(
+        f'wsi_extract: {len(done)} slides extracted ({n} patches, {n / max(secs, 1e-9):.0f} patches/s with '
+        f'{extractor.name} on {device}), {len(outcomes) - len(done) - len(failed)} already done, '
+        f'{len(failed)} failed{names} in {time.time() - start:.1f}s -> {out_dir}',
+        flush=True,
+    )
     return dict(done=len(done), failed=[o.slide for o in failed], patches=n, outcomes=outcomes)
 
 

@@ -33,8 +33,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--out', help='PNG folder (default: wsi.heatmap_dir)')
     p.add_argument('--only', nargs='+', help='slide names (file stems) to render; default: all with features')
     p.add_argument('--size', type=int, default=768, help='thumbnail size in pixels (default 768)')
-    p.add_argument('--norm', choices=['minmax', 'rank'], default='minmax',
-                   help='colour scale per map: min-max of the scores (default) or percentile ranks')
+    p.add_argument(
+        '--norm',
+        choices=['minmax', 'rank'],
+        default='minmax',
+        help='colour scale per map: min-max of the scores (default) or percentile ranks',
+    )
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={}, metavar='KEY=VALUE')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     return p.parse_args(argv)
@@ -75,13 +79,16 @@ def main(argv: list[str] | None = None) -> dict:
                 prob = model(torch.from_numpy(feats.astype('float32')), mode='tensor').softmax(-1)[0]
             title = f'{name}: p = ' + ', '.join(f'{p:.2f}' for p in prob.tolist())
             png = os.path.join(out_dir, f'{name}.png')
-            written.append(render_heatmaps(slides[name], coords, maps, attrs, png, size=args.size,
-                                           norm=args.norm, title=title))
+            written.append(
+                render_heatmaps(slides[name], coords, maps, attrs, png, size=args.size, norm=args.norm, title=title)
+            )
         except (SlideReadError, OSError, ValueError, KeyError) as err:
             failed.append(name)
             tqdm.write(f'FAILED {name}: {err} -- skipped', file=sys.stderr)
-    print(f'wsi_heatmap: {len(written)} heatmaps, {len(failed)} failed in {time.time() - start:.1f}s '
-          f'-> {out_dir}', flush=True)
+    print(
+        f'wsi_heatmap: {len(written)} heatmaps, {len(failed)} failed in {time.time() - start:.1f}s -> {out_dir}',
+        flush=True,
+    )
     return dict(written=[str(w) for w in written], failed=failed)
 
 

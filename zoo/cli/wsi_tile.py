@@ -24,13 +24,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from mmengine.config import DictAction
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('slides', nargs='*', help='slide files or folders (default: the config\'s wsi.slide_dir)')
-    p.add_argument('--config', default=DEFAULT_CONFIG,
-                   help=f'config with a wsi dict (default {DEFAULT_CONFIG})')
+    p.add_argument('slides', nargs='*', help="slide files or folders (default: the config's wsi.slide_dir)")
+    p.add_argument('--config', default=DEFAULT_CONFIG, help=f'config with a wsi dict (default {DEFAULT_CONFIG})')
     p.add_argument('--out', help='output root: coords/ and thumbnails/ go under it')
     p.add_argument('--overwrite', action='store_true', help='tile again slides that have coordinates')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={}, metavar='KEY=VALUE',
-                   help='override config keys, e.g. wsi.tiling.patch_size=256')
+    p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        default={},
+        metavar='KEY=VALUE',
+        help='override config keys, e.g. wsi.tiling.patch_size=256',
+    )
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     return p.parse_args(argv)
 
@@ -92,8 +97,11 @@ def main(argv: list[str] | None = None) -> dict:
         done += 1
         n_patches += len(res.coords)
     names = f' ({", ".join(failed)})' if failed else ''
-    print(f'wsi_tile: {done} slides tiled ({n_patches} patches), {skipped} already tiled, '
-          f'{len(failed)} failed{names} in {time.time() - start:.1f}s -> {coords_dir}', flush=True)
+    print(
+        f'wsi_tile: {done} slides tiled ({n_patches} patches), {skipped} already tiled, '
+        f'{len(failed)} failed{names} in {time.time() - start:.1f}s -> {coords_dir}',
+        flush=True,
+    )
     return dict(done=done, skipped=skipped, failed=failed, patches=n_patches)
 
 

@@ -5,5 +5,16 @@ from .image_datasets import CsvImageDataset, ImageFolderDataset, UnreadableImage
 from .skipping import SampleBatch, SkipCollate, SkippedSample, skip_collate, skipped_in
 from .transforms import build_pipeline
 
-__all__ = ['DigitsDataset', 'ImageFolderDataset', 'CsvImageDataset', 'build_pipeline', 'read_rgb',
-           'UnreadableImageError', 'SkippedSample', 'SkipCollate', 'SampleBatch', 'skip_collate', 'skipped_in']
+__all__ = [
+    'DigitsDataset',
+    'ImageFolderDataset',
+    'CsvImageDataset',
+    'build_pipeline',
+    'read_rgb',
+    'UnreadableImageError',
+    'SkippedSample',
+    'SkipCollate',
+    'SampleBatch',
+    'skip_collate',
+    'skipped_in',
+]

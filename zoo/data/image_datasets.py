@@ -52,7 +52,8 @@ def _scale_to_uint8(arr: np.ndarray, path: str) -> np.ndarray:
         if finite.size != arr.size or lo < -0.5 / 255 or hi > 1 + 0.5 / 255:
             raise UnreadableImageError(
                 f'cannot decode image {path}: float samples in [{lo:.4g}, {hi:.4g}] (non-finite values: '
-                f'{arr.size - finite.size}); float images must hold intensities in [0, 1]')
+                f'{arr.size - finite.size}); float images must hold intensities in [0, 1]'
+            )
         return np.rint(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
     if arr.dtype.kind in 'ui':
         # 16-bit data (PIL's I;16 and I;16B, cv2's uint16) -> /257; wider integers by their type maximum.
@@ -125,8 +126,13 @@ class _ImageListDataset(Dataset):
     :class:`zoo.data.SkipCollate` in your DataLoader); ``False`` always raises.
     """
 
-    def __init__(self, samples: list[tuple[str, int]], classes: Sequence[str], pipeline: Sequence[dict] | None,
-                 skip_unreadable: bool | None = None):
+    def __init__(
+        self,
+        samples: list[tuple[str, int]],
+        classes: Sequence[str],
+        pipeline: Sequence[dict] | None,
+        skip_unreadable: bool | None = None,
+    ):
         if not samples:
             raise ValueError(f'{type(self).__name__}: no images found')
         self.samples = samples
@@ -144,8 +150,11 @@ class _ImageListDataset(Dataset):
             image = read_rgb(path)
         except OSError as err:
             if not self.skip_unreadable:
-                hint = '' if self.skip_unreadable is False else (
-                    ' (add SkippedSamplesHook to custom_hooks, or pass skip_unreadable=True, to skip such files)')
+                hint = (
+                    ''
+                    if self.skip_unreadable is False
+                    else (' (add SkippedSamplesHook to custom_hooks, or pass skip_unreadable=True, to skip such files)')
+                )
                 raise UnreadableImageError(f'{type(self).__name__}[{i}]: {err}{hint}') from None
             return SkippedSample(path=path, reason=_reason(err, path), index=i)
         return dict(inputs=self.transform(image), data_samples=dict(gt_label=label, sample_idx=i))
@@ -154,7 +163,7 @@ class _ImageListDataset(Dataset):
 def _reason(err: OSError, path: str) -> str:
     text = str(err)
     prefix = f'cannot decode image {path}: '
-    return text[len(prefix):] if text.startswith(prefix) else text
+    return text[len(prefix) :] if text.startswith(prefix) else text
 
 
 @DATASETS.register_module()
@@ -168,8 +177,13 @@ class ImageFolderDataset(_ImageListDataset):
         skip_unreadable: see :class:`_ImageListDataset`.
     """
 
-    def __init__(self, data_root: str, split: str = 'train', pipeline: Sequence[dict] | None = None,
-                 skip_unreadable: bool | None = None) -> None:
+    def __init__(
+        self,
+        data_root: str,
+        split: str = 'train',
+        pipeline: Sequence[dict] | None = None,
+        skip_unreadable: bool | None = None,
+    ) -> None:
         root = Path(data_root) / split
         if not root.is_dir():
             raise FileNotFoundError(f"ImageFolderDataset: data_root/split '{root}' does not exist")
@@ -190,8 +204,13 @@ class CsvImageDataset(_ImageListDataset):
     Labels may be integers or class names; names are mapped to sorted indices.
     """
 
-    def __init__(self, ann_file: str, data_root: str = '', pipeline: Sequence[dict] | None = None,
-                 skip_unreadable: bool | None = None) -> None:
+    def __init__(
+        self,
+        ann_file: str,
+        data_root: str = '',
+        pipeline: Sequence[dict] | None = None,
+        skip_unreadable: bool | None = None,
+    ) -> None:
         if not os.path.isfile(ann_file):
             raise FileNotFoundError(f"CsvImageDataset: ann_file '{ann_file}' does not exist")
         with open(ann_file, newline='') as f:

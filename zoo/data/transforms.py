@@ -23,7 +23,7 @@ def build_pipeline(pipeline: Sequence[dict] | None) -> Callable[[np.ndarray], to
         name = spec.pop('type', None)
         cls = getattr(A, str(name), None)
         if cls is None:
-            raise KeyError(f"pipeline[{i}]: unknown albumentations transform type {name!r}")
+            raise KeyError(f'pipeline[{i}]: unknown albumentations transform type {name!r}')
         try:
             steps.append(cls(**spec))
         except TypeError as err:

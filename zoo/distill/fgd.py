@@ -67,9 +67,18 @@ class FGDDistiller(BaseModel):
     ``mode='loss'`` returns ``dict(loss_ce, loss_fgd[, loss_kd])``.
     """
 
-    def __init__(self, student: dict, teacher: dict, fgd_weight: float = 1.0, kd_weight: float = 0.0,
-                 tau: float = 1.0, teacher_layers: list[int] | None = None, label_smoothing: float = 0.0,
-                 data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
+    def __init__(
+        self,
+        student: dict,
+        teacher: dict,
+        fgd_weight: float = 1.0,
+        kd_weight: float = 0.0,
+        tau: float = 1.0,
+        teacher_layers: list[int] | None = None,
+        label_smoothing: float = 0.0,
+        data_preprocessor: dict | None = None,
+        init_cfg: dict | None = None,
+    ) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         import zoo  # noqa: F401  (registers the zoo models)
         from zoo.models.qsd_transformer import SpikeDrivenSelfAttention
@@ -86,8 +95,7 @@ class FGDDistiller(BaseModel):
         self._student_qk: dict[int, dict[str, torch.Tensor]] = {}
 
         blocks = getattr(self.teacher, 'blocks', None)
-        self._teacher_is_vit = blocks is not None and all(hasattr(b, 'attn') and hasattr(b.attn, 'qkv')
-                                                          for b in blocks)
+        self._teacher_is_vit = blocks is not None and all(hasattr(b, 'attn') and hasattr(b.attn, 'qkv') for b in blocks)
         depth = len(blocks) if self._teacher_is_vit else len(self.teacher.feature_info)
         n = len(self._attn)
         if teacher_layers is None:
@@ -106,6 +114,7 @@ class FGDDistiller(BaseModel):
             B, N, C3 = out.shape
             q, k, _ = out.reshape(B, N, 3, C3 // 3).unbind(2)
             self._teacher_qk[idx] = (q, k)
+
         return hook
 
     def _capture_student(self) -> list:
@@ -114,8 +123,11 @@ class FGDDistiller(BaseModel):
         handles = []
         for i, a in enumerate(self._attn):
             for tag, lif in (('q', a.q_lif), ('k', a.k_lif)):
-                handles.append(lif.register_forward_hook(
-                    lambda m, inp, out, i=i, tag=tag: self._student_qk[i].__setitem__(tag, out)))
+                handles.append(
+                    lif.register_forward_hook(
+                        lambda m, inp, out, i=i, tag=tag: self._student_qk[i].__setitem__(tag, out)
+                    )
+                )
         return handles
 
     # -- loss ------------------------------------------------------------------------------------
@@ -140,8 +152,9 @@ class FGDDistiller(BaseModel):
                     q, k = self._teacher_qk[idx]
                     q, k = q[:, npre:], k[:, npre:]
                     side = int(round(q.shape[1] ** 0.5))  # square token grid
-                    res.append(tuple(_grid_tokens(t.transpose(1, 2).reshape(t.shape[0], -1, side, side), hw)
-                                     for t in (q, k)))
+                    res.append(
+                        tuple(_grid_tokens(t.transpose(1, 2).reshape(t.shape[0], -1, side, side), hw) for t in (q, k))
+                    )
             else:
                 final, feats = self.teacher.forward_intermediates(x, indices=sorted(set(self.teacher_layers)))
                 logits = self.teacher.forward_head(final)
@@ -167,8 +180,14 @@ class FGDDistiller(BaseModel):
             fgd = fgd + F.mse_loss(gq, token_gram(tq)) + F.mse_loss(gk, token_gram(tk))
         losses['loss_fgd'] = self.fgd_weight * fgd / (2 * len(grams))
         if self.kd_weight > 0 and t_logits.shape == logits.shape:
-            kd = F.kl_div(F.log_softmax(logits / self.tau, 1), F.softmax(t_logits.float() / self.tau, 1),
-                          reduction='batchmean') * self.tau ** 2
+            kd = (
+                F.kl_div(
+                    F.log_softmax(logits / self.tau, 1),
+                    F.softmax(t_logits.float() / self.tau, 1),
+                    reduction='batchmean',
+                )
+                * self.tau**2
+            )
             losses['loss_kd'] = self.kd_weight * kd
         self._student_qk = {}
         return losses

@@ -12,7 +12,21 @@ from .safe_load import allow_mmengine_checkpoints
 from .skip_report import SkippedSamplesHook
 
 # Nothing is patched at import: zoo.engine.patches.apply_patches() does it (the zoo's runner calls it).
-__all__ = ['TimmClassifier', 'Accuracy', 'ProgressBarHook', 'TrainingCurveHook', 'ExportSafetensorsHook',
-           'CpuAmpOptimWrapper', 'allow_mmengine_checkpoints', 'apply_patches', 'PINNED',
-           'save_checkpoints_before_pruning', 'SkippedSamplesHook', 'FaultInjectionHook',
-           'ResumableEpochBasedTrainLoop', 'capture_rng_state', 'restore_rng_state', 'use_exact_resume']
+__all__ = [
+    'TimmClassifier',
+    'Accuracy',
+    'ProgressBarHook',
+    'TrainingCurveHook',
+    'ExportSafetensorsHook',
+    'CpuAmpOptimWrapper',
+    'allow_mmengine_checkpoints',
+    'apply_patches',
+    'PINNED',
+    'save_checkpoints_before_pruning',
+    'SkippedSamplesHook',
+    'FaultInjectionHook',
+    'ResumableEpochBasedTrainLoop',
+    'capture_rng_state',
+    'restore_rng_state',
+    'use_exact_resume',
+]

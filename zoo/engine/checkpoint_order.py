@@ -87,10 +87,17 @@ def _save_then_prune(self, runner, step, meta) -> None:
     runner.message_hub.update_info('last_ckpt', self.last_ckpt)
     fi.begin_checkpoint_save()
     try:
-        runner.save_checkpoint(self.out_dir, ckpt_filename, self.file_client_args,
-                               save_optimizer=self.save_optimizer,
-                               save_param_scheduler=self.save_param_scheduler, meta=meta,
-                               by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
+        runner.save_checkpoint(
+            self.out_dir,
+            ckpt_filename,
+            self.file_client_args,
+            save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler,
+            meta=meta,
+            by_epoch=self.by_epoch,
+            backend_args=self.backend_args,
+            **self.args,
+        )
         if not is_main_process():
             return
         fi.fault_point('written', f'({ckpt_filename} complete, last_checkpoint not updated)')

@@ -27,8 +27,14 @@ class TimmClassifier(BaseModel):
     ``pred_score`` (softmax over classes) and ``gt_label``; ``'tensor'`` returns logits ``[B, K]``.
     """
 
-    def __init__(self, model_name: str, model_kwargs: dict | None = None, label_smoothing: float = 0.0,
-                 data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        model_kwargs: dict | None = None,
+        label_smoothing: float = 0.0,
+        data_preprocessor: dict | None = None,
+        init_cfg: dict | None = None,
+    ) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         import zoo  # noqa: F401  (zoo models must be registered before create_model)
         from zoo.engine.config import ConfigKeyError

@@ -13,18 +13,62 @@ from mmengine.config import Config, ConfigDict
 
 # Top-level keys mmengine's Runner reads (anything else is a helper variable of the config).
 RUNNER_KEYS = (
-    'model', 'work_dir', 'train_dataloader', 'val_dataloader', 'test_dataloader', 'train_cfg', 'val_cfg',
-    'test_cfg', 'auto_scale_lr', 'optim_wrapper', 'param_scheduler', 'val_evaluator', 'test_evaluator',
-    'default_hooks', 'custom_hooks', 'data_preprocessor', 'load_from', 'resume', 'launcher', 'env_cfg',
-    'log_processor', 'log_level', 'visualizer', 'default_scope', 'randomness', 'experiment_name', 'cfg',
-    'model_wrapper_cfg', 'find_unused_parameters', 'vis_backends', 'custom_imports', 'train_pipeline',
-    'test_pipeline', 'val_pipeline', 'dataset_type', 'data_root', 'backend_args', 'tta_model', 'tta_pipeline',
+    'model',
+    'work_dir',
+    'train_dataloader',
+    'val_dataloader',
+    'test_dataloader',
+    'train_cfg',
+    'val_cfg',
+    'test_cfg',
+    'auto_scale_lr',
+    'optim_wrapper',
+    'param_scheduler',
+    'val_evaluator',
+    'test_evaluator',
+    'default_hooks',
+    'custom_hooks',
+    'data_preprocessor',
+    'load_from',
+    'resume',
+    'launcher',
+    'env_cfg',
+    'log_processor',
+    'log_level',
+    'visualizer',
+    'default_scope',
+    'randomness',
+    'experiment_name',
+    'cfg',
+    'model_wrapper_cfg',
+    'find_unused_parameters',
+    'vis_backends',
+    'custom_imports',
+    'train_pipeline',
+    'test_pipeline',
+    'val_pipeline',
+    'dataset_type',
+    'data_root',
+    'backend_args',
+    'tta_model',
+    'tta_pipeline',
 )
-LOOP_KEYS = {'type', 'by_epoch', 'max_epochs', 'max_iters', 'val_begin', 'val_interval', 'dynamic_intervals',
-             'fp16'}
-DATALOADER_KEYS = {'batch_size', 'num_workers', 'sampler', 'batch_sampler', 'collate_fn', 'dataset',
-                   'persistent_workers', 'pin_memory', 'drop_last', 'shuffle', 'prefetch_factor',
-                   'worker_init_fn', 'timeout'}
+LOOP_KEYS = {'type', 'by_epoch', 'max_epochs', 'max_iters', 'val_begin', 'val_interval', 'dynamic_intervals', 'fp16'}
+DATALOADER_KEYS = {
+    'batch_size',
+    'num_workers',
+    'sampler',
+    'batch_sampler',
+    'collate_fn',
+    'dataset',
+    'persistent_workers',
+    'pin_memory',
+    'drop_last',
+    'shuffle',
+    'prefetch_factor',
+    'worker_init_fn',
+    'timeout',
+}
 
 
 class ConfigKeyError(KeyError):
@@ -86,8 +130,10 @@ def _check_option_value(cfg: Config, dotted: str, value: Any, path: str) -> None
         return
     name, ok = expected
     if not ok(value):
-        raise ConfigValueError(f"--cfg-options {dotted}={value!r}: expected {name} ({origin} {current!r}), "
-                               f"got {type(value).__name__} (config {path})")
+        raise ConfigValueError(
+            f'--cfg-options {dotted}={value!r}: expected {name} ({origin} {current!r}), '
+            f'got {type(value).__name__} (config {path})'
+        )
 
 
 def _expected_type(current: Any):
@@ -114,8 +160,10 @@ def _check_option_path(cfg: Config, dotted: str, path: str) -> None:
         if isinstance(node, Mapping) and depth == len(parts) - 1 and _accepts(node, part):
             return  # a constructor argument the config leaves at its default
         keys = list(node) if isinstance(node, Mapping) else []
-        raise ConfigKeyError(f"unknown config key '{dotted}' in --cfg-options for {path}: "
-                             f"'{part}' is not in {where}{_suggest(part, keys)}")
+        raise ConfigKeyError(
+            f"unknown config key '{dotted}' in --cfg-options for {path}: "
+            f"'{part}' is not in {where}{_suggest(part, keys)}"
+        )
 
 
 def _accepts(node: Mapping, arg: str) -> bool:
@@ -144,6 +192,7 @@ def _resolve_type(node: Mapping):
     )
 
     import zoo.registry  # noqa: F401  (the zoo scope must exist)
+
     for reg in (MODELS, DATASETS, METRICS, HOOKS, LOOPS, OPTIM_WRAPPERS, OPTIMIZERS, PARAM_SCHEDULERS):
         scope = None
         if '.' in t:
@@ -220,17 +269,26 @@ def _check_typed(node: Any, where: str, path: str) -> None:
     for k in node:
         if k not in params and k not in ('type', '_scope_', '_delete_'):
             name = getattr(cls, '__name__', str(cls))
-            raise ConfigKeyError(f"unknown config key '{where}.{k}' in {path}: {name} takes "
-                                 f"{', '.join(sorted(params))}{_suggest(k, params)}")
+            raise ConfigKeyError(
+                f"unknown config key '{where}.{k}' in {path}: {name} takes "
+                f'{", ".join(sorted(params))}{_suggest(k, params)}'
+            )
 
 
-def apply_runtime_options(cfg: Config, work_dir: str | None, config_path: str, amp: bool = False,
-                          launcher: str = 'none', resume: str | None = None) -> Config:
+def apply_runtime_options(
+    cfg: Config,
+    work_dir: str | None,
+    config_path: str,
+    amp: bool = False,
+    launcher: str = 'none',
+    resume: str | None = None,
+) -> Config:
     """Work dir, AMP, launcher (gloo + CPU DDP when no GPU) and resume, as tools/train.py takes them."""
     import torch
 
-    cfg.work_dir = work_dir or cfg.get('work_dir') or os.path.join(
-        'work_dirs', os.path.splitext(os.path.basename(config_path))[0])
+    cfg.work_dir = (
+        work_dir or cfg.get('work_dir') or os.path.join('work_dirs', os.path.splitext(os.path.basename(config_path))[0])
+    )
     cfg.launcher = launcher
     # Every run drops unreadable samples from their batch and lists them at the end (zoo.engine.skip_report),
     # also when a config replaces the base custom_hooks list.
@@ -254,9 +312,12 @@ def apply_runtime_options(cfg: Config, work_dir: str | None, config_path: str, a
         if not dist.is_initialized():
             dist.init_process_group(backend='gloo')
         # DDP on CPU modules needs device_ids=None (mmengine passes LOCAL_RANK otherwise).
-        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
-                                     broadcast_buffers=False,
-                                     find_unused_parameters=cfg.get('find_unused_parameters', False))
+        cfg.model_wrapper_cfg = dict(
+            type='MMDistributedDataParallel',
+            device_ids=None,
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False),
+        )
     if resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif resume:

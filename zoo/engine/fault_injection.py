@@ -113,8 +113,9 @@ class FaultInjectionHook(Hook):
 
     priority = 'LOWEST'  # after the checkpoint hook of the same iteration
 
-    def __init__(self, kill_at_iter: int | None = None, kill_at_save: int | None = None,
-                 save_stage: str = 'partial') -> None:
+    def __init__(
+        self, kill_at_iter: int | None = None, kill_at_save: int | None = None, save_stage: str = 'partial'
+    ) -> None:
         if kill_at_iter is None and kill_at_save is None:
             raise ValueError('FaultInjectionHook needs kill_at_iter or kill_at_save')
         self.kill_at_iter = kill_at_iter
@@ -129,8 +130,10 @@ class FaultInjectionHook(Hook):
 
     def before_run(self, runner) -> None:
         arm(self.kill_at_iter, self.kill_at_save, self.save_stage)
-        runner.logger.warning(f'FaultInjectionHook armed: kill_at_iter={self.kill_at_iter}, '
-                              f'kill_at_save={self.kill_at_save} ({self.save_stage})')
+        runner.logger.warning(
+            f'FaultInjectionHook armed: kill_at_iter={self.kill_at_iter}, '
+            f'kill_at_save={self.kill_at_save} ({self.save_stage})'
+        )
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         if self.kill_at_iter is not None and runner.iter + 1 == self.kill_at_iter:

@@ -54,7 +54,7 @@ class ProgressBarHook(Hook):
     def _step(self, outputs=None) -> None:
         if self._bar is not None:
             if isinstance(outputs, dict) and 'loss' in outputs:
-                self._bar.set_postfix(loss=f"{float(outputs['loss'].detach()):.4f}", refresh=False)
+                self._bar.set_postfix(loss=f'{float(outputs["loss"].detach()):.4f}', refresh=False)
             self._bar.update(1)
 
     def before_train_epoch(self, runner) -> None:
@@ -111,9 +111,10 @@ class TrainingCurveHook(Hook):
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         # plain lists, ints and floats: loadable with torch.load(weights_only=True)
-        checkpoint['training_curves'] = dict(loss=[[int(i), float(v)] for i, v in self.loss],
-                                             metrics={k: [[int(e), float(v)] for e, v in pts]
-                                                      for k, pts in self.metrics.items()})
+        checkpoint['training_curves'] = dict(
+            loss=[[int(i), float(v)] for i, v in self.loss],
+            metrics={k: [[int(e), float(v)] for e, v in pts] for k, pts in self.metrics.items()},
+        )
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         self._loaded = checkpoint.get('training_curves')
@@ -123,8 +124,9 @@ class TrainingCurveHook(Hook):
         loaded, self._loaded = self._loaded, None
         if loaded and runner.iter > 0:
             self.loss = [(int(i), float(v)) for i, v in loaded['loss'] if i <= runner.iter]
-            self.metrics = defaultdict(list, {k: [(int(e), float(v)) for e, v in pts]
-                                              for k, pts in loaded['metrics'].items()})
+            self.metrics = defaultdict(
+                list, {k: [(int(e), float(v)) for e, v in pts] for k, pts in loaded['metrics'].items()}
+            )
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         if isinstance(outputs, dict) and 'loss' in outputs:

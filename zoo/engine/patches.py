@@ -45,7 +45,8 @@ def check_pinned(dist: str) -> None:
     if have is not None and have != PINNED[dist]:
         raise UnpinnedVersionError(
             f'{dist} {have} is installed, but zoo.engine.patches was written for {dist} {PINNED[dist]} '
-            f'(pyproject.toml pins it): install {dist}=={PINNED[dist]}, or review the patch and update PINNED')
+            f'(pyproject.toml pins it): install {dist}=={PINNED[dist]}, or review the patch and update PINNED'
+        )
 
 
 def apply_patches() -> list[str]:

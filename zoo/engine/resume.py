@@ -143,14 +143,21 @@ class ResumableBatchSampler:
 def _with_resumable_batches(loader: DataLoader, seed: int, rank: int) -> tuple[DataLoader, Any]:
     """The same data loader over a :class:`ResumableBatchSampler` (or itself, when it cannot be
     wrapped: iterable datasets, loaders without a batch sampler, DataLoader subclasses)."""
-    if (type(loader) is not DataLoader or isinstance(loader.dataset, IterableDataset)
-            or loader.batch_sampler is None):
+    if type(loader) is not DataLoader or isinstance(loader.dataset, IterableDataset) or loader.batch_sampler is None:
         return loader, None
     wrapped = ResumableBatchSampler(loader.batch_sampler, seed, rank)
-    kwargs = dict(batch_sampler=wrapped, num_workers=loader.num_workers, collate_fn=loader.collate_fn,
-                  pin_memory=loader.pin_memory, timeout=loader.timeout, worker_init_fn=loader.worker_init_fn,
-                  multiprocessing_context=loader.multiprocessing_context, generator=loader.generator,
-                  persistent_workers=loader.persistent_workers, pin_memory_device=loader.pin_memory_device)
+    kwargs = dict(
+        batch_sampler=wrapped,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        timeout=loader.timeout,
+        worker_init_fn=loader.worker_init_fn,
+        multiprocessing_context=loader.multiprocessing_context,
+        generator=loader.generator,
+        persistent_workers=loader.persistent_workers,
+        pin_memory_device=loader.pin_memory_device,
+    )
     if loader.num_workers > 0:
         kwargs['prefetch_factor'] = loader.prefetch_factor
     if hasattr(loader, 'in_order'):
@@ -184,15 +191,19 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
     """``EpochBasedTrainLoop`` that resumes exactly, also from checkpoints saved in the middle of an
     epoch (module docstring). Same arguments and behaviour otherwise."""
 
-    def __init__(self, runner, dataloader, max_epochs: int, val_begin: int = 1, val_interval: int = 1,
-                 dynamic_intervals=None) -> None:
+    def __init__(
+        self, runner, dataloader, max_epochs: int, val_begin: int = 1, val_interval: int = 1, dynamic_intervals=None
+    ) -> None:
         super().__init__(runner, dataloader, max_epochs, val_begin, val_interval, dynamic_intervals)
         self.data_seed = int(runner.seed if runner.seed is not None else 0)
         self.dataloader, self.batches = _with_resumable_batches(self.dataloader, self.data_seed, runner.rank)
         if self.batches is None:
-            print_log(f'{type(self).__name__}: the train data loader cannot be wrapped; a resume inside an epoch '
-                      'replays (loads) the consumed batches and worker seeds are not restored',
-                      logger='current', level=30)
+            print_log(
+                f'{type(self).__name__}: the train data loader cannot be wrapped; a resume inside an epoch '
+                'replays (loads) the consumed batches and worker seeds are not restored',
+                logger='current',
+                level=30,
+            )
         self.pending_state: dict | None = None  # set by ResumeStateHook when a checkpoint is loaded
         self._point: dict | None = None  # where a checkpoint saved right now resumes
         self._rank_rng: list | None = None  # every rank's RNG state at the point (DDP)
@@ -216,10 +227,15 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         sampler = getattr(self.dataloader, 'sampler', None)
         if self.batches is not None:
             sampler = self.batches.sampler
-        return dict(version=STATE_VERSION, **self._point,
-                    rng=self._rank_rng if self.runner.world_size > 1 else capture_rng_state(),
-                    world_size=self.runner.world_size, data_seed=self.data_seed,
-                    sampler_seed=getattr(sampler, 'seed', None), epoch_length=len(self.dataloader))
+        return dict(
+            version=STATE_VERSION,
+            **self._point,
+            rng=self._rank_rng if self.runner.world_size > 1 else capture_rng_state(),
+            world_size=self.runner.world_size,
+            data_seed=self.data_seed,
+            sampler_seed=getattr(sampler, 'seed', None),
+            epoch_length=len(self.dataloader),
+        )
 
     def _take_pending_state(self) -> int:
         """Apply a loaded ``'zoo_resume'`` state; returns the batch of the current epoch to start at."""
@@ -227,21 +243,32 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         if self._iter == 0:
             return 0  # a fresh run (or load_from): nothing to resume
         if not state:
-            print_log('the checkpoint has no zoo resume state (older zoo or plain mmengine): resuming at the '
-                      'epoch boundary without the random states', logger='current', level=30)
+            print_log(
+                'the checkpoint has no zoo resume state (older zoo or plain mmengine): resuming at the '
+                'epoch boundary without the random states',
+                logger='current',
+                level=30,
+            )
             return 0
         where = (state.get('epoch'), state.get('iter'))
         if where != (self._epoch, self._iter) or state.get('epoch_length') != len(self.dataloader):
-            print_log(f'the zoo resume state (epoch, iter) = {where}, {state.get("epoch_length")} batches/epoch '
-                      f'does not match the checkpoint ({self._epoch}, {self._iter}), {len(self.dataloader)} '
-                      'batches/epoch: resuming at the epoch boundary without the random states',
-                      logger='current', level=30)
+            print_log(
+                f'the zoo resume state (epoch, iter) = {where}, {state.get("epoch_length")} batches/epoch '
+                f'does not match the checkpoint ({self._epoch}, {self._iter}), {len(self.dataloader)} '
+                'batches/epoch: resuming at the epoch boundary without the random states',
+                logger='current',
+                level=30,
+            )
             return 0
         rng = state['rng']
         if isinstance(rng, list):
             if len(rng) != self.runner.world_size:
-                print_log(f'the checkpoint holds random states of {len(rng)} ranks, this run has '
-                          f'{self.runner.world_size}: random states are not restored', logger='current', level=30)
+                print_log(
+                    f'the checkpoint holds random states of {len(rng)} ranks, this run has '
+                    f'{self.runner.world_size}: random states are not restored',
+                    logger='current',
+                    level=30,
+                )
                 rng = None
             else:
                 rng = rng[self.runner.rank]
@@ -251,9 +278,11 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
             if state.get('sampler_seed') is not None and hasattr(self.batches.sampler, 'seed'):
                 self.batches.sampler.seed = state['sampler_seed']
         batch = int(state['batch'])
-        print_log(f'exact resume: epoch {self._epoch + 1}, batch {batch}/{len(self.dataloader)}, iteration '
-                  f'{self._iter}' + (', validation of the finished epoch first' if state['val_pending'] else ''),
-                  logger='current')
+        print_log(
+            f'exact resume: epoch {self._epoch + 1}, batch {batch}/{len(self.dataloader)}, iteration '
+            f'{self._iter}' + (', validation of the finished epoch first' if state['val_pending'] else ''),
+            logger='current',
+        )
         if batch == 0:
             if rng is not None:
                 restore_rng_state(rng)
@@ -276,8 +305,11 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
 
     def _maybe_validate(self) -> None:
         self._decide_current_val_interval()
-        if (self.runner.val_loop is not None and self._epoch >= self.val_begin
-                and (self._epoch % self.val_interval == 0 or self._epoch == self._max_epochs)):
+        if (
+            self.runner.val_loop is not None
+            and self._epoch >= self.val_begin
+            and (self._epoch % self.val_interval == 0 or self._epoch == self._max_epochs)
+        ):
             self._set_point(self._epoch, self._iter, 0, False)  # a save during validation resumes after it
             self.runner.val_loop.run()
 

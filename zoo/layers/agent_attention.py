@@ -180,9 +180,7 @@ class AgentAttentionCore(nn.Module):
         agent_v = self._softmax_attention(agents, k, v, bias1.to(q.dtype))
         return self._softmax_attention(q, agents, agent_v, bias2.to(q.dtype))
 
-    def _softmax_attention(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
-    ) -> torch.Tensor:
+    def _softmax_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """``softmax(q k^T / sqrt(d) + bias) v``. Fused SDPA on accelerators; on CPU, where SDPA's
         flash kernel is slower than plain GEMMs for the few agent keys / queries here, explicit matmuls."""
         drop = self.attn_drop if self.training else 0.0
@@ -269,8 +267,7 @@ class AgentAttention(AgentAttentionCore):
         return self.proj_drop(self.proj(out))
 
     def extra_repr(self) -> str:
-        return (f'dim={self.dim}, num_heads={self.num_heads}, agent_num={self.agent_num}, '
-                f'window={self.window_size}')
+        return f'dim={self.dim}, num_heads={self.num_heads}, agent_num={self.agent_num}, window={self.window_size}'
 
 
 def init_agent_biases(model: nn.Module) -> None:

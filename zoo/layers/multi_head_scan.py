@@ -21,8 +21,15 @@ import torch.nn.functional as F
 from .selective_scan import selective_scan
 
 __all__ = [
-    'PATTERNS', 'route_order', 'pattern_routes', 'ScanRoutes', 'ScanRouteAttention', 'MambaEngine',
-    'ScanHead', 'MultiHeadScan', 'run_engines',
+    'PATTERNS',
+    'route_order',
+    'pattern_routes',
+    'ScanRoutes',
+    'ScanRouteAttention',
+    'MambaEngine',
+    'ScanHead',
+    'MultiHeadScan',
+    'run_engines',
 ]
 
 # Head i scans along PATTERNS[i]; 3 heads use C, X, S and 4 heads add Z (as the official code).
@@ -70,12 +77,18 @@ def _spiral(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
             cols.append(torch.full((bottom - top + 1,), left, device='cpu'))
             break
         # top row left->right, right column down, bottom row right->left, left column up
-        rows += [torch.full((right - left,), top, device='cpu'), torch.arange(top, bottom, device='cpu'),
-                 torch.full((right - left,), bottom, device='cpu'),
-                 torch.arange(bottom, top, -1, device='cpu')]
-        cols += [torch.arange(left, right, device='cpu'), torch.full((bottom - top,), right, device='cpu'),
-                 torch.arange(right, left, -1, device='cpu'),
-                 torch.full((bottom - top,), left, device='cpu')]
+        rows += [
+            torch.full((right - left,), top, device='cpu'),
+            torch.arange(top, bottom, device='cpu'),
+            torch.full((right - left,), bottom, device='cpu'),
+            torch.arange(bottom, top, -1, device='cpu'),
+        ]
+        cols += [
+            torch.arange(left, right, device='cpu'),
+            torch.full((bottom - top,), right, device='cpu'),
+            torch.arange(right, left, -1, device='cpu'),
+            torch.full((bottom - top,), left, device='cpu'),
+        ]
         top, left, bottom, right = top + 1, left + 1, bottom - 1, right - 1
     return torch.cat(rows), torch.cat(cols)
 
@@ -104,7 +117,7 @@ def route_order(route: str, h: int, w: int) -> torch.Tensor:
         return torch.arange(h * w, device='cpu')
     if route == 'Z1':
         return torch.arange(h * w, device='cpu').view(h, w).t().reshape(-1)
-    raise ValueError(f"route: unknown scan route {route!r}; expected one of C0 C1 X0 X1 S0 S1 Z0 Z1")
+    raise ValueError(f'route: unknown scan route {route!r}; expected one of C0 C1 X0 X1 S0 S1 Z0 Z1')
 
 
 def pattern_routes(pattern: str, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -208,8 +221,15 @@ class MambaEngine(nn.Module):
     ``dt_projs_weight`` (4, d, r), ``dt_projs_bias`` (4, d), ``A_logs`` (4d, N), ``Ds`` (4d,).
     """
 
-    def __init__(self, d_model: int, d_state: int = 16, k: int = 4, dt_min: float = 0.001,
-                 dt_max: float = 0.1, dt_init_floor: float = 1e-4) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        k: int = 4,
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        dt_init_floor: float = 1e-4,
+    ) -> None:
         super().__init__()
         self.d_model = d_model
         self.d_state = d_state
@@ -218,7 +238,7 @@ class MambaEngine(nn.Module):
         out = self.dt_rank + 2 * d_state
         bound = 1.0 / math.sqrt(d_model)  # nn.Linear's default init
         self.x_proj_weight = nn.Parameter(torch.empty(k, out, d_model).uniform_(-bound, bound))
-        std = self.dt_rank ** -0.5
+        std = self.dt_rank**-0.5
         self.dt_projs_weight = nn.Parameter(torch.empty(k, d_model, self.dt_rank).uniform_(-std, std))
         # softplus(bias) log-uniform in [dt_min, dt_max] (the Mamba initialisation)
         dt = torch.exp(torch.rand(k, d_model) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
@@ -250,16 +270,29 @@ def run_engines(engines: list[MambaEngine], xs: torch.Tensor) -> torch.Tensor:
     A_logs = cat('A_logs')
     As = -torch.exp(A_logs if xs.dtype == torch.float64 else A_logs.float())
     ys = selective_scan(
-        xs.reshape(b, k * d, L), dts.reshape(b, k * d, L), As, Bs.contiguous(), Cs.contiguous(),
-        D=cat('Ds'), delta_bias=cat('dt_projs_bias').reshape(-1), delta_softplus=True)
+        xs.reshape(b, k * d, L),
+        dts.reshape(b, k * d, L),
+        As,
+        Bs.contiguous(),
+        Cs.contiguous(),
+        D=cat('Ds'),
+        delta_bias=cat('dt_projs_bias').reshape(-1),
+        delta_softplus=True,
+    )
     return ys.view(b, k, d, L)
 
 
 class ScanHead(nn.Module):
     """One head: scan a subspace map along one pattern's 4 sequences, fuse them with SRA."""
 
-    def __init__(self, dim_sub: int, d_state: int = 16, pattern: str = 'C', gfu_t: float = 0.0,
-                 grid_size: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        dim_sub: int,
+        d_state: int = 16,
+        pattern: str = 'C',
+        gfu_t: float = 0.0,
+        grid_size: tuple[int, int] | None = None,
+    ) -> None:
         super().__init__()
         self.esfusion = ScanRouteAttention(gfu_t)
         self.mambaeng = MambaEngine(dim_sub, d_state)
@@ -280,8 +313,15 @@ class MultiHeadScan(nn.Module):
     ``y_proj`` back to C when ``with_proj``.
     """
 
-    def __init__(self, d_model: int, d_state: int = 16, head_num: int = 4, gfu_t: float = 0.0,
-                 with_proj: bool = True, grid_size: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        head_num: int = 4,
+        gfu_t: float = 0.0,
+        with_proj: bool = True,
+        grid_size: tuple[int, int] | None = None,
+    ) -> None:
         super().__init__()
         if head_num not in (3, 4):
             raise ValueError(f'head_num: MHS-VM defines 3 or 4 heads (patterns C, X, S[, Z]), got {head_num}')

@@ -50,8 +50,7 @@ _BLOCK_ELEMS = 1 << 18  # elements of one (b, d, chunks, T, N) work block
 _LOG2E = 1.4426950408889634
 
 
-def _check_inputs(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
-                  C: torch.Tensor) -> None:
+def _check_inputs(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> None:
     if u.ndim != 3:
         raise ValueError(f'u must be (batch, dim, length), got shape {tuple(u.shape)}')
     if delta.shape != u.shape:
@@ -63,16 +62,16 @@ def _check_inputs(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torc
     for name, t in (('B', B), ('C', C)):
         if t.ndim == 2:
             if t.shape != A.shape:
-                raise ValueError(f'{name} (not input-dependent) must have the shape of A, '
-                                 f'got {tuple(t.shape)}')
+                raise ValueError(f'{name} (not input-dependent) must have the shape of A, got {tuple(t.shape)}')
         elif t.ndim == 3:
             if t.shape != (u.shape[0], A.shape[1], u.shape[2]):
                 raise ValueError(f'{name} must be (batch, d_state, length), got {tuple(t.shape)}')
         elif t.ndim == 4:
-            if (t.shape[0], t.shape[2], t.shape[3]) != (u.shape[0], A.shape[1], u.shape[2]) \
-                    or u.shape[1] % t.shape[1]:
-                raise ValueError(f'{name} must be (batch, groups, d_state, length) with groups dividing '
-                                 f'dim={u.shape[1]}, got {tuple(t.shape)}')
+            if (t.shape[0], t.shape[2], t.shape[3]) != (u.shape[0], A.shape[1], u.shape[2]) or u.shape[1] % t.shape[1]:
+                raise ValueError(
+                    f'{name} must be (batch, groups, d_state, length) with groups dividing '
+                    f'dim={u.shape[1]}, got {tuple(t.shape)}'
+                )
         else:
             raise ValueError(f'{name} must have 2, 3 or 4 dims, got shape {tuple(t.shape)}')
 
@@ -105,18 +104,18 @@ def _prepare(u, delta, A, B, C, delta_bias, delta_softplus, dtype):
 
 
 def selective_scan(
-        u: torch.Tensor,
-        delta: torch.Tensor,
-        A: torch.Tensor,
-        B: torch.Tensor,
-        C: torch.Tensor,
-        D: torch.Tensor | None = None,
-        z: torch.Tensor | None = None,
-        delta_bias: torch.Tensor | None = None,
-        delta_softplus: bool = False,
-        return_last_state: bool = False,
-        chunk_size: int | None = None,
-        backend: str | None = None,
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    chunk_size: int | None = None,
+    backend: str | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Selective scan with the semantics of mamba_ssm's ``selective_scan_fn``.
 
@@ -149,7 +148,8 @@ def selective_scan(
     n = A.shape[1]
     dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
     needs_grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias))
+        t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias)
+    )
     if backend == 'fused' and not needs_grad and _fused_available():
         try:
             return _fused_call(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, dtype)
@@ -169,10 +169,18 @@ def selective_scan(
             chunk_size = _pick_chunk(step, L, _MAX_RANGE[dtype])
             if dtype == torch.float32 and chunk_size < min(_MIN_FP32_CHUNK, L):
                 # float32 would need tiny chunks: redo the scan in float64 (rare, extreme deltas).
-                out = selective_scan(u.double(), delta.double(), A.double(), B.double(), C.double(),
-                                     D=None if D is None else D.double(), z=None if z is None else z.double(),
-                                     delta_bias=None, delta_softplus=False,
-                                     return_last_state=return_last_state)
+                out = selective_scan(
+                    u.double(),
+                    delta.double(),
+                    A.double(),
+                    B.double(),
+                    C.double(),
+                    D=None if D is None else D.double(),
+                    z=None if z is None else z.double(),
+                    delta_bias=None,
+                    delta_softplus=False,
+                    return_last_state=return_last_state,
+                )
                 if return_last_state:
                     return out[0].to(u.dtype), out[1].float()
                 return out.to(u.dtype)
@@ -231,8 +239,8 @@ def selective_scan(
             a_end = decay[..., -1]  # decay over each whole chunk, (b, g, h, c, N)
             q = Ck * decay  # C_t exp(S_t)
         else:
-            decay = buf_s[:, :, :, :c1 - c0]
-            w = buf_w[:, :, :, :c1 - c0]
+            decay = buf_s[:, :, :, : c1 - c0]
+            w = buf_w[:, :, :, : c1 - c0]
             if need_clamp:
                 torch.mul(dc[:, :, :, c0:c1], Ag, out=decay).clamp_(min=-step_clamp * _LOG2E).cumsum_(dim=5)
             else:
@@ -244,8 +252,7 @@ def selective_scan(
         h_end = a_end * w[..., -1]  # chunk-end state from the chunk's own inputs
         prod, acc = _chunk_scan(a_end, h_end)  # inclusive over the block's chunks
         # state entering chunk c: exclusive prefix, plus the block's incoming state decayed
-        carry = F.pad(acc[:, :, :, :-1], (0, 0, 1, 0)) \
-            + F.pad(prod[:, :, :, :-1], (0, 0, 1, 0), value=1.0) * state
+        carry = F.pad(acc[:, :, :, :-1], (0, 0, 1, 0)) + F.pad(prod[:, :, :, :-1], (0, 0, 1, 0), value=1.0) * state
         state = acc[:, :, :, -1:] + prod[:, :, :, -1:] * state
         if needs_grad:
             ys.append((q * (w + carry.unsqueeze(-1))).sum(-2))  # (b, g, h, c, T)
@@ -258,8 +265,14 @@ def selective_scan(
     return _finish(y, uf, D, z, u.dtype, state.reshape(b, d, n) if return_last_state else None)
 
 
-def _finish(y: torch.Tensor, uf: torch.Tensor, D: torch.Tensor | None, z: torch.Tensor | None,
-            out_dtype: torch.dtype, state: torch.Tensor | None):
+def _finish(
+    y: torch.Tensor,
+    uf: torch.Tensor,
+    D: torch.Tensor | None,
+    z: torch.Tensor | None,
+    out_dtype: torch.dtype,
+    state: torch.Tensor | None,
+):
     """Skip term, gate, output dtype; (b, d, L) scan output -> the public return value."""
     if D is not None:
         y = y + uf * D.to(uf.dtype)[None, :, None]
@@ -277,8 +290,7 @@ def _chunk_scan(a: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.T
     n = a.shape[3]
     shift = 1
     while shift < n:
-        x = torch.cat([x[:, :, :, :shift], x[:, :, :, shift:] + a[:, :, :, shift:] * x[:, :, :, :-shift]],
-                      dim=3)
+        x = torch.cat([x[:, :, :, :shift], x[:, :, :, shift:] + a[:, :, :, shift:] * x[:, :, :, :-shift]], dim=3)
         a = torch.cat([a[:, :, :, :shift], a[:, :, :, shift:] * a[:, :, :, :-shift]], dim=3)
         shift *= 2
     return a, x
@@ -300,9 +312,16 @@ def _pick_chunk(step: torch.Tensor, L: int, max_range: float) -> int:
 
 
 def selective_scan_sequential(
-        u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
-        D: torch.Tensor | None = None, z: torch.Tensor | None = None, delta_bias: torch.Tensor | None = None,
-        delta_softplus: bool = False) -> torch.Tensor:
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+) -> torch.Tensor:
     """Token-by-token reference in the style of mamba_ssm's ``selective_scan_ref`` (decays and inputs
     precomputed for all tokens, then one Python step per token). Slow; for benchmarks and checks.
     Same arguments as :func:`selective_scan`."""
@@ -421,8 +440,10 @@ def _recurrence_16(a, x):
 def _fused_available() -> bool:
     if 'kernels' not in _fused_state and 'error' not in _fused_state:
         try:
-            kernels = {f.__name__: torch.compile(f, fullgraph=True, dynamic=True)
-                       for f in (_local_scan, _chunk_summaries, _recurrence_16)}
+            kernels = {
+                f.__name__: torch.compile(f, fullgraph=True, dynamic=True)
+                for f in (_local_scan, _chunk_summaries, _recurrence_16)
+            }
             _fused_state['kernels'] = kernels
             # compile something small now: fail early, once
             _kernel('_recurrence_16', torch.rand(2, 16, 3), torch.rand(2, 16, 3))
@@ -435,8 +456,11 @@ def _fused_failed(e: Exception) -> None:
     """Turns the fused backend off for this process, with one warning that says why."""
     _fused_state.pop('kernels', None)
     _fused_state['error'] = f'{type(e).__name__}: {e}'.strip().splitlines()[0]
-    warnings.warn(f'selective_scan: fused backend unavailable ({_fused_state["error"]}); using the eager scan',
-                  RuntimeWarning, stacklevel=4)
+    warnings.warn(
+        f'selective_scan: fused backend unavailable ({_fused_state["error"]}); using the eager scan',
+        RuntimeWarning,
+        stacklevel=4,
+    )
 
 
 def _kernel(name: str, *args):
@@ -460,8 +484,9 @@ def _linear_recurrence(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         a = F.pad(a, (0, 0, 0, pad), value=1.0)
         x = F.pad(x, (0, 0, 0, pad))
     shape = (*a.shape[:3], groups, 16, a.shape[-1])
-    prods, states = _kernel('_recurrence_16', a.reshape(-1, 16, shape[-1]).contiguous(),
-                            x.reshape(-1, 16, shape[-1]).contiguous())
+    prods, states = _kernel(
+        '_recurrence_16', a.reshape(-1, 16, shape[-1]).contiguous(), x.reshape(-1, 16, shape[-1]).contiguous()
+    )
     prods, states = prods.view(shape), states.view(shape)
     if groups > 1:
         ends = _linear_recurrence(prods[:, :, :, :, -1], states[:, :, :, :, -1])
@@ -479,9 +504,17 @@ def _fused_call(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last
     return _finish(y, uf, None, z, u.dtype, state if return_last_state else None)
 
 
-def _fused_scan(uf: torch.Tensor, delta: torch.Tensor, A_: torch.Tensor, Bv: torch.Tensor, Cv: torch.Tensor,
-                g: int, D: torch.Tensor | None, delta_bias: torch.Tensor | None,
-                delta_softplus: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _fused_scan(
+    uf: torch.Tensor,
+    delta: torch.Tensor,
+    A_: torch.Tensor,
+    Bv: torch.Tensor,
+    Cv: torch.Tensor,
+    g: int,
+    D: torch.Tensor | None,
+    delta_bias: torch.Tensor | None,
+    delta_softplus: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused-kernel scan of raw delta: (b, d, L) -> y (b, d, L) with the D skip (not z), and the last
     state (b, d, N)."""
     b, d, L = uf.shape

@@ -30,8 +30,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = [
-    'MultiSpike', 'MultiStepLIF', 'ActLSQ', 'Conv2dLSQ', 'Conv1dLSQ', 'LinearLSQ', 'lsq_quantize',
-    'BNAndPad', 'RepConv', 'integrate', 'set_spike_driven', 'is_spiking_neuron',
+    'MultiSpike',
+    'MultiStepLIF',
+    'ActLSQ',
+    'Conv2dLSQ',
+    'Conv1dLSQ',
+    'LinearLSQ',
+    'lsq_quantize',
+    'BNAndPad',
+    'RepConv',
+    'integrate',
+    'set_spike_driven',
+    'is_spiking_neuron',
 ]
 
 
@@ -127,8 +137,15 @@ class MultiStepLIF(nn.Module):
         surrogate_alpha: slope of the sigmoid surrogate gradient (spikingjelly default 4).
     """
 
-    def __init__(self, T: int = 1, tau: float = 2.0, v_threshold: float = 1.0, v_reset: float = 0.0,
-                 detach_reset: bool = True, surrogate_alpha: float = 4.0) -> None:
+    def __init__(
+        self,
+        T: int = 1,
+        tau: float = 2.0,
+        v_threshold: float = 1.0,
+        v_reset: float = 0.0,
+        detach_reset: bool = True,
+        surrogate_alpha: float = 4.0,
+    ) -> None:
         super().__init__()
         if tau <= 1.0:
             raise ValueError(f'tau must be > 1, got {tau}')
@@ -303,11 +320,20 @@ class _LSQMixin:
 class Conv2dLSQ(_LSQMixin, nn.Conv2d):
     """``nn.Conv2d`` with LSQ-quantised weights (``nbits`` signed, per-output-channel step)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding: int = 0, dilation: int = 1, groups: int = 1, bias: bool = True,
-                 nbits: int | None = 4, act_placeholder: bool = True) -> None:
-        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                           bias)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool = True,
+        nbits: int | None = 4,
+        act_placeholder: bool = True,
+    ) -> None:
+        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
         self._init_lsq(nbits, in_channels, act_placeholder)
 
     def linear(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
@@ -317,11 +343,20 @@ class Conv2dLSQ(_LSQMixin, nn.Conv2d):
 class Conv1dLSQ(_LSQMixin, nn.Conv1d):
     """``nn.Conv1d`` with LSQ-quantised weights."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding: int = 0, dilation: int = 1, groups: int = 1, bias: bool = True,
-                 nbits: int | None = 4, act_placeholder: bool = True) -> None:
-        nn.Conv1d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                           bias)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool = True,
+        nbits: int | None = 4,
+        act_placeholder: bool = True,
+    ) -> None:
+        nn.Conv1d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
         self._init_lsq(nbits, in_channels, act_placeholder)
 
     def linear(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
@@ -331,8 +366,14 @@ class Conv1dLSQ(_LSQMixin, nn.Conv1d):
 class LinearLSQ(_LSQMixin, nn.Linear):
     """``nn.Linear`` with LSQ-quantised weights."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, nbits: int | None = 4,
-                 act_placeholder: bool = True) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        nbits: int | None = 4,
+        act_placeholder: bool = True,
+    ) -> None:
         nn.Linear.__init__(self, in_features, out_features, bias)
         self._init_lsq(nbits, in_features, act_placeholder)
 

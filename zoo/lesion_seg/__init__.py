@@ -9,5 +9,14 @@ from .metrics import BinarySegMetric
 from .models import MHSVMUNetSeg
 from .segmentor import BinarySegmentor
 
-__all__ = ['ISICSegDataset', 'SyntheticLesionDataset', 'BceDiceLoss', 'dice_score', 'BinarySegmentor',
-           'BinarySegMetric', 'SegOverlayHook', 'save_overlay', 'MHSVMUNetSeg']
+__all__ = [
+    'ISICSegDataset',
+    'SyntheticLesionDataset',
+    'BceDiceLoss',
+    'dice_score',
+    'BinarySegmentor',
+    'BinarySegMetric',
+    'SegOverlayHook',
+    'save_overlay',
+    'MHSVMUNetSeg',
+]

@@ -45,22 +45,28 @@ def build_seg_transform(img_size: int, augment: bool) -> A.Compose:
     """Official augmentation: h/v flips (p 0.5), rotation by 0-360 degrees (p 0.5), resize."""
     ops = []
     if augment:
-        ops += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5),
-                A.Rotate(limit=(0, 360), border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0, p=0.5)]
+        ops += [
+            A.HorizontalFlip(p=0.5),
+            A.VerticalFlip(p=0.5),
+            A.Rotate(limit=(0, 360), border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0, p=0.5),
+        ]
     ops.append(A.Resize(img_size, img_size))
     return A.Compose(ops)
 
 
 def _to_item(img: np.ndarray, mask: np.ndarray, path: str) -> dict:
-    return dict(inputs=torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float(),
-                data_samples=dict(gt_mask=torch.from_numpy((mask >= 0.5).astype(np.float32))[None],
-                                  img_path=path))
+    return dict(
+        inputs=torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float(),
+        data_samples=dict(gt_mask=torch.from_numpy((mask >= 0.5).astype(np.float32))[None], img_path=path),
+    )
 
 
 def _list_images(folder: str) -> list[str]:
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f'data_root: expected the folder {folder} (ISIC layout: '
-                                f'<data_root>/<split>/images and <data_root>/<split>/masks)')
+        raise FileNotFoundError(
+            f'data_root: expected the folder {folder} (ISIC layout: '
+            f'<data_root>/<split>/images and <data_root>/<split>/masks)'
+        )
     return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMG_EXTENSIONS))
 
 
@@ -82,15 +88,22 @@ class ISICSegDataset(Dataset):
         normalize: see :func:`normalize_image` (``'minmax255'`` = official).
     """
 
-    def __init__(self, data_root: str, split: str = 'train', img_size: int = 256, augment: bool = False,
-                 normalize: str = 'minmax255') -> None:
+    def __init__(
+        self,
+        data_root: str,
+        split: str = 'train',
+        img_size: int = 256,
+        augment: bool = False,
+        normalize: str = 'minmax255',
+    ) -> None:
         if normalize not in NORMALIZATIONS:
             raise ValueError(f'normalize: expected one of {NORMALIZATIONS}, got {normalize!r}')
         self.images = _list_images(os.path.join(data_root, split, 'images'))
         self.masks = _list_images(os.path.join(data_root, split, 'masks'))
         if len(self.images) != len(self.masks):
-            raise ValueError(f'data_root: {len(self.images)} images but {len(self.masks)} masks in '
-                             f'{os.path.join(data_root, split)}')
+            raise ValueError(
+                f'data_root: {len(self.images)} images but {len(self.masks)} masks in {os.path.join(data_root, split)}'
+            )
         if not self.images:
             raise ValueError(f'data_root: no images in {os.path.join(data_root, split, "images")}')
         self.normalize = normalize
@@ -125,7 +138,7 @@ def synthetic_lesion(size: int, rng: np.random.Generator) -> tuple[np.ndarray, n
     angle = np.arctan2(v, u)
     phase = rng.uniform(0, 2 * np.pi, 2)
     wobble = 1 + 0.15 * np.sin(3 * angle + phase[0]) + 0.08 * np.sin(5 * angle + phase[1])
-    mask = (u ** 2 + v ** 2) <= wobble ** 2
+    mask = (u**2 + v**2) <= wobble**2
     skin = np.array([rng.uniform(190, 235), rng.uniform(140, 180), rng.uniform(120, 160)], np.float32)
     lesion = skin * rng.uniform(0.35, 0.6)
     img = np.where(mask[..., None], lesion, skin) + rng.normal(0, 12, (size, size, 3))
@@ -145,8 +158,14 @@ class SyntheticLesionDataset(Dataset):
         normalize: see :func:`normalize_image`.
     """
 
-    def __init__(self, num_samples: int = 64, img_size: int = 64, seed: int = 0, augment: bool = False,
-                 normalize: str = 'minmax255') -> None:
+    def __init__(
+        self,
+        num_samples: int = 64,
+        img_size: int = 64,
+        seed: int = 0,
+        augment: bool = False,
+        normalize: str = 'minmax255',
+    ) -> None:
         if num_samples < 1:
             raise ValueError(f'num_samples: must be >= 1, got {num_samples}')
         if normalize not in NORMALIZATIONS:

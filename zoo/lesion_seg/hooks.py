@@ -32,8 +32,9 @@ def to_display(image: torch.Tensor | np.ndarray) -> np.ndarray:
     return x.astype(np.uint8)
 
 
-def save_overlay(image: np.ndarray, pred: np.ndarray, path: str, gt: np.ndarray | None = None,
-                 alpha: float = 0.45) -> str:
+def save_overlay(
+    image: np.ndarray, pred: np.ndarray, path: str, gt: np.ndarray | None = None, alpha: float = 0.45
+) -> str:
     """Saves ``image`` (HWC uint8) with the predicted mask tinted red and the ground-truth outline
     in green. Returns the path."""
     import matplotlib

@@ -36,8 +36,7 @@ class BceDiceLoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """logits, target: (B, 1, H, W); target in {0, 1}."""
         if logits.shape != target.shape:
-            raise ValueError(f'target: shape {tuple(target.shape)} does not match the logits '
-                             f'{tuple(logits.shape)}')
+            raise ValueError(f'target: shape {tuple(target.shape)} does not match the logits {tuple(logits.shape)}')
         target = target.to(logits.dtype)
         bce = F.binary_cross_entropy_with_logits(logits, target)
         dice = dice_score(logits.sigmoid(), target).mean()

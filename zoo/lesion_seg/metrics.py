@@ -24,8 +24,7 @@ class BinarySegMetric(BaseMetric):
 
     default_prefix = 'seg'
 
-    def __init__(self, threshold: float = 0.5, collect_device: str = 'cpu',
-                 prefix: str | None = None) -> None:
+    def __init__(self, threshold: float = 0.5, collect_device: str = 'cpu', prefix: str | None = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         if not 0.0 < threshold < 1.0:
             raise ValueError(f'threshold: must be in (0, 1), got {threshold}')

@@ -17,8 +17,7 @@ class MHSVMUNetSeg(MHSVMUNet):
         **kwargs: :class:`MHSVMUNet` arguments (override the variant's).
     """
 
-    def __init__(self, variant: str | None = 'mhs_vm_unet_4h', checkpoint: str | None = None,
-                 **kwargs) -> None:
+    def __init__(self, variant: str | None = 'mhs_vm_unet_4h', checkpoint: str | None = None, **kwargs) -> None:
         if variant is not None and variant not in UNET_CONFIGS:
             raise ValueError(f'variant: expected one of {sorted(UNET_CONFIGS)} or None, got {variant!r}')
         super().__init__(**{**(UNET_CONFIGS[variant] if variant else {}), **kwargs})

@@ -26,8 +26,14 @@ class BinarySegmentor(BaseModel):
     (sigmoid, [1, H, W]), ``pred_mask``, ``gt_mask`` and ``img_path``; ``'tensor'`` -> logits.
     """
 
-    def __init__(self, net: dict | nn.Module, loss: dict | nn.Module | None = None, threshold: float = 0.5,
-                 data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
+    def __init__(
+        self,
+        net: dict | nn.Module,
+        loss: dict | nn.Module | None = None,
+        threshold: float = 0.5,
+        data_preprocessor: dict | None = None,
+        init_cfg: dict | None = None,
+    ) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.net = MODELS.build(net) if isinstance(net, dict) else net
         loss = loss if loss is not None else dict(type='BceDiceLoss')
@@ -51,8 +57,10 @@ class BinarySegmentor(BaseModel):
             return dict(loss=self.loss_fn(logits, gt))
         probs = logits.float().sigmoid()
         paths = _field(data_samples, 'img_path', len(probs))
-        return [dict(pred_prob=p, pred_mask=p >= self.threshold, gt_mask=g, img_path=path)
-                for p, g, path in zip(probs, gt, paths)]
+        return [
+            dict(pred_prob=p, pred_mask=p >= self.threshold, gt_mask=g, img_path=path)
+            for p, g, path in zip(probs, gt, paths)
+        ]
 
 
 def _field(data_samples: Any, key: str, n: int) -> list:

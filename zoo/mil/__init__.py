@@ -18,7 +18,24 @@ ACMIL_GA = ACMILGA
 ACMIL_MHA = ACMILMHA
 
 __all__ = [
-    'ABMIL', 'ACMILGA', 'ACMILMHA', 'ACMIL_GA', 'ACMIL_MHA', 'MILBagDataset', 'MILClassifier', 'MILMetric',
-    'MaxMIL', 'MeanMIL', 'SlideReadError', 'TilingConfig', 'acmil_losses', 'checkpoint_filter_fn',
-    'diversity_loss', 'load_mil_checkpoint', 'macro_auc', 'read_slide_table', 'stkim_mask', 'tile_slide',
+    'ABMIL',
+    'ACMILGA',
+    'ACMILMHA',
+    'ACMIL_GA',
+    'ACMIL_MHA',
+    'MILBagDataset',
+    'MILClassifier',
+    'MILMetric',
+    'MaxMIL',
+    'MeanMIL',
+    'SlideReadError',
+    'TilingConfig',
+    'acmil_losses',
+    'checkpoint_filter_fn',
+    'diversity_loss',
+    'load_mil_checkpoint',
+    'macro_auc',
+    'read_slide_table',
+    'stkim_mask',
+    'tile_slide',
 ]

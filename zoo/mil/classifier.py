@@ -32,9 +32,10 @@ def load_mil_checkpoint(path: str) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f'{path}: checkpoint not found') from None
     except Exception as err:  # pickle.UnpicklingError from the weights-only unpickler
         raise RuntimeError(
-            f"{path}: not loadable with weights_only=True ({type(err).__name__}). Official ACMIL checkpoints "
-            "pickle their config; if you trust the file, re-save its tensors once: python -c \"import torch; "
-            f"torch.save(torch.load('{path}', weights_only=False)['model'], 'acmil_model.pth')\"") from None
+            f'{path}: not loadable with weights_only=True ({type(err).__name__}). Official ACMIL checkpoints '
+            'pickle their config; if you trust the file, re-save its tensors once: python -c "import torch; '
+            f"torch.save(torch.load('{path}', weights_only=False)['model'], 'acmil_model.pth')\""
+        ) from None
 
 
 @MODELS.register_module()
@@ -54,8 +55,14 @@ class MILClassifier(BaseModel):
     ``'tensor'`` returns the slide logits ``(B, C)``.
     """
 
-    def __init__(self, head: dict, loss_weights: dict | None = None, pretrained: str | None = None,
-                 data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
+    def __init__(
+        self,
+        head: dict,
+        loss_weights: dict | None = None,
+        pretrained: str | None = None,
+        data_preprocessor: dict | None = None,
+        init_cfg: dict | None = None,
+    ) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.head = MODELS.build(head)
         self.mil_head = head['type']
@@ -70,8 +77,8 @@ class MILClassifier(BaseModel):
         if own and not any(k.startswith(f'{prefix}head.') for k in own):
             head_keys = set(self.head.state_dict())
             for k in own:
-                if k[len(prefix):].removeprefix('module.') in head_keys:
-                    state_dict[f'{prefix}head.{k[len(prefix):].removeprefix("module.")}'] = state_dict.pop(k)
+                if k[len(prefix) :].removeprefix('module.') in head_keys:
+                    state_dict[f'{prefix}head.{k[len(prefix) :].removeprefix("module.")}'] = state_dict.pop(k)
 
     @staticmethod
     def _bags(inputs: Any) -> list[torch.Tensor]:
@@ -94,8 +101,10 @@ class MILClassifier(BaseModel):
                     total[k] = total.get(k, 0) + v / len(bags)
             return total
         if mode == 'predict':
-            return [dict(pred_score=o[1][0].float().softmax(-1), gt_label=y, slide=n)
-                    for o, y, n in zip(outs, labels, names)]
+            return [
+                dict(pred_score=o[1][0].float().softmax(-1), gt_label=y, slide=n)
+                for o, y, n in zip(outs, labels, names)
+            ]
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
 
     @torch.no_grad()

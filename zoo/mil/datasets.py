@@ -57,8 +57,15 @@ class MILBagDataset(Dataset):
     slide=name))``; with batch size 1 and ``default_collate`` the model gets ``(1, N, D)``.
     """
 
-    def __init__(self, feat_dir: str, csv_path: str, split: str = 'train', classes: list[str] | None = None,
-                 label_map: dict | None = None, cache: bool = True) -> None:
+    def __init__(
+        self,
+        feat_dir: str,
+        csv_path: str,
+        split: str = 'train',
+        classes: list[str] | None = None,
+        label_map: dict | None = None,
+        cache: bool = True,
+    ) -> None:
         self.feat_dir = Path(feat_dir)
         if not self.feat_dir.is_dir():
             raise FileNotFoundError(f'{self.feat_dir}: feature folder not found (run tools/wsi_extract.py)')
@@ -66,11 +73,14 @@ class MILBagDataset(Dataset):
         self.classes = list(classes) if classes else None
         self.label_map = {int(k): int(v) for k, v in (label_map or {}).items()}
         rows = [r for r in read_slide_table(csv_path) if r['split'] in splits]
-        missing = [r['slide'] for r in rows if not (self.feat_dir / f"{r['slide']}.h5").is_file()]
+        missing = [r['slide'] for r in rows if not (self.feat_dir / f'{r["slide"]}.h5').is_file()]
         if missing:
             more = ' ...' if len(missing) > 5 else ''
-            warnings.warn(f'{csv_path}: {len(missing)} {split} slide(s) have no features in {self.feat_dir} '
-                          f'and are left out: {", ".join(missing[:5])}{more}', stacklevel=2)
+            warnings.warn(
+                f'{csv_path}: {len(missing)} {split} slide(s) have no features in {self.feat_dir} '
+                f'and are left out: {", ".join(missing[:5])}{more}',
+                stacklevel=2,
+            )
         gone = set(missing)
         self.items = [(r['slide'], self._label(r['label'], csv_path)) for r in rows if r['slide'] not in gone]
         if not self.items:

@@ -40,8 +40,9 @@ class PatchDataset(Dataset):
     The slide is opened lazily in each worker process (openslide handles are not fork-safe to share).
     """
 
-    def __init__(self, slide_path: str | Path, coords: np.ndarray, read_level: int, read_size: int,
-                 target_size: int) -> None:
+    def __init__(
+        self, slide_path: str | Path, coords: np.ndarray, read_level: int, read_size: int, target_size: int
+    ) -> None:
         self.slide_path = str(slide_path)
         self.coords = coords
         self.read_level = int(read_level)
@@ -85,14 +86,21 @@ class Extractor:
         dev = self.mean.device
         x = batch.to(dev, non_blocking=True).float().div_(255.0)
         if self.input_size and x.shape[-1] != self.input_size:
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode='bilinear', antialias=True,
-                              align_corners=False)
+            x = F.interpolate(
+                x, size=(self.input_size, self.input_size), mode='bilinear', antialias=True, align_corners=False
+            )
         x = (x - self.mean) / self.std
         return self.model(x).float()
 
 
-def build_extractor(model: str, pretrained: bool = False, checkpoint: str | None = None, device: str = 'cpu',
-                    input_size: int | None = None, model_kwargs: dict | None = None) -> Extractor:
+def build_extractor(
+    model: str,
+    pretrained: bool = False,
+    checkpoint: str | None = None,
+    device: str = 'cpu',
+    input_size: int | None = None,
+    model_kwargs: dict | None = None,
+) -> Extractor:
     """``timm.create_model(model, num_classes=0, ...)`` in eval mode with its mean/std.
 
     Args:
@@ -123,10 +131,16 @@ def build_extractor(model: str, pretrained: bool = False, checkpoint: str | None
     size = int(input_size) if input_size else None
     mean = torch.tensor(data_cfg['mean'], device=device).view(1, 3, 1, 1)
     std = torch.tensor(data_cfg['std'], device=device).view(1, 3, 1, 1)
-    cfg = dict(model=model, pretrained=bool(pretrained), checkpoint=str(checkpoint) if checkpoint else None,
-               input_size=size, mean=list(data_cfg['mean']), std=list(data_cfg['std']),
-               num_features=int(net.num_features), model_kwargs={k: v for k, v in kwargs.items()
-                                                                   if k != 'pretrained_cfg_overlay'})
+    cfg = dict(
+        model=model,
+        pretrained=bool(pretrained),
+        checkpoint=str(checkpoint) if checkpoint else None,
+        input_size=size,
+        mean=list(data_cfg['mean']),
+        std=list(data_cfg['std']),
+        num_features=int(net.num_features),
+        model_kwargs={k: v for k, v in kwargs.items() if k != 'pretrained_cfg_overlay'},
+    )
     return Extractor(name=model, model=net, mean=mean, std=std, input_size=size, cfg=cfg)
 
 
@@ -141,10 +155,17 @@ class SlideOutcome:
     message: str = ''
 
 
-def extract_slide(slide_path: str | Path, out_path: str | Path, extractor: Extractor,
-                  tiling: dict | TilingConfig | None = None, coords_path: str | Path | None = None,
-                  batch_size: int = 64, num_workers: int = 0, dtype: str = 'float16',
-                  progress=None) -> SlideOutcome:
+def extract_slide(
+    slide_path: str | Path,
+    out_path: str | Path,
+    extractor: Extractor,
+    tiling: dict | TilingConfig | None = None,
+    coords_path: str | Path | None = None,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    dtype: str = 'float16',
+    progress=None,
+) -> SlideOutcome:
     """Extract the features of one slide into ``out_path`` (HDF5, written atomically).
 
     Coordinates come from ``coords_path`` (written by ``tools/wsi_tile.py``) when it exists,
@@ -164,15 +185,21 @@ def extract_slide(slide_path: str | Path, out_path: str | Path, extractor: Extra
     target = int(attrs.get('target_size', tcfg.target_size))
     ds = PatchDataset(slide_path, coords, int(attrs['read_level']), int(attrs['read_size']), target)
     open_slide(slide_path).close()  # fail early with a clear message, before workers start
-    loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, shuffle=False,
-                        pin_memory=extractor.mean.device.type == 'cuda',
-                        persistent_workers=False, prefetch_factor=4 if num_workers > 0 else None)
+    loader = DataLoader(
+        ds,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        shuffle=False,
+        pin_memory=extractor.mean.device.type == 'cuda',
+        persistent_workers=False,
+        prefetch_factor=4 if num_workers > 0 else None,
+    )
     np_dtype = np.float16 if dtype == 'float16' else np.float32
     feats = np.zeros((len(ds), extractor.cfg['num_features']), np_dtype)
     i = 0
     for batch in loader:
         f = extractor(batch)
-        feats[i:i + len(f)] = f.cpu().numpy().astype(np_dtype)
+        feats[i : i + len(f)] = f.cpu().numpy().astype(np_dtype)
         i += len(f)
         if progress is not None:
             progress.update(len(f))
@@ -197,10 +224,18 @@ def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
         return f['feat'][:], f['coords'][:], dict(f.attrs)
 
 
-def extract_slides(slides: list[str | Path], out_dir: str | Path, extractor: Extractor,
-                   tiling: dict | TilingConfig | None = None, coords_dir: str | Path | None = None,
-                   batch_size: int = 64, num_workers: int = 0, dtype: str = 'float16',
-                   show_progress: bool = True, log=print) -> list[SlideOutcome]:
+def extract_slides(
+    slides: list[str | Path],
+    out_dir: str | Path,
+    extractor: Extractor,
+    tiling: dict | TilingConfig | None = None,
+    coords_dir: str | Path | None = None,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    dtype: str = 'float16',
+    show_progress: bool = True,
+    log=print,
+) -> list[SlideOutcome]:
     """Extract every slide into ``out_dir/<slide>.h5``; finished slides are skipped, unreadable ones
     reported through ``log`` and skipped (the batch goes on); at the end ``log`` gets
     :func:`failure_summary` (one line per failed slide and its reason)."""
@@ -210,8 +245,7 @@ def extract_slides(slides: list[str | Path], out_dir: str | Path, extractor: Ext
     outcomes: list[SlideOutcome] = []
     bar = tqdm(total=0, unit='patch', desc='extract', disable=not show_progress, dynamic_ncols=True)
     try:
-        for sp in tqdm(slides, unit='slide', desc='slides', disable=not show_progress, position=1,
-                       leave=False):
+        for sp in tqdm(slides, unit='slide', desc='slides', disable=not show_progress, position=1, leave=False):
             sp = Path(sp)
             out = out_dir / f'{sp.stem}.h5'
             if out.is_file():
@@ -219,8 +253,15 @@ def extract_slides(slides: list[str | Path], out_dir: str | Path, extractor: Ext
                 if done_by == extractor.name:
                     outcomes.append(SlideOutcome(sp.stem, 'skipped', message='already extracted'))
                     continue
-                outcomes.append(SlideOutcome(sp.stem, 'failed', message=(
-                    f'{out}: extracted with {done_by!r}, not {extractor.name!r}; use another --out folder')))
+                outcomes.append(
+                    SlideOutcome(
+                        sp.stem,
+                        'failed',
+                        message=(
+                            f'{out}: extracted with {done_by!r}, not {extractor.name!r}; use another --out folder'
+                        ),
+                    )
+                )
                 log(f'FAILED {outcomes[-1].message}')
                 continue
             cpath = Path(coords_dir) / f'{sp.stem}.h5' if coords_dir else None
@@ -229,8 +270,17 @@ def extract_slides(slides: list[str | Path], out_dir: str | Path, extractor: Ext
                 if n is not None:
                     bar.total += n
                     bar.refresh()
-                outcome = extract_slide(sp, out, extractor, tiling, cpath, batch_size, num_workers, dtype,
-                                        progress=bar if n is not None else None)
+                outcome = extract_slide(
+                    sp,
+                    out,
+                    extractor,
+                    tiling,
+                    cpath,
+                    batch_size,
+                    num_workers,
+                    dtype,
+                    progress=bar if n is not None else None,
+                )
                 if n is None:
                     bar.total += outcome.n_patches
                     bar.update(outcome.n_patches)
@@ -253,7 +303,8 @@ def failure_summary(outcomes: list[SlideOutcome]) -> list[str]:
     if not failed:
         return []
     return [f'skipped slides: {len(failed)} of {len(outcomes)} failed and have no features:'] + [
-        f'  {o.message}' for o in failed]
+        f'  {o.message}' for o in failed
+    ]
 
 
 def _extractor_of(path: Path) -> str | None:
@@ -264,8 +315,9 @@ def _extractor_of(path: Path) -> str | None:
         return None
 
 
-def bare_forward_throughput(extractor: Extractor, n: int, batch_size: int, size: int | None = None,
-                            warmup: int = 1) -> float:
+def bare_forward_throughput(
+    extractor: Extractor, n: int, batch_size: int, size: int | None = None, warmup: int = 1
+) -> float:
     """Images per second of the extractor alone on random uint8 batches (the benchmark's baseline)."""
     size = size or extractor.input_size or 224
     x = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)

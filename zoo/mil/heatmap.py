@@ -49,8 +49,9 @@ def normalise(scores: np.ndarray, norm: str = 'minmax') -> np.ndarray:
     return (scores - lo) / (hi - lo) if hi > lo else np.zeros_like(scores)
 
 
-def overlay(thumb: np.ndarray, cells: np.ndarray | None, values: np.ndarray, cmap: str = 'jet',
-            alpha: float = 0.5) -> np.ndarray:
+def overlay(
+    thumb: np.ndarray, cells: np.ndarray | None, values: np.ndarray, cmap: str = 'jet', alpha: float = 0.5
+) -> np.ndarray:
     """Blend ``cmap(values[cells])`` over ``thumb`` ``(h, w, 3)`` where ``cells >= 0``."""
     import matplotlib
 
@@ -63,8 +64,16 @@ def overlay(thumb: np.ndarray, cells: np.ndarray | None, values: np.ndarray, cma
     return out.clip(0, 255).astype(np.uint8)
 
 
-def render_heatmaps(slide_path: str | Path, coords: np.ndarray, maps: np.ndarray, attrs: dict,
-                    out_png: str | Path, size: int = 768, norm: str = 'minmax', title: str = '') -> Path:
+def render_heatmaps(
+    slide_path: str | Path,
+    coords: np.ndarray,
+    maps: np.ndarray,
+    attrs: dict,
+    out_png: str | Path,
+    size: int = 768,
+    norm: str = 'minmax',
+    title: str = '',
+) -> Path:
     """Write one PNG with the thumbnail and one heatmap panel per row of ``maps`` ``(M + 1, N)``.
 
     ``attrs``: the feature file's tiling attributes (``patch_size_level0``, ``step_level0``).
@@ -100,8 +109,10 @@ def render_heatmaps(slide_path: str | Path, coords: np.ndarray, maps: np.ndarray
     # One colour bar for every heatmap panel: all use the same colour map over [0, 1].
     cax = fig.add_axes((0.915, 0.12, 0.018, 0.76))
     bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap='jet'), cax=cax)
-    bar.set_label('attention, percentile rank within the slide' if norm == 'rank'
-                  else 'attention, min-max scaled per map', fontsize=8)
+    bar.set_label(
+        'attention, percentile rank within the slide' if norm == 'rank' else 'attention, min-max scaled per map',
+        fontsize=8,
+    )
     bar.ax.tick_params(labelsize=7)
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)

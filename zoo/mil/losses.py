@@ -32,9 +32,13 @@ def diversity_loss(attn_logits: torch.Tensor) -> torch.Tensor:
     return sim[:, iu[0], iu[1]].mean(dim=0).sum() / (m * (m - 1) / 2)
 
 
-def acmil_losses(sub_logits: torch.Tensor | None, slide_logits: torch.Tensor,
-                 attn_logits: torch.Tensor | None, label: torch.Tensor,
-                 weights: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
+def acmil_losses(
+    sub_logits: torch.Tensor | None,
+    slide_logits: torch.Tensor,
+    attn_logits: torch.Tensor | None,
+    label: torch.Tensor,
+    weights: dict[str, float] | None = None,
+) -> dict[str, torch.Tensor]:
     """The three ACMIL loss terms for one bag.
 
     Args:

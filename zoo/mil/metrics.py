@@ -54,8 +54,7 @@ class MILMetric(BaseMetric):
 
     default_prefix = 'mil'
 
-    def __init__(self, select_f1: str = 'macro', collect_device: str = 'cpu',
-                 prefix: str | None = None) -> None:
+    def __init__(self, select_f1: str = 'macro', collect_device: str = 'cpu', prefix: str | None = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         if select_f1 not in ('macro', 'micro'):
             raise ValueError(f"MILMetric.select_f1 must be 'macro' or 'micro', got {select_f1!r}")
@@ -80,4 +79,3 @@ class MILMetric(BaseMetric):
         )
         out['f1_auc'] = out[f'f1_{self.select_f1}'] + (0.0 if math.isnan(auc) else auc)
         return out
-

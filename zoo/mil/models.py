@@ -37,8 +37,9 @@ from zoo.registry import MODELS
 MILOutput = tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]
 
 
-def stkim_mask(logits: torch.Tensor, n_masked_patch: int, mask_drop: float,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+def stkim_mask(
+    logits: torch.Tensor, n_masked_patch: int, mask_drop: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Stochastic top-K instance masking.
 
     For every row of ``logits`` (``(..., N)``), takes the ``K = min(n_masked_patch, N)`` largest
@@ -126,9 +127,17 @@ class ACMILGA(nn.Module):
         droprate: dropout before the classifiers (0 officially).
     """
 
-    def __init__(self, in_dim: int = 512, inner_dim: int = 256, num_classes: int = 2, n_token: int = 5,
-                 n_masked_patch: int = 10, mask_drop: float = 0.6, attn_dim: int = 128,
-                 droprate: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_dim: int = 512,
+        inner_dim: int = 256,
+        num_classes: int = 2,
+        n_token: int = 5,
+        n_masked_patch: int = 10,
+        mask_drop: float = 0.6,
+        attn_dim: int = 128,
+        droprate: float = 0.0,
+    ) -> None:
         super().__init__()
         self.n_token = n_token
         self.n_masked_patch = n_masked_patch
@@ -136,8 +145,7 @@ class ACMILGA(nn.Module):
         self.num_classes = num_classes
         self.dimreduction = DimReduction(in_dim, inner_dim)
         self.attention = GatedAttention(inner_dim, attn_dim, n_token)
-        self.classifier = nn.ModuleList(
-            Classifier1fc(inner_dim, num_classes, droprate) for _ in range(n_token))
+        self.classifier = nn.ModuleList(Classifier1fc(inner_dim, num_classes, droprate) for _ in range(n_token))
         self.Slide_classifier = Classifier1fc(inner_dim, num_classes, droprate)
 
     def forward(self, x: torch.Tensor) -> MILOutput:
@@ -164,8 +172,9 @@ class MaskedMultiHeadAttention(nn.Module):
     ``forward(q (1, 1, D), kv (1, N, D))`` returns the attended feature ``(1, D)`` and logits ``(H, 1, N)``.
     """
 
-    def __init__(self, dim: int, num_heads: int = 8, dropout: float = 0.1, n_masked_patch: int = 0,
-                 mask_drop: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, num_heads: int = 8, dropout: float = 0.1, n_masked_patch: int = 0, mask_drop: float = 0.0
+    ) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f'inner_dim {dim} must be divisible by num_heads {num_heads}')
@@ -224,16 +233,24 @@ class ACMILMHA(nn.Module):
     branches' softmaxed maps through ``bag_attention``. Same args as :class:`ACMILGA` plus ``num_heads``.
     """
 
-    def __init__(self, in_dim: int = 512, inner_dim: int = 256, num_classes: int = 2, n_token: int = 5,
-                 n_masked_patch: int = 10, mask_drop: float = 0.6, num_heads: int = 8,
-                 dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        in_dim: int = 512,
+        inner_dim: int = 256,
+        num_classes: int = 2,
+        n_token: int = 5,
+        n_masked_patch: int = 10,
+        mask_drop: float = 0.6,
+        num_heads: int = 8,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         self.n_token = n_token
         self.num_classes = num_classes
         self.dimreduction = DimReduction(in_dim, inner_dim)
         self.sub_attention = nn.ModuleList(
-            MaskedMultiHeadAttention(inner_dim, num_heads, dropout, n_masked_patch, mask_drop)
-            for _ in range(n_token))
+            MaskedMultiHeadAttention(inner_dim, num_heads, dropout, n_masked_patch, mask_drop) for _ in range(n_token)
+        )
         self.bag_attention = BagAttention(inner_dim, num_heads, dropout)
         self.q = nn.Parameter(torch.randn(1, n_token, inner_dim) * 1e-6)
         self.classifier = nn.ModuleList(Classifier1fc(inner_dim, num_classes) for _ in range(n_token))
@@ -244,7 +261,7 @@ class ACMILMHA(nn.Module):
         h = self.dimreduction(_bag(x)).unsqueeze(0)  # (1, N, D)
         subs, logits = [], []
         for i in range(self.n_token):  # M is small (5); each branch has its own projections
-            feat, lg = self.sub_attention[i](self.q[:, i:i + 1], h)
+            feat, lg = self.sub_attention[i](self.q[:, i : i + 1], h)
             subs.append(self.classifier[i](feat))
             logits.append(lg)
         logits = torch.cat(logits, dim=1)  # (H, M, N)
@@ -259,8 +276,9 @@ class ABMIL(nn.Module):
     Returns ``(None, slide (1, C), attention logits (1, 1, N))``.
     """
 
-    def __init__(self, in_dim: int = 512, inner_dim: int = 256, num_classes: int = 2, attn_dim: int = 128,
-                 droprate: float = 0.0) -> None:
+    def __init__(
+        self, in_dim: int = 512, inner_dim: int = 256, num_classes: int = 2, attn_dim: int = 128, droprate: float = 0.0
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.dimreduction = DimReduction(in_dim, inner_dim)
@@ -276,12 +294,12 @@ class ABMIL(nn.Module):
 class _PoolMIL(nn.Module):
     pool = 'mean'
 
-    def __init__(self, in_dim: int = 512, inner_dim: int = 256, num_classes: int = 2,
-                 dropout: float = 0.25) -> None:
+    def __init__(self, in_dim: int = 512, inner_dim: int = 256, num_classes: int = 2, dropout: float = 0.25) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.head = nn.Sequential(nn.Linear(in_dim, inner_dim), nn.ReLU(), nn.Dropout(dropout),
-                                  nn.Linear(inner_dim, num_classes))
+        self.head = nn.Sequential(
+            nn.Linear(in_dim, inner_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(inner_dim, num_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> MILOutput:
         logits = self.head(_bag(x))  # (N, C) instance logits

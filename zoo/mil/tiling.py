@@ -93,9 +93,15 @@ class TilingResult:
     mask_downsample: float = 1.0
 
     def attrs(self) -> dict:
-        return dict(slide=self.slide, read_level=self.read_level, read_size=self.read_size,
-                    patch_size_level0=self.patch_size_level0, step_level0=self.step_level0,
-                    target_size=self.target_size, magnification=self.magnification)
+        return dict(
+            slide=self.slide,
+            read_level=self.read_level,
+            read_size=self.read_size,
+            patch_size_level0=self.patch_size_level0,
+            step_level0=self.step_level0,
+            target_size=self.target_size,
+            magnification=self.magnification,
+        )
 
 
 def open_slide(path: str | Path):
@@ -202,8 +208,9 @@ def tile_slide(path: str | Path, cfg: dict | TilingConfig | None = None) -> Tili
             rgb = _read_level_rgb(slide, seg_level)
         else:  # a shallow pyramid: let openslide downscale instead of reading a huge level
             w0, h0 = slide.dimensions
-            rgb = np.asarray(slide.get_thumbnail((int(w0 / cfg.seg_downsample), int(h0 / cfg.seg_downsample)))
-                             .convert('RGB'))
+            rgb = np.asarray(
+                slide.get_thumbnail((int(w0 / cfg.seg_downsample), int(h0 / cfg.seg_downsample))).convert('RGB')
+            )
             ds = w0 / rgb.shape[1]
         mask = tissue_mask(rgb, cfg, patch_area=(patch0 / ds) ** 2)
         coords = grid_coords(mask, ds, slide.dimensions, patch0, step0, cfg.min_tissue)
@@ -215,14 +222,23 @@ def tile_slide(path: str | Path, cfg: dict | TilingConfig | None = None) -> Tili
         raise SlideReadError(f'{path}: reading failed ({type(err).__name__}: {err})') from None
     finally:
         slide.close()
-    return TilingResult(slide=path.stem, coords=coords, read_level=int(read_level), read_size=read_size,
-                        patch_size_level0=float(patch0), step_level0=float(step0),
-                        target_size=cfg.target_size, magnification=magnification, mask=mask,
-                        mask_downsample=ds)
+    return TilingResult(
+        slide=path.stem,
+        coords=coords,
+        read_level=int(read_level),
+        read_size=read_size,
+        patch_size_level0=float(patch0),
+        step_level0=float(step0),
+        target_size=cfg.target_size,
+        magnification=magnification,
+        mask=mask,
+        mask_downsample=ds,
+    )
 
 
-def grid_coords(mask: np.ndarray, mask_ds: float, dims0: tuple[int, int], patch0: float, step0: float,
-                min_tissue: float) -> np.ndarray:
+def grid_coords(
+    mask: np.ndarray, mask_ds: float, dims0: tuple[int, int], patch0: float, step0: float, min_tissue: float
+) -> np.ndarray:
     """Level-0 ``(x, y)`` of grid cells whose tissue fraction in ``mask`` is at least ``min_tissue``.
 
     The fraction of every cell is read from an integral image of the mask in one batched lookup.
@@ -290,8 +306,9 @@ def draw_thumbnail(path: str | Path, result: TilingResult, size: int = 1024) -> 
     return thumb
 
 
-def patch_raster(coords: np.ndarray, step0: float, patch0: float, dims0: tuple[int, int],
-                 out_wh: tuple[int, int]) -> np.ndarray | None:
+def patch_raster(
+    coords: np.ndarray, step0: float, patch0: float, dims0: tuple[int, int], out_wh: tuple[int, int]
+) -> np.ndarray | None:
     """Map each pixel of an ``out_wh = (w, h)`` image of the slide to the index of the patch covering it.
 
     Returns ``(h, w)`` int64, -1 where no patch is. Patches of side ``patch0`` lie on a regular grid
@@ -329,4 +346,3 @@ def write_png(path: str | Path, rgb: np.ndarray) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-

@@ -50,7 +50,7 @@ def _pretrained_kwargs(model_name: str, pretrained: Any) -> tuple[str, dict]:
     if not isinstance(pretrained, str):
         raise TypeError(f'ZooBackbone: pretrained must be None, a bool or a string, got {type(pretrained).__name__}')
     if pretrained.startswith('hf-hub:'):
-        return model_name, dict(pretrained=True, pretrained_cfg_overlay=dict(hf_hub_id=pretrained[len('hf-hub:'):]))
+        return model_name, dict(pretrained=True, pretrained_cfg_overlay=dict(hf_hub_id=pretrained[len('hf-hub:') :]))
     if pretrained.startswith(('http://', 'https://')):
         return model_name, dict(pretrained=True, pretrained_cfg_overlay=dict(url=pretrained))
     if os.path.isfile(pretrained):
@@ -142,8 +142,7 @@ def stage_parameters(model: nn.Module) -> list[list[str]]:
                 end = min(end, min(gid[n] for n in inside[k + 1]) - 1)
         else:  # a tap without parameters (e.g. ResNet's act1): the groups registered before it
             if tap['module'] not in order:
-                raise ValueError(f"ZooBackbone: feature_info module '{tap['module']}' is not in "
-                                 f'{type(model).__name__}')
+                raise ValueError(f"ZooBackbone: feature_info module '{tap['module']}' is not in {type(model).__name__}")
             pos = order.index(tap['module'])
             end = max((gid[n] for n in names if owner[n] < pos and gid[n] != ungrouped), default=-1)
         ends.append(max(end, ends[-1] if ends else -1))
@@ -271,8 +270,10 @@ class ZooBackbone(BaseModule):
         reductions = [d['reduction'] for d in _feature_info_list(probe)]
         self.num_stages = len(reductions)
         if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'ZooBackbone: frozen_stages={frozen_stages} must be in -1..{self.num_stages} '
-                             f'for {model_name} ({self.num_stages} stages)')
+            raise ValueError(
+                f'ZooBackbone: frozen_stages={frozen_stages} must be in -1..{self.num_stages} '
+                f'for {model_name} ({self.num_stages} stages)'
+            )
         # Every tap at one stride (>= 8) means a plain ViT-like model: build the pyramid ourselves.
         self.flat = len(set(reductions)) == 1 and reductions[0] >= 8
         if self.flat:
@@ -293,8 +294,9 @@ class ZooBackbone(BaseModule):
         if self.flat:
             bad = [i for i in self.out_indices if not 0 <= i < len(PYRAMID_STRIDES)]
             if bad:
-                raise ValueError(f'ZooBackbone: out_indices {bad} must be pyramid levels 0..3 for the flat '
-                                 f'model {model_name}')
+                raise ValueError(
+                    f'ZooBackbone: out_indices {bad} must be pyramid levels 0..3 for the flat model {model_name}'
+                )
             self.pyramid = SimplePyramid(channels[-1], strides[-1], [PYRAMID_STRIDES[i] for i in self.out_indices])
             channels = self.pyramid.out_channels
             strides = [PYRAMID_STRIDES[i] for i in self.out_indices]
@@ -312,9 +314,11 @@ class ZooBackbone(BaseModule):
         body_names = [n for n, _ in self.body.named_parameters()]
         to_probe = next((m for m in _wrapper_name_maps(probe) if all(n in m for n in body_names)), None)
         if to_probe is None:
-            raise ValueError(f'ZooBackbone: cannot match the parameters of the features_only {self.model_name} '
-                             f'to the model (wrapper {type(self.body).__name__})')
-        frozen_probe = {n for g in groups[:self.frozen_stages + 1] for n in g}
+            raise ValueError(
+                f'ZooBackbone: cannot match the parameters of the features_only {self.model_name} '
+                f'to the model (wrapper {type(self.body).__name__})'
+            )
+        frozen_probe = {n for g in groups[: self.frozen_stages + 1] for n in g}
         frozen = {n for n in body_names if to_probe[n] in frozen_probe}
         if not frozen:
             raise ValueError(f'ZooBackbone: frozen_stages={self.frozen_stages} froze nothing in {self.model_name}')

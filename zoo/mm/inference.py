@@ -42,8 +42,10 @@ def _read_rgb(image: str) -> np.ndarray:
         with Image.open(image) as im:
             return np.asarray(im.convert('RGB'))
     except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise ImageReadError(f'{image} is not a readable image ({type(err).__name__}: '
-                             f'{str(err).splitlines()[0] if str(err) else "unreadable"})') from None
+        raise ImageReadError(
+            f'{image} is not a readable image ({type(err).__name__}: '
+            f'{str(err).splitlines()[0] if str(err) else "unreadable"})'
+        ) from None
 
 
 class InferenceConfigError(KeyError):
@@ -73,8 +75,10 @@ class Predictor:
         cfg = _prepare_config(config, cfg_options)
         self.task = {'mmdet': 'det', 'mmseg': 'seg'}.get(cfg.get('default_scope'))
         if self.task is None:
-            raise InferenceConfigError(f"config {config}: default_scope must be 'mmdet' or 'mmseg' for "
-                                       f"inference, got {cfg.get('default_scope')!r}")
+            raise InferenceConfigError(
+                f"config {config}: default_scope must be 'mmdet' or 'mmseg' for "
+                f'inference, got {cfg.get("default_scope")!r}'
+            )
         if self.task == 'det':
             from mmdet.apis import init_detector
 
@@ -111,21 +115,36 @@ class Predictor:
             inst = dedupe_detections(result.pred_instances, score_thr, nms_iou)
             labels = [self.class_name(i) for i in inst.labels.tolist()]
             masks = inst.masks.cpu().numpy().astype(bool) if 'masks' in inst else None
-            draw_detections(rgb, inst.bboxes.cpu().numpy(), labels, inst.scores.cpu().numpy(), out_file,
-                            masks=masks, label_ids=inst.labels.tolist())
-            return dict(task='det', num_detections=len(labels), labels=labels,
-                        scores=[round(float(s), 4) for s in inst.scores], boxes=inst.bboxes.cpu().tolist(),
-                        out_file=out_file, seconds=time.time() - start)
+            draw_detections(
+                rgb,
+                inst.bboxes.cpu().numpy(),
+                labels,
+                inst.scores.cpu().numpy(),
+                out_file,
+                masks=masks,
+                label_ids=inst.labels.tolist(),
+            )
+            return dict(
+                task='det',
+                num_detections=len(labels),
+                labels=labels,
+                scores=[round(float(s), 4) for s in inst.scores],
+                boxes=inst.bboxes.cpu().tolist(),
+                out_file=out_file,
+                seconds=time.time() - start,
+            )
         from mmseg.apis import inference_model
         from mmseg.registry import VISUALIZERS
 
         result = inference_model(self.model, rgb[..., ::-1].copy())
         if self._vis is None:  # visualizers are named singletons
-            self._vis = VISUALIZERS.build(dict(type='SegLocalVisualizer', name=f'zoo_infer_{time.time_ns()}',
-                                               alpha=0.5))
+            self._vis = VISUALIZERS.build(
+                dict(type='SegLocalVisualizer', name=f'zoo_infer_{time.time_ns()}', alpha=0.5)
+            )
             self._vis.dataset_meta = self.model.dataset_meta
-        self._vis.add_datasample('prediction', rgb, result, draw_gt=False, show=False, out_file=out_file,
-                                 with_labels=True)
+        self._vis.add_datasample(
+            'prediction', rgb, result, draw_gt=False, show=False, out_file=out_file, with_labels=True
+        )
         pred = result.pred_sem_seg.data[0].cpu().numpy()
         ids, counts = np.unique(pred, return_counts=True)
         fractions = {self.class_name(i): round(float(c) / pred.size, 4) for i, c in zip(ids.tolist(), counts.tolist())}
@@ -152,9 +171,16 @@ def _palette(n: int) -> list[tuple[int, int, int]]:
     return [tuple(int(255 * c) for c in cmap(i % 20)[:3]) for i in range(max(n, 1))]
 
 
-def draw_detections(rgb: np.ndarray, boxes: np.ndarray, labels: list[str], scores: np.ndarray, out_file: str,
-                    masks: np.ndarray | None = None, label_ids: list[int] | None = None,
-                    min_side: int = 512) -> str:
+def draw_detections(
+    rgb: np.ndarray,
+    boxes: np.ndarray,
+    labels: list[str],
+    scores: np.ndarray,
+    out_file: str,
+    masks: np.ndarray | None = None,
+    label_ids: list[int] | None = None,
+    min_side: int = 512,
+) -> str:
     """Draw boxes (xyxy pixels of ``rgb``), optional masks ``[N, H, W]`` and ``"label 0.87"`` tags.
 
     The canvas is enlarged so its long side is at least ``min_side`` px; line width and font size
@@ -203,8 +229,15 @@ def draw_detections(rgb: np.ndarray, boxes: np.ndarray, labels: list[str], score
     return out_file
 
 
-def infer_image(config: str, checkpoint: str, image: str, out_file: str, score_thr: float = 0.3,
-                device: str = 'cpu', cfg_options: dict | None = None) -> dict[str, Any]:
+def infer_image(
+    config: str,
+    checkpoint: str,
+    image: str,
+    out_file: str,
+    score_thr: float = 0.3,
+    device: str = 'cpu',
+    cfg_options: dict | None = None,
+) -> dict[str, Any]:
     """Predict on one image with ``config`` + ``checkpoint`` and save the drawing to ``out_file``;
     see ``Predictor`` (build it once to predict on many images)."""
     return Predictor(config, checkpoint, device=device, cfg_options=cfg_options)(image, out_file, score_thr)

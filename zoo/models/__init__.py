@@ -27,9 +27,7 @@ FAMILIES: tuple[str, ...] = (
     'mhs_vm',
 )
 
-_modules: dict[str, ModuleType] = {
-    name: importlib.import_module(f'{__name__}.{name}') for name in FAMILIES
-}
+_modules: dict[str, ModuleType] = {name: importlib.import_module(f'{__name__}.{name}') for name in FAMILIES}
 
 
 def list_zoo_models(family: str | None = None) -> list[str]:

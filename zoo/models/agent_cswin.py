@@ -107,9 +107,7 @@ class LePEBranch(nn.Module):
             valid = F.pad(q.new_ones(B, H, W, 1), (0, 0, 0, pad_w, 0, pad_h))
             mask = (_to_windows(valid, ws)[..., 0] > 0)[:, None, None, :]  # (b, 1, 1, n) keys
         q, k, v = (t.reshape(b, n, h, d).transpose(1, 2) for t in (q, k, v))
-        x = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0
-        )
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0)
         x = x.transpose(1, 2).reshape(b, n, C) + lepe
         x = _from_windows(x, ws, (Hp, Wp))[:, :H, :W]
         return x.reshape(B, H * W, C)
@@ -176,9 +174,7 @@ class CSWinBlock(nn.Module):
         bdim, bheads = (dim, num_heads) if one else (dim // 2, num_heads // 2)
         idxs = [-1] if one else [0, 1]
         if kind == 'A':
-            self.attns = nn.ModuleList(
-                [AgentBranch(bdim, bheads, i, split, grid, agent_num, attn_drop) for i in idxs]
-            )
+            self.attns = nn.ModuleList([AgentBranch(bdim, bheads, i, split, grid, agent_num, attn_drop) for i in idxs])
         else:
             self.attns = nn.ModuleList([LePEBranch(bdim, bheads, i, split, attn_drop) for i in idxs])
         self.proj = nn.Linear(dim, dim)
@@ -340,17 +336,11 @@ class AgentCSWinTransformer(nn.Module):
             self.global_pool = global_pool
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
-    def _run_stage(
-        self, i: int, x: torch.Tensor, hw: tuple[int, int]
-    ) -> tuple[torch.Tensor, tuple[int, int]]:
+    def _run_stage(self, i: int, x: torch.Tensor, hw: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
         if i > 0:
             x, hw = getattr(self, f'merge{i}')(x, hw)
         for blk in getattr(self, f'stage{i + 1}'):
-            x = (
-                checkpoint(blk, x, hw)
-                if self.grad_checkpointing and not torch.jit.is_scripting()
-                else blk(x, hw)
-            )
+            x = checkpoint(blk, x, hw) if self.grad_checkpointing and not torch.jit.is_scripting() else blk(x, hw)
         return x, hw
 
     def _stem(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -468,16 +458,18 @@ def _cfg(file_id: str, **kwargs) -> dict:
     }
 
 
-default_cfgs = generate_default_cfgs(name_downloads(
-    {
-        'agent_cswin_tiny.in1k': _cfg('8c562a74441e46d5902b'),
-        'agent_cswin_small.in1k': _cfg('30eb8af675bc4b7a8747'),
-        'agent_cswin_base.in1k': _cfg('c8035b0839b2410c8c9f'),
-        'agent_cswin_base_384.in1k': _cfg(
-            '1239be0df44b47719432', input_size=(3, 384, 384), pool_size=(12, 12), crop_pct=1.0
-        ),
-    }
-))
+default_cfgs = generate_default_cfgs(
+    name_downloads(
+        {
+            'agent_cswin_tiny.in1k': _cfg('8c562a74441e46d5902b'),
+            'agent_cswin_small.in1k': _cfg('30eb8af675bc4b7a8747'),
+            'agent_cswin_base.in1k': _cfg('c8035b0839b2410c8c9f'),
+            'agent_cswin_base_384.in1k': _cfg(
+                '1239be0df44b47719432', input_size=(3, 384, 384), pool_size=(12, 12), crop_pct=1.0
+            ),
+        }
+    )
+)
 
 # Agent Attention (arXiv 2312.08874), official repo LeapLabTHU/Agent-Attention. params_m: counted by
 # instantiating agent_transformer/models/agent_cswin.py at each cfg resolution (the README rounds them to whole
@@ -485,15 +477,9 @@ default_cfgs = generate_default_cfgs(name_downloads(
 # multiply-adds, at the cfg resolution; top1: ImageNet-1k from the same table; weights: the Tsinghua Cloud links
 # in that table.
 PAPER_FACTS: dict[str, dict] = {
-    'agent_cswin_tiny': dict(
-        params_m=20.46, gmacs=4.3, top1=83.1, weights=_URL.format('8c562a74441e46d5902b')
-    ),
-    'agent_cswin_small': dict(
-        params_m=32.81, gmacs=6.8, top1=83.9, weights=_URL.format('30eb8af675bc4b7a8747')
-    ),
-    'agent_cswin_base': dict(
-        params_m=73.25, gmacs=14.9, top1=84.7, weights=_URL.format('c8035b0839b2410c8c9f')
-    ),
+    'agent_cswin_tiny': dict(params_m=20.46, gmacs=4.3, top1=83.1, weights=_URL.format('8c562a74441e46d5902b')),
+    'agent_cswin_small': dict(params_m=32.81, gmacs=6.8, top1=83.9, weights=_URL.format('30eb8af675bc4b7a8747')),
+    'agent_cswin_base': dict(params_m=73.25, gmacs=14.9, top1=84.7, weights=_URL.format('c8035b0839b2410c8c9f')),
     'agent_cswin_base_384': dict(
         params_m=73.33, gmacs=46.3, top1=85.8, img_size=384, weights=_URL.format('1239be0df44b47719432')
     ),

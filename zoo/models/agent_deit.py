@@ -161,9 +161,7 @@ class AgentVisionTransformer(nn.Module):
                 for i in range(depth)
             ]
         )
-        self.feature_info = [
-            dict(num_chs=embed_dim, reduction=patch_size, module=f'blocks.{i}') for i in range(depth)
-        ]
+        self.feature_info = [dict(num_chs=embed_dim, reduction=patch_size, module=f'blocks.{i}') for i in range(depth)]
         self.norm = norm_layer(embed_dim)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
@@ -205,8 +203,7 @@ class AgentVisionTransformer(nn.Module):
         blocks the grid."""
         if x.shape[-2] % self.patch_size or x.shape[-1] % self.patch_size:
             raise ValueError(
-                f'input height and width must be divisible by patch_size={self.patch_size}, '
-                f'got {tuple(x.shape[-2:])}'
+                f'input height and width must be divisible by patch_size={self.patch_size}, got {tuple(x.shape[-2:])}'
             )
         x = self.patch_embed(x)
         B, H, W, C = x.shape
@@ -332,14 +329,16 @@ def _cfg(file_id: str, **kwargs) -> dict:
     }
 
 
-default_cfgs = generate_default_cfgs(name_downloads(
-    {
-        'agent_deit_tiny.in1k': _cfg('57e0904221824ee7b7af'),
-        'agent_deit_small.in1k': _cfg('fdd43304372541db8ea7'),
-        'agent_deit_small_448.in1k': _cfg('a228f86241c445f1969b', input_size=(3, 448, 448), crop_pct=1.0),
-        'agent_deit_base.in1k': _cfg('5115f15fdd7e4ab58fbc'),
-    }
-))
+default_cfgs = generate_default_cfgs(
+    name_downloads(
+        {
+            'agent_deit_tiny.in1k': _cfg('57e0904221824ee7b7af'),
+            'agent_deit_small.in1k': _cfg('fdd43304372541db8ea7'),
+            'agent_deit_small_448.in1k': _cfg('a228f86241c445f1969b', input_size=(3, 448, 448), crop_pct=1.0),
+            'agent_deit_base.in1k': _cfg('5115f15fdd7e4ab58fbc'),
+        }
+    )
+)
 
 # Agent Attention (arXiv 2312.08874), official repo LeapLabTHU/Agent-Attention. params_m: the Params column of
 # agent_transformer/README.md, confirmed to within 0.3% by instantiating agent_transformer/models/agent_deit.py
@@ -347,15 +346,11 @@ default_cfgs = generate_default_cfgs(name_downloads(
 # at the cfg resolution; top1: ImageNet-1k from the same table; weights: the Tsinghua Cloud links in that table.
 PAPER_FACTS: dict[str, dict] = {
     'agent_deit_tiny': dict(params_m=6.0, gmacs=1.2, top1=74.9, weights=_URL.format('57e0904221824ee7b7af')),
-    'agent_deit_small': dict(
-        params_m=22.7, gmacs=4.4, top1=80.5, weights=_URL.format('fdd43304372541db8ea7')
-    ),
+    'agent_deit_small': dict(params_m=22.7, gmacs=4.4, top1=80.5, weights=_URL.format('fdd43304372541db8ea7')),
     'agent_deit_small_448': dict(
         params_m=23.1, gmacs=17.7, top1=83.1, img_size=448, weights=_URL.format('a228f86241c445f1969b')
     ),
-    'agent_deit_base': dict(
-        params_m=87.2, gmacs=17.6, top1=82.0, weights=_URL.format('5115f15fdd7e4ab58fbc')
-    ),
+    'agent_deit_base': dict(params_m=87.2, gmacs=17.6, top1=82.0, weights=_URL.format('5115f15fdd7e4ab58fbc')),
 }
 
 

@@ -17,7 +17,11 @@ from __future__ import annotations
 OFFICIAL_URL = 'https://github.com/yuweihao/MambaOut/releases/download/model/{}.pth'
 
 CARRIED_TIMM_MODELS: tuple[str, ...] = (
-    'mambaout_femto', 'mambaout_kobe', 'mambaout_tiny', 'mambaout_small', 'mambaout_base',
+    'mambaout_femto',
+    'mambaout_kobe',
+    'mambaout_tiny',
+    'mambaout_small',
+    'mambaout_base',
 )
 
 # params: counted by instantiating the official model definition (yuweihao/MambaOut models/mambaout.py);

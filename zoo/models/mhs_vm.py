@@ -60,8 +60,14 @@ from zoo.layers.multi_head_scan import MultiHeadScan
 from zoo.layers.weight_init import init_linear_layernorm
 
 __all__ = [
-    'MHSVMEncoder', 'MHSVMUNet', 'create_mhs_vm_unet', 'load_official_checkpoint', 'checkpoint_filter_fn',
-    'PAPER_FACTS', 'UNET_FACTS', 'UNET_CONFIGS',
+    'MHSVMEncoder',
+    'MHSVMUNet',
+    'create_mhs_vm_unet',
+    'load_official_checkpoint',
+    'checkpoint_filter_fn',
+    'PAPER_FACTS',
+    'UNET_FACTS',
+    'UNET_CONFIGS',
 ]
 
 ORIGIN_URL = 'https://github.com/PixDeep/MHS-VM'
@@ -73,8 +79,14 @@ OFFICIAL_WEIGHTS = 'https://github.com/PixDeep/MHS-VM/raw/main/pretrained/best_{
 # whose hard-coded gfu_t = 0.4 applies, on VM-UNet's ISIC 2018 / 2017 test splits); weights: the repo's
 # pretrained/best_{3h,4h}.pth.
 UNET_FACTS: dict[str, dict] = {
-    'mhs_vm_unet_4h': dict(params_m=17.26, miou_isic18=0.8085, dsc_isic18=0.8941, miou_isic17=0.8202,
-                           dsc_isic17=0.9012, weights=OFFICIAL_WEIGHTS.format('4h')),
+    'mhs_vm_unet_4h': dict(
+        params_m=17.26,
+        miou_isic18=0.8085,
+        dsc_isic18=0.8941,
+        miou_isic17=0.8202,
+        dsc_isic17=0.9012,
+        weights=OFFICIAL_WEIGHTS.format('4h'),
+    ),
     'mhs_vm_unet_3h': dict(params_m=17.39, weights=OFFICIAL_WEIGHTS.format('3h')),
 }
 # The official repo gives no numbers for the encoders alone (no parameter count, no classification
@@ -95,8 +107,9 @@ UNET_CONFIGS: dict[str, dict] = {
 
 def _check_input(x: torch.Tensor, multiple: int = 32) -> None:
     if x.ndim != 4 or x.shape[-2] % multiple or x.shape[-1] % multiple:
-        raise ValueError(f'x: MHS-VM needs (B, C, H, W) input with H and W divisible by {multiple}, '
-                         f'got shape {tuple(x.shape)}')
+        raise ValueError(
+            f'x: MHS-VM needs (B, C, H, W) input with H and W divisible by {multiple}, got shape {tuple(x.shape)}'
+        )
 
 
 class PatchEmbed(nn.Module):
@@ -164,8 +177,15 @@ class MHSGate(nn.Module):
     Expansion 1 (inner width = model width). (B, H, W, C) -> (B, H, W, C).
     """
 
-    def __init__(self, dim: int, d_state: int = 16, head_num: int = 4, gfu_t: float = 0.5,
-                 with_proj: bool = True, grid_size: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        d_state: int = 16,
+        head_num: int = 4,
+        gfu_t: float = 0.5,
+        with_proj: bool = True,
+        grid_size: tuple[int, int] | None = None,
+    ) -> None:
         super().__init__()
         self.in_proj = nn.Linear(dim, 2 * dim, bias=False)
         self.conv2d = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim, bias=True)
@@ -196,8 +216,7 @@ class MHSBlock(nn.Module):
 class MHSStage(nn.Module):
     """Encoder stage (official ``VSSLayer``): blocks, then an optional PatchMerging."""
 
-    def __init__(self, dim: int, depth: int, drop_path: Sequence[float], downsample: bool,
-                 **gate_kwargs) -> None:
+    def __init__(self, dim: int, depth: int, drop_path: Sequence[float], downsample: bool, **gate_kwargs) -> None:
         super().__init__()
         self.grad_checkpointing = False
         self.blocks = nn.ModuleList([MHSBlock(dim, drop_path[i], **gate_kwargs) for i in range(depth)])
@@ -216,8 +235,7 @@ class MHSStage(nn.Module):
 class MHSStageUp(nn.Module):
     """Decoder stage (official ``VSSLayer_up``): an optional PatchExpand, then blocks."""
 
-    def __init__(self, dim: int, depth: int, drop_path: Sequence[float], upsample: bool,
-                 **gate_kwargs) -> None:
+    def __init__(self, dim: int, depth: int, drop_path: Sequence[float], upsample: bool, **gate_kwargs) -> None:
         super().__init__()
         self.grad_checkpointing = False
         self.upsample = PatchExpand(dim) if upsample else None
@@ -231,19 +249,38 @@ class MHSStageUp(nn.Module):
         return x
 
 
-def _build_encoder(module: nn.Module, in_chans: int, dims: Sequence[int], depths: Sequence[int], d_state: int,
-                   head_num: int, gfu_t: float, with_proj: bool, drop_path_rate: float,
-                   img_size: int | tuple[int, int]) -> None:
+def _build_encoder(
+    module: nn.Module,
+    in_chans: int,
+    dims: Sequence[int],
+    depths: Sequence[int],
+    d_state: int,
+    head_num: int,
+    gfu_t: float,
+    with_proj: bool,
+    drop_path_rate: float,
+    img_size: int | tuple[int, int],
+) -> None:
     """Adds ``patch_embed`` and ``layers`` (official names) to ``module``."""
     hw = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
     module.patch_embed = PatchEmbed(in_chans, dims[0])
     dpr = calculate_drop_path_rates(drop_path_rate, sum(depths))
     module.layers = nn.ModuleList()
     for i, (dim, depth) in enumerate(zip(dims, depths)):
-        grid = (hw[0] // (4 * 2 ** i), hw[1] // (4 * 2 ** i))
-        module.layers.append(MHSStage(
-            dim, depth, dpr[sum(depths[:i]):sum(depths[:i + 1])], downsample=i < len(depths) - 1,
-            d_state=d_state, head_num=head_num, gfu_t=gfu_t, with_proj=with_proj, grid_size=grid))
+        grid = (hw[0] // (4 * 2**i), hw[1] // (4 * 2**i))
+        module.layers.append(
+            MHSStage(
+                dim,
+                depth,
+                dpr[sum(depths[:i]) : sum(depths[: i + 1])],
+                downsample=i < len(depths) - 1,
+                d_state=d_state,
+                head_num=head_num,
+                gfu_t=gfu_t,
+                with_proj=with_proj,
+                grid_size=grid,
+            )
+        )
 
 
 def _multi_head_scans(module: nn.Module) -> list[MultiHeadScan]:
@@ -268,22 +305,31 @@ class MHSVMEncoder(nn.Module):
         img_size: the grid the scan-route buffers are built for (others are made on first use).
     """
 
-    def __init__(self, in_chans: int = 3, num_classes: int = 1000, dims: Sequence[int] = (96, 192, 384, 768),
-                 depths: Sequence[int] = (2, 2, 2, 2), d_state: int = 16, head_num: int = 4,
-                 gfu_t: float = 0.5, with_proj: bool = True, drop_path_rate: float = 0.2,
-                 global_pool: str = 'avg', drop_rate: float = 0.0,
-                 img_size: int | tuple[int, int] = 256) -> None:
+    def __init__(
+        self,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        dims: Sequence[int] = (96, 192, 384, 768),
+        depths: Sequence[int] = (2, 2, 2, 2),
+        d_state: int = 16,
+        head_num: int = 4,
+        gfu_t: float = 0.5,
+        with_proj: bool = True,
+        drop_path_rate: float = 0.2,
+        global_pool: str = 'avg',
+        drop_rate: float = 0.0,
+        img_size: int | tuple[int, int] = 256,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.global_pool = global_pool
         self.num_features = self.head_hidden_size = dims[-1]
         self.grad_checkpointing = False
-        _build_encoder(self, in_chans, dims, depths, d_state, head_num, gfu_t, with_proj, drop_path_rate,
-                       img_size)
-        self.feature_info = [dict(num_chs=d, reduction=4 * 2 ** i, module=f'layers.{i}')
-                             for i, d in enumerate(dims)]
-        self.head = NormMlpClassifierHead(dims[-1], num_classes, pool_type=global_pool, drop_rate=drop_rate,
-                                          norm_layer=LayerNorm2d)
+        _build_encoder(self, in_chans, dims, depths, d_state, head_num, gfu_t, with_proj, drop_path_rate, img_size)
+        self.feature_info = [dict(num_chs=d, reduction=4 * 2**i, module=f'layers.{i}') for i, d in enumerate(dims)]
+        self.head = NormMlpClassifierHead(
+            dims[-1], num_classes, pool_type=global_pool, drop_rate=drop_rate, norm_layer=LayerNorm2d
+        )
         self.apply(init_linear_layernorm)  # the official VSSM init
 
     def set_gfu_t(self, t: float) -> None:
@@ -295,13 +341,19 @@ class MHSVMEncoder(nn.Module):
     def group_matcher(self, coarse: bool = False) -> dict:
         # layers.{i}.downsample runs after the blocks of layer i and makes the input of layer i + 1
         # (feature i is taken before it), so it groups with layer i + 1.
-        downsamples = [(rf'^layers\.{i}\.downsample', (i + 1,) if coarse else (i + 1, -1))
-                       for i in range(len(self.layers))]
+        downsamples = [
+            (rf'^layers\.{i}\.downsample', (i + 1,) if coarse else (i + 1, -1)) for i in range(len(self.layers))
+        ]
         return dict(
             stem=r'^patch_embed',
-            blocks=downsamples + ([(r'^layers\.(\d+)', None)] if coarse else [
-                (r'^layers\.(\d+)\.blocks\.(\d+)', None),
-            ]),
+            blocks=downsamples
+            + (
+                [(r'^layers\.(\d+)', None)]
+                if coarse
+                else [
+                    (r'^layers\.(\d+)\.blocks\.(\d+)', None),
+                ]
+            ),
         )
 
     @torch.jit.ignore
@@ -326,13 +378,13 @@ class MHSVMEncoder(nn.Module):
         self.head.reset(num_classes, pool_type=global_pool)
 
     def forward_intermediates(
-            self,
-            x: torch.Tensor,
-            indices: int | list[int] | None = None,
-            norm: bool = False,
-            stop_early: bool = False,
-            output_fmt: str = 'NCHW',
-            intermediates_only: bool = False,
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = 'NCHW',
+        intermediates_only: bool = False,
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
         """Stage outputs (before each patch merging) as (B, C_i, H/r_i, W/r_i), and the final features."""
         if output_fmt not in ('NCHW', 'NHWC'):
@@ -341,7 +393,7 @@ class MHSVMEncoder(nn.Module):
         take_indices, max_index = feature_take_indices(len(self.layers), indices)
         intermediates = []
         x = self.patch_embed(x)
-        stages = self.layers if torch.jit.is_scripting() or not stop_early else self.layers[:max_index + 1]
+        stages = self.layers if torch.jit.is_scripting() or not stop_early else self.layers[: max_index + 1]
         for i, stage in enumerate(stages):
             x = stage.forward_blocks(x)
             if i in take_indices:
@@ -352,13 +404,14 @@ class MHSVMEncoder(nn.Module):
             return intermediates
         return x.permute(0, 3, 1, 2), intermediates
 
-    def prune_intermediate_layers(self, indices: int | list[int] = 1, prune_norm: bool = False,
-                                  prune_head: bool = True) -> list[int]:
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
         """Drops the stages after the last requested one (and the head); returns the kept indices."""
         take_indices, max_index = feature_take_indices(len(self.layers), indices)
-        self.layers = self.layers[:max_index + 1]
+        self.layers = self.layers[: max_index + 1]
         self.layers[-1].downsample = None
-        self.feature_info = self.feature_info[:max_index + 1]
+        self.feature_info = self.feature_info[: max_index + 1]
         if prune_head:
             self.reset_classifier(0, '')
             self.head.norm = nn.Identity()
@@ -399,10 +452,20 @@ class MHSVMUNet(nn.Module):
     Forward: (B, in_chans, H, W) -> logits (B, num_classes, H, W); H, W divisible by 32.
     """
 
-    def __init__(self, in_chans: int = 3, num_classes: int = 1, dims: Sequence[int] = (96, 192, 384, 768),
-                 depths: Sequence[int] = (2, 2, 2, 2), depths_decoder: Sequence[int] = (2, 2, 2, 1),
-                 d_state: int = 16, head_num: int = 4, gfu_t: float = 0.5, with_proj: bool = True,
-                 drop_path_rate: float = 0.2, img_size: int | tuple[int, int] = 256) -> None:
+    def __init__(
+        self,
+        in_chans: int = 3,
+        num_classes: int = 1,
+        dims: Sequence[int] = (96, 192, 384, 768),
+        depths: Sequence[int] = (2, 2, 2, 2),
+        depths_decoder: Sequence[int] = (2, 2, 2, 1),
+        d_state: int = 16,
+        head_num: int = 4,
+        gfu_t: float = 0.5,
+        with_proj: bool = True,
+        drop_path_rate: float = 0.2,
+        img_size: int | tuple[int, int] = 256,
+    ) -> None:
         super().__init__()
         if len(depths_decoder) != len(depths):
             raise ValueError(f'depths_decoder: needs {len(depths)} entries like depths, got {depths_decoder}')
@@ -416,10 +479,20 @@ class MHSVMUNet(nn.Module):
         self.layers_up = nn.ModuleList()
         for i, (dim, depth) in enumerate(zip(dims_dec, depths_decoder)):
             level = n - 1 - i  # decoder stage i runs on the grid of encoder stage n-1-i
-            grid = (hw[0] // (4 * 2 ** level), hw[1] // (4 * 2 ** level))
-            self.layers_up.append(MHSStageUp(
-                dim, depth, dpr[sum(depths_decoder[:i]):sum(depths_decoder[:i + 1])], upsample=i > 0,
-                d_state=d_state, head_num=head_num, gfu_t=gfu_t, with_proj=with_proj, grid_size=grid))
+            grid = (hw[0] // (4 * 2**level), hw[1] // (4 * 2**level))
+            self.layers_up.append(
+                MHSStageUp(
+                    dim,
+                    depth,
+                    dpr[sum(depths_decoder[:i]) : sum(depths_decoder[: i + 1])],
+                    upsample=i > 0,
+                    d_state=d_state,
+                    head_num=head_num,
+                    gfu_t=gfu_t,
+                    with_proj=with_proj,
+                    grid_size=grid,
+                )
+            )
         self.final_up = FinalPatchExpand(dims_dec[-1], 4)
         self.final_conv = nn.Conv2d(dims_dec[-1] // 4, num_classes, 1)
         self.apply(init_linear_layernorm)  # the official VSSM init
@@ -467,7 +540,7 @@ def _is_alias(key: str) -> bool:
 
 def _alias_target(key: str) -> str:
     if key.endswith('.x_ssproj_W'):
-        return key[:-len('x_ssproj_W')] + 'x_ssproj.weight'
+        return key[: -len('x_ssproj_W')] + 'x_ssproj.weight'
     return key.replace('.scanning.seq2seq_engine.', '.mambaeng.')
 
 
@@ -480,7 +553,7 @@ def checkpoint_filter_fn(state_dict: dict, model: nn.Module) -> dict[str, torch.
     dropped and the classifier head (absent from the official weights) is taken from ``model``.
     """
     state_dict = unwrap_state_dict(state_dict)
-    sd = {(k[len('vmunet.'):] if k.startswith('vmunet.') else k): v for k, v in state_dict.items()}
+    sd = {(k[len('vmunet.') :] if k.startswith('vmunet.') else k): v for k, v in state_dict.items()}
     out: dict[str, torch.Tensor] = {}
     for k, v in sd.items():
         if _is_alias(k):
@@ -499,8 +572,7 @@ def checkpoint_filter_fn(state_dict: dict, model: nn.Module) -> dict[str, torch.
             if k.startswith('head.') and k not in out:
                 out[k] = v  # the official model has no classifier
         n_stages = len(model.layers)
-        out = {k: v for k, v in out.items()
-               if not (k.startswith('layers.') and int(k.split('.')[1]) >= n_stages)}
+        out = {k: v for k, v in out.items() if not (k.startswith('layers.') and int(k.split('.')[1]) >= n_stages)}
         if model.layers[-1].downsample is None:
             last = f'layers.{n_stages - 1}.downsample.'
             out = {k: v for k, v in out.items() if not k.startswith(last)}
@@ -513,8 +585,7 @@ def load_official_checkpoint(model: nn.Module, path: str, strict: bool = True):
     return model.load_state_dict(checkpoint_filter_fn(state, model), strict=strict)
 
 
-def create_mhs_vm_unet(name: str = 'mhs_vm_unet_4h', checkpoint_path: str | None = None,
-                       **kwargs) -> MHSVMUNet:
+def create_mhs_vm_unet(name: str = 'mhs_vm_unet_4h', checkpoint_path: str | None = None, **kwargs) -> MHSVMUNet:
     """Builds the released VM-UNet (``mhs_vm_unet_4h`` / ``mhs_vm_unet_3h``), optionally loading a
     checkpoint (official layout or ours). ``kwargs`` override :class:`MHSVMUNet` arguments."""
     if name not in UNET_CONFIGS:
@@ -545,15 +616,21 @@ def _cfg(url: str = '', **kwargs) -> dict:
     }
 
 
-default_cfgs = generate_default_cfgs(name_downloads({
-    'mhs_vm_encoder_4h.isic2018': _cfg(url=OFFICIAL_WEIGHTS.format('4h')),
-    'mhs_vm_encoder_3h.isic2018': _cfg(url=OFFICIAL_WEIGHTS.format('3h')),
-}))
+default_cfgs = generate_default_cfgs(
+    name_downloads(
+        {
+            'mhs_vm_encoder_4h.isic2018': _cfg(url=OFFICIAL_WEIGHTS.format('4h')),
+            'mhs_vm_encoder_3h.isic2018': _cfg(url=OFFICIAL_WEIGHTS.format('3h')),
+        }
+    )
+)
 
 
 def _create_encoder(variant: str, pretrained: bool = False, **kwargs) -> MHSVMEncoder:
     return build_model_with_weights(
-        MHSVMEncoder, variant, pretrained,
+        MHSVMEncoder,
+        variant,
+        pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
         feature_cfg=dict(out_indices=(0, 1, 2, 3), feature_cls='getter'),
         **kwargs,

@@ -104,20 +104,65 @@ SDT2_DRIVE = 'https://drive.google.com/drive/folders/12JcIRG8BF6JcgPsXIetSS14udt
 # shows ~9 / ~52 mJ). weights: the SDT-v2 Google Drive folder linked in BICLab/Spike-Driven-Transformer-V2
 # issue #5.
 PAPER_FACTS: dict[str, dict] = {
-    'qsd_transformer_15m': dict(params_m=15.25, paper_size_m=1.8, gmacs=None, top1=74.5, T=1, D=4,
-                                wbits=4, weights=None,
-                                source='official models.py count; top-1 from checkpoint file name'),
-    'qsd_transformer_31m': dict(params_m=31.53, paper_size_m=3.9, gmacs=None, top1=None, T=1, D=4,
-                                wbits=4, weights=None, source='official models.py count; 3.9M top-1 not stated'),
-    'qsd_transformer_55m': dict(params_m=55.61, paper_size_m=6.8, gmacs=None, top1=80.3, T=1, D=4,
-                                wbits=4, energy_mj=8.7, weights=None,
-                                source='official models.py count; top-1 README, abstract'),
-    'meta_spikeformer_15m': dict(params_m=15.1, gmacs=None, top1=74.1, T=4, weights=None,
-                                 source='SDT-v2 models.py count; top-1 unverified (arXiv 2404.03663)'),
-    'meta_spikeformer_31m': dict(params_m=31.3, gmacs=None, top1=77.2, T=4, weights=None,
-                                 source='SDT-v2 models.py count; top-1 unverified (arXiv 2404.03663)'),
-    'meta_spikeformer_55m': dict(params_m=55.35, gmacs=None, top1=80.0, T=4, energy_mj=52.4,
-                                 weights=SDT2_DRIVE, source='SDT-v2 models.py count; arXiv 2404.03663 (T=4 + KD)'),
+    'qsd_transformer_15m': dict(
+        params_m=15.25,
+        paper_size_m=1.8,
+        gmacs=None,
+        top1=74.5,
+        T=1,
+        D=4,
+        wbits=4,
+        weights=None,
+        source='official models.py count; top-1 from checkpoint file name',
+    ),
+    'qsd_transformer_31m': dict(
+        params_m=31.53,
+        paper_size_m=3.9,
+        gmacs=None,
+        top1=None,
+        T=1,
+        D=4,
+        wbits=4,
+        weights=None,
+        source='official models.py count; 3.9M top-1 not stated',
+    ),
+    'qsd_transformer_55m': dict(
+        params_m=55.61,
+        paper_size_m=6.8,
+        gmacs=None,
+        top1=80.3,
+        T=1,
+        D=4,
+        wbits=4,
+        energy_mj=8.7,
+        weights=None,
+        source='official models.py count; top-1 README, abstract',
+    ),
+    'meta_spikeformer_15m': dict(
+        params_m=15.1,
+        gmacs=None,
+        top1=74.1,
+        T=4,
+        weights=None,
+        source='SDT-v2 models.py count; top-1 unverified (arXiv 2404.03663)',
+    ),
+    'meta_spikeformer_31m': dict(
+        params_m=31.3,
+        gmacs=None,
+        top1=77.2,
+        T=4,
+        weights=None,
+        source='SDT-v2 models.py count; top-1 unverified (arXiv 2404.03663)',
+    ),
+    'meta_spikeformer_55m': dict(
+        params_m=55.35,
+        gmacs=None,
+        top1=80.0,
+        T=4,
+        energy_mj=52.4,
+        weights=SDT2_DRIVE,
+        source='SDT-v2 models.py count; arXiv 2404.03663 (T=4 + KD)',
+    ),
 }
 
 
@@ -147,8 +192,9 @@ class _Spec:
 class MS_DownSampling(nn.Module):
     """(spike ->) conv (with bias) -> BN. The first one takes the real-valued image (no spike)."""
 
-    def __init__(self, spec: _Spec, in_chs: int, out_chs: int, kernel_size: int, stride: int, padding: int,
-                 first_layer: bool) -> None:
+    def __init__(
+        self, spec: _Spec, in_chs: int, out_chs: int, kernel_size: int, stride: int, padding: int, first_layer: bool
+    ) -> None:
         super().__init__()
         self.encode_conv = spec.conv(in_chs, out_chs, kernel_size, stride, padding)
         self.encode_bn = nn.BatchNorm2d(out_chs)
@@ -280,8 +326,16 @@ class SpikeDrivenSelfAttention(nn.Module):
 class MS_Block(nn.Module):
     """``x += ls1 * attn(x)``; ``x += ls2 * mlp(x)`` (LayerScale only for QSD)."""
 
-    def __init__(self, spec: _Spec, dim: int, num_heads: int, mlp_ratio: float, attn_scale: float,
-                 layer_scale_init: float | None, drop_path: float = 0.0) -> None:
+    def __init__(
+        self,
+        spec: _Spec,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        attn_scale: float,
+        layer_scale_init: float | None,
+        drop_path: float = 0.0,
+    ) -> None:
         super().__init__()
         self.attn = SpikeDrivenSelfAttention(spec, dim, num_heads, attn_scale)
         self.mlp = MS_MLP(spec, dim, int(dim * mlp_ratio))
@@ -336,25 +390,25 @@ class SpikeDrivenMetaFormer(nn.Module):
     """
 
     def __init__(
-            self,
-            embed_dim: tuple[int, int, int, int] = (64, 128, 256, 360),
-            depths: int = 8,
-            num_heads: int = 8,
-            mlp_ratio: float = 4.0,
-            in_chans: int = 3,
-            num_classes: int = 1000,
-            global_pool: str = 'avg',
-            T: int = 1,
-            neuron: str = 'multispike',
-            spike_levels: int = 4,
-            wbits: int | None = 4,
-            act_placeholders: bool = True,
-            attn_scale: float = 0.25,
-            layer_scale_init: float | None = 1e-6,
-            drop_rate: float = 0.0,
-            drop_path_rate: float = 0.0,
-            kd_head: bool = False,
-            img_size: Any = None,  # accepted for timm / config compatibility; any multiple of 16 works
+        self,
+        embed_dim: tuple[int, int, int, int] = (64, 128, 256, 360),
+        depths: int = 8,
+        num_heads: int = 8,
+        mlp_ratio: float = 4.0,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        global_pool: str = 'avg',
+        T: int = 1,
+        neuron: str = 'multispike',
+        spike_levels: int = 4,
+        wbits: int | None = 4,
+        act_placeholders: bool = True,
+        attn_scale: float = 0.25,
+        layer_scale_init: float | None = 1e-6,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        kd_head: bool = False,
+        img_size: Any = None,  # accepted for timm / config compatibility; any multiple of 16 works
     ) -> None:
         super().__init__()
         if T < 1:
@@ -382,13 +436,13 @@ class SpikeDrivenMetaFormer(nn.Module):
         self.ConvBlock2_1 = nn.ModuleList([MS_ConvBlock(spec, c1)])
         self.ConvBlock2_2 = nn.ModuleList([MS_ConvBlock(spec, c1)])
         self.downsample3 = MS_DownSampling(spec, c1, c2, 3, 2, 1, first_layer=False)
-        self.block3 = nn.ModuleList([
-            MS_Block(spec, c2, num_heads, mlp_ratio, attn_scale, layer_scale_init, dpr[j])
-            for j in range(n3)])
+        self.block3 = nn.ModuleList(
+            [MS_Block(spec, c2, num_heads, mlp_ratio, attn_scale, layer_scale_init, dpr[j]) for j in range(n3)]
+        )
         self.downsample4 = MS_DownSampling(spec, c2, c3, 3, 1, 1, first_layer=False)
-        self.block4 = nn.ModuleList([
-            MS_Block(spec, c3, num_heads, mlp_ratio, attn_scale, layer_scale_init, dpr[n3 + j])
-            for j in range(n4)])
+        self.block4 = nn.ModuleList(
+            [MS_Block(spec, c3, num_heads, mlp_ratio, attn_scale, layer_scale_init, dpr[n3 + j]) for j in range(n4)]
+        )
 
         self.num_features = self.head_hidden_size = c3
         self.feature_info = [
@@ -413,8 +467,9 @@ class SpikeDrivenMetaFormer(nn.Module):
         if num_classes <= 0:
             return nn.Identity()
         if self._head_wbits is not None:
-            return LinearLSQ(self.num_features, num_classes, nbits=self._head_wbits,
-                             act_placeholder=self._act_placeholders)
+            return LinearLSQ(
+                self.num_features, num_classes, nbits=self._head_wbits, act_placeholder=self._act_placeholders
+            )
         return nn.Linear(self.num_features, num_classes)
 
     @staticmethod
@@ -438,7 +493,8 @@ class SpikeDrivenMetaFormer(nn.Module):
             if coarse:
                 return [(rf'^(?:downsample{i + 1}|{name})\.', (i,))]
             return [(rf'^downsample{i + 1}\.', (i, -1))] + [
-                (rf'^{name}\.{j}\.', (i, j)) for j in range(len(getattr(self, name)))]
+                (rf'^{name}\.{j}\.', (i, j)) for j in range(len(getattr(self, name)))
+            ]
 
         return dict(
             stem=r'^downsample1_1\.',
@@ -532,13 +588,13 @@ class SpikeDrivenMetaFormer(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     def forward_intermediates(
-            self,
-            x: torch.Tensor,
-            indices: int | list[int] | None = None,
-            norm: bool = False,
-            stop_early: bool = False,
-            output_fmt: str = 'NCHW',
-            intermediates_only: bool = False,
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = 'NCHW',
+        intermediates_only: bool = False,
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
         """Stage outputs averaged over ``T``: ``(B, C_i, H / r_i, W / r_i)``, ``r = 4, 8, 16, 16``.
 
@@ -558,11 +614,12 @@ class SpikeDrivenMetaFormer(nn.Module):
             return inter
         return x.unflatten(0, (self.T, -1)), inter
 
-    def prune_intermediate_layers(self, indices: int | list[int] = 1, prune_norm: bool = False,
-                                  prune_head: bool = True) -> list[int]:
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
         """Drop the stages after the last requested one (and the head); returns the kept indices."""
         take, max_index = feature_take_indices(self._num_stages, indices)
-        for names in _STAGES[max_index + 1:self._num_stages]:
+        for names in _STAGES[max_index + 1 : self._num_stages]:
             for name in names:
                 setattr(self, name, nn.Identity() if 'block' not in name else nn.ModuleList())
         pruned_end = max_index < self._num_stages - 1
@@ -619,7 +676,9 @@ def checkpoint_filter_fn(state_dict: dict[str, Any], model: SpikeDrivenMetaForme
 # ----------------------------------------------------------------------------------------------
 def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> SpikeDrivenMetaFormer:
     return build_model_with_weights(
-        SpikeDrivenMetaFormer, variant, pretrained,
+        SpikeDrivenMetaFormer,
+        variant,
+        pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
         feature_cfg=dict(out_indices=(0, 1, 2, 3), feature_cls='getter'),
         **kwargs,
@@ -628,26 +687,41 @@ def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> SpikeDrive
 
 def _cfg(origin_url: str, paper_id: str, license: str, **kwargs: Any) -> dict[str, Any]:
     return dict(
-        url='', num_classes=1000, input_size=(3, 224, 224), pool_size=(14, 14), crop_pct=0.875,
-        interpolation='bicubic', mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
-        first_conv='downsample1_1.encode_conv', classifier='head', license=license,
-        paper_ids=paper_id, origin_url=origin_url, **kwargs,
+        url='',
+        num_classes=1000,
+        input_size=(3, 224, 224),
+        pool_size=(14, 14),
+        crop_pct=0.875,
+        interpolation='bicubic',
+        mean=IMAGENET_DEFAULT_MEAN,
+        std=IMAGENET_DEFAULT_STD,
+        first_conv='downsample1_1.encode_conv',
+        classifier='head',
+        license=license,
+        paper_ids=paper_id,
+        origin_url=origin_url,
+        **kwargs,
     )
 
 
 _NOLIC = 'unknown (no LICENSE file)'
 _SDT2_GH = 'https://github.com/BICLab/Spike-Driven-Transformer-V2'
-_QSD_NOTE = ('official weights on the HF hub repo Xuerui123/QSD_Transformer (file names unverified); '
-             'load a downloaded file with pretrained_cfg_overlay=dict(file=PATH)')
-default_cfgs = generate_default_cfgs({
-    'qsd_transformer_15m.in1k': _cfg(QSD_HF, 'arXiv:2501.13492', _NOLIC, notes=_QSD_NOTE),
-    'qsd_transformer_31m.in1k': _cfg(QSD_HF, 'arXiv:2501.13492', _NOLIC, notes=_QSD_NOTE),
-    'qsd_transformer_55m.in1k': _cfg(QSD_HF, 'arXiv:2501.13492', _NOLIC, notes=_QSD_NOTE),
-    'meta_spikeformer_15m.in1k': _cfg(_SDT2_GH, 'arXiv:2404.03663', _NOLIC),
-    'meta_spikeformer_31m.in1k': _cfg(_SDT2_GH, 'arXiv:2404.03663', _NOLIC),
-    'meta_spikeformer_55m.in1k': _cfg(SDT2_DRIVE, 'arXiv:2404.03663', _NOLIC,
-                                      notes='official 55M KD checkpoint (Google Drive); head_kd is merged'),
-})
+_QSD_NOTE = (
+    'official weights on the HF hub repo Xuerui123/QSD_Transformer (file names unverified); '
+    'load a downloaded file with pretrained_cfg_overlay=dict(file=PATH)'
+)
+default_cfgs = generate_default_cfgs(
+    {
+        'qsd_transformer_15m.in1k': _cfg(QSD_HF, 'arXiv:2501.13492', _NOLIC, notes=_QSD_NOTE),
+        'qsd_transformer_31m.in1k': _cfg(QSD_HF, 'arXiv:2501.13492', _NOLIC, notes=_QSD_NOTE),
+        'qsd_transformer_55m.in1k': _cfg(QSD_HF, 'arXiv:2501.13492', _NOLIC, notes=_QSD_NOTE),
+        'meta_spikeformer_15m.in1k': _cfg(_SDT2_GH, 'arXiv:2404.03663', _NOLIC),
+        'meta_spikeformer_31m.in1k': _cfg(_SDT2_GH, 'arXiv:2404.03663', _NOLIC),
+        'meta_spikeformer_55m.in1k': _cfg(
+            SDT2_DRIVE, 'arXiv:2404.03663', _NOLIC, notes='official 55M KD checkpoint (Google Drive); head_kd is merged'
+        ),
+    }
+)
 
 _DIMS = {'15m': (64, 128, 256, 360), '31m': (96, 192, 384, 480), '55m': (128, 256, 512, 640)}
 _QSD = dict(neuron='multispike', wbits=4, attn_scale=0.25, layer_scale_init=1e-6)

@@ -6,16 +6,24 @@ always hold different images."""
 
 from .dense import ADE_CLASSES, COCO_CLASSES, make_ade_fixture, make_coco_fixture
 
-__all__ = ['ADE_CLASSES', 'COCO_CLASSES', 'make_ade_fixture', 'make_coco_fixture', 'make_lesion_fixture',
-           'make_slide_fixture']
+__all__ = [
+    'ADE_CLASSES',
+    'COCO_CLASSES',
+    'make_ade_fixture',
+    'make_coco_fixture',
+    'make_lesion_fixture',
+    'make_slide_fixture',
+]
 
 
 def __getattr__(name: str):
     # lazy: lesions need albumentations (zoo.lesion_seg), slides need tifffile
     if name == 'make_lesion_fixture':
         from .lesions import make_lesion_fixture
+
         return make_lesion_fixture
     if name == 'make_slide_fixture':
         from .slides import make_slide_fixture
+
         return make_slide_fixture
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

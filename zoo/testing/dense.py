@@ -54,15 +54,23 @@ def _shapes(rng: np.random.Generator, size: int, max_objects: int) -> list[dict]
         side = int(rng.integers(size // 5, size // 2))
         x0, y0 = (int(v) for v in rng.integers(2, size - side - 2, size=2))
         box = (x0, y0, x0 + side, y0 + side)
-        if any(not (box[2] + 3 < o['box'][0] or o['box'][2] + 3 < box[0] or box[3] + 3 < o['box'][1]
-                    or o['box'][3] + 3 < box[1]) for o in out):
+        if any(
+            not (
+                box[2] + 3 < o['box'][0]
+                or o['box'][2] + 3 < box[0]
+                or box[3] + 3 < o['box'][1]
+                or o['box'][3] + 3 < box[1]
+            )
+            for o in out
+        ):
             continue
         if kind == 'square':
             poly = [(x0, y0), (x0 + side, y0), (x0 + side, y0 + side), (x0, y0 + side)]
         else:
             cx, cy, r = x0 + side / 2, y0 + side / 2, side / 2
-            poly = [(cx + r * math.cos(t), cy + r * math.sin(t))
-                    for t in np.linspace(0, 2 * math.pi, 32, endpoint=False)]
+            poly = [
+                (cx + r * math.cos(t), cy + r * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 32, endpoint=False)
+            ]
         out.append(dict(kind=kind, box=box, poly=poly))
     return out
 
@@ -88,8 +96,14 @@ def _split_rng(seed: int, split: int) -> np.random.Generator:
     return np.random.default_rng([seed, split])
 
 
-def make_coco_fixture(root: str | os.PathLike, num_images: int = 6, size: int = 128, max_objects: int = 3,
-                      seed: int = 0, num_val: int | None = None) -> dict:
+def make_coco_fixture(
+    root: str | os.PathLike,
+    num_images: int = 6,
+    size: int = 128,
+    max_objects: int = 3,
+    seed: int = 0,
+    num_val: int | None = None,
+) -> dict:
     """Write a COCO-format instance set of squares and discs under ``root``.
 
     Args:
@@ -120,24 +134,41 @@ def make_coco_fixture(root: str | os.PathLike, num_images: int = 6, size: int = 
             images.append(dict(id=i + 1, file_name=name, width=size, height=size))
             for s in shapes:
                 x0, y0, x1, y1 = s['box']
-                anns.append(dict(id=len(anns) + 1, image_id=i + 1, category_id=COCO_CLASSES.index(s['kind']) + 1,
-                                 bbox=[x0, y0, x1 - x0, y1 - y0], area=_polygon_area(s['poly']), iscrowd=0,
-                                 segmentation=[[round(float(v), 2) for p in s['poly'] for v in p]]))
+                anns.append(
+                    dict(
+                        id=len(anns) + 1,
+                        image_id=i + 1,
+                        category_id=COCO_CLASSES.index(s['kind']) + 1,
+                        bbox=[x0, y0, x1 - x0, y1 - y0],
+                        area=_polygon_area(s['poly']),
+                        iscrowd=0,
+                        segmentation=[[round(float(v), 2) for p in s['poly'] for v in p]],
+                    )
+                )
         n_objects += len(anns) if split == 'train2017' else 0
         with open(root / 'annotations' / f'instances_{split}.json', 'w') as f:
             json.dump(dict(images=images, annotations=anns, categories=categories), f)
-    return dict(data_root=str(root), classes=COCO_CLASSES, num_images=num_images, num_val=num_val,
-                num_objects=n_objects)
+    return dict(
+        data_root=str(root), classes=COCO_CLASSES, num_images=num_images, num_val=num_val, num_objects=n_objects
+    )
 
 
 def _check_sizes(fn: str, num_images: int, num_val: int, size: int) -> None:
     if num_images < 1 or num_val < 1 or size < 32:
-        raise ValueError(f'{fn}: need num_images >= 1, num_val >= 1 and size >= 32, got num_images={num_images}, '
-                         f'num_val={num_val}, size={size}')
+        raise ValueError(
+            f'{fn}: need num_images >= 1, num_val >= 1 and size >= 32, got num_images={num_images}, '
+            f'num_val={num_val}, size={size}'
+        )
 
 
-def make_ade_fixture(root: str | os.PathLike, num_images: int = 6, size: int = 128, max_objects: int = 3,
-                     seed: int = 0, num_val: int | None = None) -> dict:
+def make_ade_fixture(
+    root: str | os.PathLike,
+    num_images: int = 6,
+    size: int = 128,
+    max_objects: int = 3,
+    seed: int = 0,
+    num_val: int | None = None,
+) -> dict:
     """Write an ADE20K-layout semantic segmentation set under ``root``.
 
     Label PNGs follow ADE20K: value 0 is "other" (ignored with ``reduce_zero_label=True``) and value

@@ -19,8 +19,9 @@ from PIL import Image
 from zoo.lesion_seg.datasets import synthetic_lesion
 
 
-def make_lesion_fixture(root: str | os.PathLike, num_images: int = 64, size: int = 64, seed: int = 0,
-                        num_val: int | None = None) -> dict:
+def make_lesion_fixture(
+    root: str | os.PathLike, num_images: int = 64, size: int = 64, seed: int = 0, num_val: int | None = None
+) -> dict:
     """Write ISIC-layout ``train`` and ``val`` splits of synthetic lesions under ``root``.
 
     Args:
@@ -35,8 +36,10 @@ def make_lesion_fixture(root: str | os.PathLike, num_images: int = 64, size: int
     """
     num_val = max(num_images // 4, 1) if num_val is None else num_val
     if num_images < 1 or num_val < 1 or size < 16:
-        raise ValueError(f'make_lesion_fixture: need num_images >= 1, num_val >= 1 and size >= 16, got '
-                         f'num_images={num_images}, num_val={num_val}, size={size}')
+        raise ValueError(
+            f'make_lesion_fixture: need num_images >= 1, num_val >= 1 and size >= 16, got '
+            f'num_images={num_images}, num_val={num_val}, size={size}'
+        )
     root = Path(root)
     fractions = []
     for k, (split, count) in enumerate((('train', num_images), ('val', num_val))):
@@ -48,5 +51,4 @@ def make_lesion_fixture(root: str | os.PathLike, num_images: int = 64, size: int
             Image.fromarray((mask > 0.5).astype(np.uint8) * 255).save(root / split / 'masks' / f'{i:06d}.png')
             if split == 'val':
                 fractions.append(float(mask.mean()))
-    return dict(data_root=str(root), num_images=num_images, num_val=num_val,
-                lesion_fraction=float(np.mean(fractions)))
+    return dict(data_root=str(root), num_images=num_images, num_val=num_val, lesion_fraction=float(np.mean(fractions)))

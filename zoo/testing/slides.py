@@ -36,7 +36,7 @@ class SyntheticSlide:
         c = xy + patch / 2
         out = np.zeros(len(xy), bool)
         for cx, cy, r in self.tumours:
-            out |= (c[:, 0] - cx) ** 2 + (c[:, 1] - cy) ** 2 <= r ** 2
+            out |= (c[:, 0] - cx) ** 2 + (c[:, 1] - cy) ** 2 <= r**2
         return out
 
 
@@ -58,7 +58,7 @@ def render(size: int, tumours: list[tuple[float, float, float]], seed: int) -> n
     tissue = ((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2 <= 1.0
     tumour = np.zeros((size, size), bool)
     for tx, ty, r in tumours:
-        tumour |= (xx - tx) ** 2 + (yy - ty) ** 2 <= r ** 2
+        tumour |= (xx - tx) ** 2 + (yy - ty) ** 2 <= r**2
     tumour &= tissue
     # class map -> palette: 0 background, 1 stroma, 2 normal nucleus, 3 tumour stroma, 4/5 tumour nuclei
     lab = tissue.astype(np.uint8)
@@ -66,8 +66,11 @@ def render(size: int, tumours: list[tuple[float, float, float]], seed: int) -> n
     lab[tumour] = 3
     lab[tumour & _blocks(rng, size, 16, 0.45)] = 4
     lab[tumour & _blocks(rng, size, 8, 0.25)] = 5
-    palette = np.stack([BACKGROUND, STROMA, NORMAL_NUCLEUS, TUMOUR_STROMA, TUMOUR_NUCLEUS,
-                        TUMOUR_NUCLEUS * 1.3]).clip(0, 255).astype(np.int16)
+    palette = (
+        np.stack([BACKGROUND, STROMA, NORMAL_NUCLEUS, TUMOUR_STROMA, TUMOUR_NUCLEUS, TUMOUR_NUCLEUS * 1.3])
+        .clip(0, 255)
+        .astype(np.int16)
+    )
     img = palette[lab]
     # slow staining variation over the tissue (64-px cells)
     shade = rng.normal(0, 6, (-(-size // 64),) * 2).astype(np.int16).repeat(64, 0).repeat(64, 1)[:size, :size]
@@ -75,8 +78,7 @@ def render(size: int, tumours: list[tuple[float, float, float]], seed: int) -> n
     return img.clip(0, 255).astype(np.uint8)
 
 
-def write_pyramid_tiff(path: Path, img: np.ndarray, levels: int = 4, mpp: float = 0.5,
-                       tile: int = 256) -> None:
+def write_pyramid_tiff(path: Path, img: np.ndarray, levels: int = 4, mpp: float = 0.5, tile: int = 256) -> None:
     """Tiled, multi-level TIFF (one IFD per level, reduced-resolution subfile type), as openslide's
     generic-tiff reader expects; the resolution tags give openslide its mpp."""
     import tifffile
@@ -85,10 +87,16 @@ def write_pyramid_tiff(path: Path, img: np.ndarray, levels: int = 4, mpp: float 
     with tifffile.TiffWriter(path) as tw:
         level = img
         for i in range(levels):
-            tw.write(level, tile=(tile, tile), photometric='rgb', compression='zlib',
-                     compressionargs=dict(level=1),
-                     resolution=(res / 2 ** i, res / 2 ** i), resolutionunit='CENTIMETER',
-                     subfiletype=0 if i == 0 else 1)
+            tw.write(
+                level,
+                tile=(tile, tile),
+                photometric='rgb',
+                compression='zlib',
+                compressionargs=dict(level=1),
+                resolution=(res / 2**i, res / 2**i),
+                resolutionunit='CENTIMETER',
+                subfiletype=0 if i == 0 else 1,
+            )
             # next level: every other pixel (the textures are blocky, no aliasing to speak of)
             level = np.ascontiguousarray(level[::2, ::2])
 
@@ -104,16 +112,18 @@ def make_cohort(root: Path, n_pos: int, n_neg: int, size: int = 2048, seed: int 
         if label:
             for _ in range(int(rng.integers(1, 3))):
                 ang, rad = rng.uniform(0, 2 * np.pi), rng.uniform(0.05, 0.2) * size
-                tumours.append((size / 2 + rad * np.cos(ang), size / 2 + rad * np.sin(ang),
-                                float(rng.uniform(0.08, 0.12) * size)))
+                tumours.append(
+                    (size / 2 + rad * np.cos(ang), size / 2 + rad * np.sin(ang), float(rng.uniform(0.08, 0.12) * size))
+                )
         path = root / f'slide_{i:02d}_{"pos" if label else "neg"}.tif'
         write_pyramid_tiff(path, render(size, tumours, seed=seed * 1000 + i))
         slides.append(SyntheticSlide(path, label, tumours, size))
     return slides
 
 
-def make_slide_fixture(root: str | Path, n_train: int = 6, n_val: int = 2, n_test: int = 4, size: int = 2048,
-                       seed: int = 0) -> dict:
+def make_slide_fixture(
+    root: str | Path, n_train: int = 6, n_val: int = 2, n_test: int = 4, size: int = 2048, seed: int = 0
+) -> dict:
     """A labelled cohort: ``<root>/slides/slide_XX_{pos,neg}.tif`` and ``<root>/slides.csv``.
 
     Each split holds as many positive as negative slides (``n_*`` must be even). Returns
@@ -142,5 +152,5 @@ def write_corrupt_slides(root: Path, good: Path) -> list[Path]:
     junk.write_bytes(b'this is not a slide\n' * 100)
     data = good.read_bytes()
     trunc = root / 'corrupt_truncated.tif'
-    trunc.write_bytes(data[:len(data) // 3])
+    trunc.write_bytes(data[: len(data) // 3])
     return [junk, trunc]

@@ -17,10 +17,12 @@ warmup_epochs = 20
 max_epochs = 310  # 300 + 10 cooldown epochs at the minimum lr
 optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=0.05), clip_grad=None)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-06 / lr, by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=warmup_epochs, end=300, eta_min=1e-05,
-         convert_to_iter_based=True),
+    dict(
+        type='LinearLR', start_factor=1e-06 / lr, by_epoch=True, begin=0, end=warmup_epochs, convert_to_iter_based=True
+    ),
+    dict(
+        type='CosineAnnealingLR', by_epoch=True, begin=warmup_epochs, end=300, eta_min=1e-05, convert_to_iter_based=True
+    ),
 ]
 train_cfg = dict(max_epochs=max_epochs)
 # CSwin is trained with a model EMA (decay 0.9999) and evaluated with it (official main_ema.py). This list

@@ -13,9 +13,11 @@ warmup_epochs = 20
 max_epochs = 300
 optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=0.05), clip_grad=dict(max_norm=5.0))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=5e-07 / lr, by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=warmup_epochs, end=300, eta_min=5e-06,
-         convert_to_iter_based=True),
+    dict(
+        type='LinearLR', start_factor=5e-07 / lr, by_epoch=True, begin=0, end=warmup_epochs, convert_to_iter_based=True
+    ),
+    dict(
+        type='CosineAnnealingLR', by_epoch=True, begin=warmup_epochs, end=300, eta_min=5e-06, convert_to_iter_based=True
+    ),
 ]
 train_cfg = dict(max_epochs=max_epochs)

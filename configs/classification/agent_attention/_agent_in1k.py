@@ -51,8 +51,12 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, 5))
 test_evaluator = val_evaluator
 
-model = dict(type='TimmClassifier', model_name='agent_swin_tiny',
-             model_kwargs=dict(num_classes=1000, drop_path_rate=0.1), label_smoothing=0.1)
+model = dict(
+    type='TimmClassifier',
+    model_name='agent_swin_tiny',
+    model_kwargs=dict(num_classes=1000, drop_path_rate=0.1),
+    label_smoothing=0.1,
+)
 
 # 300 epochs: linear warmup from 1e-6 to lr, cosine to min lr at epoch 300 (+ optional cooldown).
 lr = 5e-4
@@ -66,10 +70,17 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=5.0),
 )
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6 / lr, by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=warmup_epochs, end=max_epochs, eta_min=5e-6,
-         convert_to_iter_based=True),
+    dict(
+        type='LinearLR', start_factor=1e-6 / lr, by_epoch=True, begin=0, end=warmup_epochs, convert_to_iter_based=True
+    ),
+    dict(
+        type='CosineAnnealingLR',
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=max_epochs,
+        eta_min=5e-6,
+        convert_to_iter_based=True,
+    ),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
 val_cfg = dict()

@@ -6,8 +6,12 @@
 # resizes its agent biases and window tables to this resolution.
 _base_ = ['./_agent_cswin_in1k.py']
 
-model = dict(model_name='agent_cswin_base_384', model_kwargs=dict(
-    drop_path_rate=0.7, pretrained=True, pretrained_cfg_overlay=dict(file='checkpoints/agent_cswin_base.pth')))
+model = dict(
+    model_name='agent_cswin_base_384',
+    model_kwargs=dict(
+        drop_path_rate=0.7, pretrained=True, pretrained_cfg_overlay=dict(file='checkpoints/agent_cswin_base.pth')
+    ),
+)
 img_size = 384
 train_pipeline = [
     dict(type='RandomResizedCrop', size=(img_size, img_size), scale=(0.08, 1.0), interpolation=2),
@@ -30,7 +34,8 @@ warmup_epochs = 0
 max_epochs = 30  # 20 + 10 cooldown epochs at the minimum lr
 optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=1e-08))
 param_scheduler = [
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=warmup_epochs, end=20, eta_min=5e-07,
-         convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR', by_epoch=True, begin=warmup_epochs, end=20, eta_min=5e-07, convert_to_iter_based=True
+    ),
 ]
 train_cfg = dict(max_epochs=max_epochs)

@@ -6,8 +6,12 @@
 # resizes its agent biases and window tables to this resolution.
 _base_ = ['./_agent_swin_in1k.py']
 
-model = dict(model_name='agent_swin_base_384', model_kwargs=dict(
-    drop_path_rate=0.5, pretrained=True, pretrained_cfg_overlay=dict(file='checkpoints/agent_swin_base.pth')))
+model = dict(
+    model_name='agent_swin_base_384',
+    model_kwargs=dict(
+        drop_path_rate=0.5, pretrained=True, pretrained_cfg_overlay=dict(file='checkpoints/agent_swin_base.pth')
+    ),
+)
 img_size = 384
 train_pipeline = [
     dict(type='RandomResizedCrop', size=(img_size, img_size), scale=(0.08, 1.0), interpolation=2),
@@ -30,9 +34,11 @@ warmup_epochs = 5
 max_epochs = 30
 optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=1e-08))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=2e-08 / lr, by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=warmup_epochs, end=30, eta_min=2e-07,
-         convert_to_iter_based=True),
+    dict(
+        type='LinearLR', start_factor=2e-08 / lr, by_epoch=True, begin=0, end=warmup_epochs, convert_to_iter_based=True
+    ),
+    dict(
+        type='CosineAnnealingLR', by_epoch=True, begin=warmup_epochs, end=30, eta_min=2e-07, convert_to_iter_based=True
+    ),
 ]
 train_cfg = dict(max_epochs=max_epochs)

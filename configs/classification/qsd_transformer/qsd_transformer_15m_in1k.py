@@ -25,32 +25,47 @@ train_dataloader = dict(
     num_workers=10,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ImageFolderDataset', data_root=data_root, split='train', pipeline=[
-        dict(type='RandomResizedCrop', size=(224, 224), scale=(0.08, 1.0)),
-        dict(type='HorizontalFlip'),
-        dict(type='Normalize'),  # ImageNet mean / std (albumentations defaults)
-    ]),
+    dataset=dict(
+        type='ImageFolderDataset',
+        data_root=data_root,
+        split='train',
+        pipeline=[
+            dict(type='RandomResizedCrop', size=(224, 224), scale=(0.08, 1.0)),
+            dict(type='HorizontalFlip'),
+            dict(type='Normalize'),  # ImageNet mean / std (albumentations defaults)
+        ],
+    ),
 )
 val_dataloader = dict(
     batch_size=batch_size,
     num_workers=10,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ImageFolderDataset', data_root=data_root, split='val', pipeline=[
-        dict(type='SmallestMaxSize', max_size=256),  # crop_pct 0.875
-        dict(type='CenterCrop', height=224, width=224),
-        dict(type='Normalize'),
-    ]),
+    dataset=dict(
+        type='ImageFolderDataset',
+        data_root=data_root,
+        split='val',
+        pipeline=[
+            dict(type='SmallestMaxSize', max_size=256),  # crop_pct 0.875
+            dict(type='CenterCrop', height=224, width=224),
+            dict(type='Normalize'),
+        ],
+    ),
 )
 test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, 5))
 test_evaluator = val_evaluator
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=lr, weight_decay=0.05, betas=(0.9, 0.999)))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=warmup_epochs, end=max_epochs, eta_min=1e-6,
-         convert_to_iter_based=True),
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=warmup_epochs, convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=max_epochs,
+        eta_min=1e-6,
+        convert_to_iter_based=True,
+    ),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=5)
 custom_hooks = [

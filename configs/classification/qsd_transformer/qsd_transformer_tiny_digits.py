@@ -11,15 +11,15 @@ _base_ = [
 model = dict(
     type='TimmClassifier',
     model_name='qsd_transformer_15m',
-    model_kwargs=dict(num_classes=10, img_size=32, T=1, embed_dim=(16, 32, 64, 64), depths=4,
-                      act_placeholders=False),  # ActLSQ placeholders only matter for official ckpts
+    model_kwargs=dict(
+        num_classes=10, img_size=32, T=1, embed_dim=(16, 32, 64, 64), depths=4, act_placeholders=False
+    ),  # ActLSQ placeholders only matter for official ckpts
     label_smoothing=0.1,
 )
 max_epochs = 20
 train_cfg = dict(max_epochs=max_epochs)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=True, begin=0, end=1, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=1, end=max_epochs, eta_min=1e-5,
-         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=1, end=max_epochs, eta_min=1e-5, convert_to_iter_based=True),
 ]
 optim_wrapper = dict(optimizer=dict(lr=3e-3))

@@ -10,8 +10,9 @@ model = dict(
     type='FGDDistiller',
     student=dict(
         model_name='qsd_transformer_15m',
-        model_kwargs=dict(num_classes=10, img_size=32, T=1, embed_dim=(16, 32, 64, 64), depths=4,
-                          act_placeholders=False),
+        model_kwargs=dict(
+            num_classes=10, img_size=32, T=1, embed_dim=(16, 32, 64, 64), depths=4, act_placeholders=False
+        ),
     ),
     teacher=dict(
         model_name='vit_tiny_patch16_224',  # ViT teachers: their q / k tokens are matched

@@ -19,8 +19,10 @@ model = dict(
         model_name='agent_pvt_tiny',
         pretrained=True,
         out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.1),
-    neck=dict(in_channels=[64, 128, 320, 512]))
+        drop_path_rate=0.1,
+    ),
+    neck=dict(in_channels=[64, 128, 320, 512]),
+)
 
 train_dataloader = dict(dataset=dict(data_root=data_root))
 val_dataloader = dict(dataset=dict(data_root=data_root))
@@ -28,7 +30,5 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
 
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, weight_decay=1e-4))
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, weight_decay=1e-4))
 auto_scale_lr = dict(enable=False, base_batch_size=16)

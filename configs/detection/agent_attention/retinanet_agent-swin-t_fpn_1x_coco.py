@@ -20,8 +20,10 @@ model = dict(
         model_name='agent_swin_tiny',
         pretrained=True,
         out_indices=(1, 2, 3),
-        drop_path_rate=0.1),
-    neck=dict(in_channels=[192, 384, 768], start_level=0, num_outs=5))
+        drop_path_rate=0.1,
+    ),
+    neck=dict(in_channels=[192, 384, 768], start_level=0, num_outs=5),
+)
 
 train_dataloader = dict(dataset=dict(data_root=data_root))
 val_dataloader = dict(dataset=dict(data_root=data_root))
@@ -29,10 +31,10 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
 
-_no_decay = ('norm', 'an_bias', 'na_bias', 'ah_bias', 'aw_bias', 'ha_bias', 'wa_bias',
-             'relative_position_bias_table')
+_no_decay = ('norm', 'an_bias', 'na_bias', 'ah_bias', 'aw_bias', 'ha_bias', 'wa_bias', 'relative_position_bias_table')
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(custom_keys={k: dict(decay_mult=0.0) for k in _no_decay}))
+    paramwise_cfg=dict(custom_keys={k: dict(decay_mult=0.0) for k in _no_decay}),
+)
 auto_scale_lr = dict(enable=False, base_batch_size=16)

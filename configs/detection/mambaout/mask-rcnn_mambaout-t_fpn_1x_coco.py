@@ -25,8 +25,10 @@ model = dict(
         pretrained=True,  # timm/mambaout_tiny.in1k (the official ImageNet-1k weights)
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.2,
-        out_norm=True),
-    neck=dict(in_channels=[96, 192, 384, 576]))
+        out_norm=True,
+    ),
+    neck=dict(in_channels=[96, 192, 384, 576]),
+)
 
 train_dataloader = dict(dataset=dict(data_root=data_root))
 val_dataloader = dict(dataset=dict(data_root=data_root))
@@ -43,5 +45,6 @@ param_scheduler = [
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.0)}))
+    paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.0)}),
+)
 auto_scale_lr = dict(enable=False, base_batch_size=16)

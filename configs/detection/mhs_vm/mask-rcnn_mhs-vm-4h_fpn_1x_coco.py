@@ -32,8 +32,10 @@ model = dict(
         model_name='mhs_vm_encoder_4h',
         pretrained=None,
         out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.2),
-    neck=dict(in_channels=[96, 192, 384, 768]))
+        drop_path_rate=0.2,
+    ),
+    neck=dict(in_channels=[96, 192, 384, 768]),
+)
 
 train_dataloader = dict(batch_size=2, dataset=dict(data_root=data_root))
 val_dataloader = dict(dataset=dict(data_root=data_root))
@@ -51,5 +53,6 @@ _no_decay = ('norm', 'ln_1', 'A_logs', 'Ds')
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(custom_keys={k: dict(decay_mult=0.0) for k in _no_decay}))
+    paramwise_cfg=dict(custom_keys={k: dict(decay_mult=0.0) for k in _no_decay}),
+)
 auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -44,17 +44,21 @@ model = dict(
         pretrained=backbone_checkpoint,
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.0,
-        model_kwargs=dict(T=1)),
+        model_kwargs=dict(T=1),
+    ),
     neck=dict(in_channels=[96, 192, 384, 480], out_channels=384, num_outs=5),
     rpn_head=dict(
         in_channels=384,
         feat_channels=384,
-        anchor_generator=dict(strides=[4, 8, 16, 16, 32], base_sizes=[4, 8, 16, 32, 64])),
+        anchor_generator=dict(strides=[4, 8, 16, 16, 32], base_sizes=[4, 8, 16, 32, 64]),
+    ),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=384, featmap_strides=[4, 8, 16, 16]),
         bbox_head=dict(in_channels=384, fc_out_channels=1536),
         mask_roi_extractor=dict(out_channels=384, featmap_strides=[4, 8, 16, 16]),
-        mask_head=dict(in_channels=384, conv_out_channels=384)))
+        mask_head=dict(in_channels=384, conv_out_channels=384),
+    ),
+)
 
 # DETR-style multi-scale training with a random-crop branch (the official train_pipeline).
 _scales = [(1333, s) for s in range(480, 801, 32)]
@@ -62,12 +66,17 @@ train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='RandomFlip', prob=0.5),
-    dict(type='RandomChoice', transforms=[
-        [dict(type='RandomChoiceResize', scales=_scales, keep_ratio=True)],
-        [dict(type='RandomChoiceResize', scales=[(1333, 400), (1333, 500), (1333, 600)], keep_ratio=True),
-         dict(type='RandomCrop', crop_type='absolute_range', crop_size=(384, 600), allow_negative_crop=True),
-         dict(type='RandomChoiceResize', scales=_scales, keep_ratio=True)],
-    ]),
+    dict(
+        type='RandomChoice',
+        transforms=[
+            [dict(type='RandomChoiceResize', scales=_scales, keep_ratio=True)],
+            [
+                dict(type='RandomChoiceResize', scales=[(1333, 400), (1333, 500), (1333, 600)], keep_ratio=True),
+                dict(type='RandomCrop', crop_type='absolute_range', crop_size=(384, 600), allow_negative_crop=True),
+                dict(type='RandomChoiceResize', scales=_scales, keep_ratio=True),
+            ],
+        ],
+    ),
     dict(type='PackDetInputs'),
 ]
 train_dataloader = dict(batch_size=1, dataset=dict(data_root=data_root, pipeline=train_pipeline))
@@ -85,5 +94,6 @@ param_scheduler = [
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(_delete_=True, type='AdamW', lr=2e-4, eps=1e-8, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.0)}))
+    paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.0)}),
+)
 auto_scale_lr = dict(enable=False, base_batch_size=8)

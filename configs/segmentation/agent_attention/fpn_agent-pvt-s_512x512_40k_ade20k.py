@@ -24,17 +24,16 @@ model = dict(
         model_name='agent_pvt_small',
         pretrained=True,
         out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.1),
+        drop_path_rate=0.1,
+    ),
     neck=dict(in_channels=[64, 128, 320, 512]),
-    decode_head=dict(num_classes=150))
+    decode_head=dict(num_classes=150),
+)
 
 train_dataloader = dict(batch_size=2, dataset=dict(data_root=data_root))
 val_dataloader = dict(dataset=dict(data_root=data_root))
 test_dataloader = val_dataloader
 
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-4, weight_decay=1e-4))
+optim_wrapper = dict(_delete_=True, type='OptimWrapper', optimizer=dict(type='AdamW', lr=2e-4, weight_decay=1e-4))
 param_scheduler = [dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, end=40000, by_epoch=False)]
 default_hooks = dict(checkpoint=dict(max_keep_ckpts=1, save_best='mIoU'))

@@ -24,9 +24,11 @@ model = dict(
         pretrained=True,  # timm/mambaout_tiny.in1k
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.3,
-        out_norm=True),
+        out_norm=True,
+    ),
     decode_head=dict(in_channels=[96, 192, 384, 576], num_classes=150),
-    auxiliary_head=dict(in_channels=384, num_classes=150))
+    auxiliary_head=dict(in_channels=384, num_classes=150),
+)
 
 train_dataloader = dict(batch_size=2, dataset=dict(data_root=data_root))
 val_dataloader = dict(dataset=dict(data_root=data_root))
@@ -36,7 +38,8 @@ optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.01),
-    paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.0)}))
+    paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.0)}),
+)
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000, by_epoch=False),

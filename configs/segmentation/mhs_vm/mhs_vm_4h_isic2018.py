@@ -49,8 +49,9 @@ val_cfg = dict()
 test_cfg = dict()
 
 # The official code keeps the checkpoint with the lowest "val" loss; we keep the best DSC.
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1,
-                                     save_best='seg/dsc', rule='greater'))
+default_hooks = dict(
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1, save_best='seg/dsc', rule='greater')
+)
 custom_hooks = [
     dict(type='ProgressBarHook'),
     dict(type='TrainingCurveHook'),

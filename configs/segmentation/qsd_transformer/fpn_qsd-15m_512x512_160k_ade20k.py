@@ -46,10 +46,11 @@ model = dict(
         pretrained=backbone_checkpoint,
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.0,
-        model_kwargs=dict(T=1)),
+        model_kwargs=dict(T=1),
+    ),
     neck=dict(in_channels=[64, 128, 256, 360], out_channels=128, num_outs=4),
-    decode_head=dict(in_channels=[128, 128, 128, 128], channels=128, feature_strides=[4, 8, 16, 16],
-                     num_classes=150))
+    decode_head=dict(in_channels=[128, 128, 128, 128], channels=128, feature_strides=[4, 8, 16, 16], num_classes=150),
+)
 
 train_dataloader = dict(batch_size=16, dataset=dict(data_root=data_root))
 val_dataloader = dict(dataset=dict(data_root=data_root))
@@ -59,7 +60,8 @@ optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=5e-3),
-    paramwise_cfg=dict(custom_keys={'head': dict(lr_mult=2.0)}))
+    paramwise_cfg=dict(custom_keys={'head': dict(lr_mult=2.0)}),
+)
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000, by_epoch=False),

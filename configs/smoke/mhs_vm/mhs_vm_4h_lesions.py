@@ -17,14 +17,22 @@ data_root = '{{$ZOO_FIXTURES:data/fixtures}}/lesions/'
 img_size = 32
 max_epochs = 10
 
-model = dict(net=dict(variant=None, dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), depths_decoder=(1, 1, 1, 1),
-                      d_state=4, head_num=4, drop_path_rate=0.0, img_size=img_size))
+model = dict(
+    net=dict(
+        variant=None,
+        dims=(16, 32, 64, 128),
+        depths=(1, 1, 1, 1),
+        depths_decoder=(1, 1, 1, 1),
+        d_state=4,
+        head_num=4,
+        drop_path_rate=0.0,
+        img_size=img_size,
+    )
+)
 train_dataloader = dict(
-    batch_size=8, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, img_size=img_size))
-val_dataloader = dict(
-    batch_size=16, num_workers=0,
-    dataset=dict(data_root=data_root, img_size=img_size))
+    batch_size=8, num_workers=0, persistent_workers=False, dataset=dict(data_root=data_root, img_size=img_size)
+)
+val_dataloader = dict(batch_size=16, num_workers=0, dataset=dict(data_root=data_root, img_size=img_size))
 test_dataloader = val_dataloader
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = []  # constant lr: the run is too short for a decay to help

@@ -16,9 +16,7 @@ img_size = 128
 metainfo = dict(classes=('wall', 'building', 'sky'), palette=[(120, 120, 120), (180, 120, 120), (6, 230, 230)])
 norm_cfg = dict(type='BN', requires_grad=True)
 
-model = dict(
-    data_preprocessor=dict(size=(img_size, img_size)),
-    decode_head=dict(num_classes=3, norm_cfg=norm_cfg))
+model = dict(data_preprocessor=dict(size=(img_size, img_size)), decode_head=dict(num_classes=3, norm_cfg=norm_cfg))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -32,11 +30,17 @@ test_pipeline = [
     dict(type='PackSegInputs'),
 ]
 train_dataloader = dict(
-    batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=train_pipeline))
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=train_pipeline),
+)
 val_dataloader = dict(
-    batch_size=1, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=test_pipeline))
+    batch_size=1,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=test_pipeline),
+)
 test_dataloader = val_dataloader
 
 max_iters = 20

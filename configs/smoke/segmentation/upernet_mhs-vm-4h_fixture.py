@@ -20,7 +20,8 @@ model = dict(
     data_preprocessor=dict(size=(img_size, img_size)),
     backbone=dict(drop_path_rate=0.0, model_kwargs=dict(img_size=img_size)),
     decode_head=dict(num_classes=3, norm_cfg=norm_cfg),
-    auxiliary_head=dict(num_classes=3, norm_cfg=norm_cfg))
+    auxiliary_head=dict(num_classes=3, norm_cfg=norm_cfg),
+)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -36,11 +37,17 @@ test_pipeline = [
     dict(type='PackSegInputs'),
 ]
 train_dataloader = dict(
-    batch_size=2, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=train_pipeline))
+    batch_size=2,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=train_pipeline),
+)
 val_dataloader = dict(
-    batch_size=1, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=test_pipeline))
+    batch_size=1,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=test_pipeline),
+)
 test_dataloader = val_dataloader
 
 max_iters = 40

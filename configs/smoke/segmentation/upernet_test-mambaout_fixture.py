@@ -22,7 +22,8 @@ model = dict(
     data_preprocessor=dict(size=(img_size, img_size)),
     backbone=dict(model_name='test_mambaout', pretrained=None, drop_path_rate=0.0),
     decode_head=dict(in_channels=[16, 32, 48, 64], channels=64, num_classes=3, norm_cfg=norm_cfg),
-    auxiliary_head=dict(in_channels=48, channels=32, num_classes=3, norm_cfg=norm_cfg))
+    auxiliary_head=dict(in_channels=48, channels=32, num_classes=3, norm_cfg=norm_cfg),
+)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -36,11 +37,17 @@ test_pipeline = [
     dict(type='PackSegInputs'),
 ]
 train_dataloader = dict(
-    batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=train_pipeline))
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=train_pipeline),
+)
 val_dataloader = dict(
-    batch_size=1, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=test_pipeline))
+    batch_size=1,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=test_pipeline),
+)
 test_dataloader = val_dataloader
 
 max_iters = 80
