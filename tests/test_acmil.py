@@ -376,6 +376,7 @@ def test_otsu_and_unknown_key(small_cohort):
         tile_slide(slides[0].path, dict(TILING, patchsize=3))
 
 
+@pytest.mark.slow
 def test_corrupt_slides_are_reported_and_skipped_and_extraction_resumes(small_cohort, tmp_path):
     _, slides, bad = small_cohort
     with pytest.raises(SlideReadError, match='corrupt_junk.svs: openslide cannot read it'):
@@ -449,6 +450,7 @@ def _evaluate(trained, ckpt: str) -> dict:
     return _tool('test').main([trained['config'], ckpt, '--work-dir', str(trained['root'] / 'eval')])
 
 
+@pytest.mark.slow
 def test_chain_beats_chance(trained):
     metrics = _evaluate(trained, trained['ckpt'])
     print('smoke chain, test split:', metrics)
@@ -467,6 +469,7 @@ def test_chain_beats_chance(trained):
         assert again[k] == pytest.approx(metrics[k]), k
 
 
+@pytest.mark.slow
 def test_heatmaps_attend_to_tumour(trained):
     from zoo.engine.config import load_config
     from zoo.mil.classifier import load_mil_checkpoint

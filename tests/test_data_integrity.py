@@ -248,6 +248,7 @@ def test_test_tool_counts_only_readable_images_and_exits_nonzero(tmp_path: Path)
     assert 'left out of the metrics' in out.stderr
 
 
+@pytest.mark.slow
 def test_training_goes_on_drops_an_all_bad_batch_and_lists_skipped_files(tmp_path: Path) -> None:
     data = tmp_path / 'data'
     train = _write_folder(data, 'train', 6)

@@ -128,6 +128,7 @@ def test_blocks_run_elsewhere_are_run_there() -> None:
         assert hasattr(importlib.import_module(module), test)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('block', BLOCKS, ids=[b.id for b in BLOCKS])
 def test_docs_block_runs_as_written(block: Block, tmp_path: Path) -> None:
     d = block.directive

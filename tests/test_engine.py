@@ -56,6 +56,7 @@ def test_classifier_modes() -> None:
     assert set(clf.export_state_dict()) == set(clf.backbone.state_dict())
 
 
+@pytest.mark.slow
 def test_train_then_test_safetensors_roundtrip(tiny_config, tmp_path: Path) -> None:
     """Training lowers the loss, exports the best weights as safetensors, and tools/test.py
     reproduces the best validation accuracy from that file through timm.create_model."""
@@ -87,6 +88,7 @@ def test_train_then_test_safetensors_roundtrip(tiny_config, tmp_path: Path) -> N
     assert list(work.rglob('events.out.tfevents.*'))
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9(tiny_config, tmp_path: Path) -> None:
     """The run kills itself with SIGKILL after iteration 30 (epoch 2 of 3, 23 iterations per epoch;
     zoo.engine.fault_injection), so the kill never races the clock; --resume then finishes the run."""
@@ -151,6 +153,7 @@ def test_checkpoint_rotation_survives_a_crash_while_saving(tmp_path: Path) -> No
     assert runner.message_hub.get_info('keep_ckpt_ids') == [4]
 
 
+@pytest.mark.slow
 def test_dist_train_two_processes_gloo(tiny_config, tmp_path: Path) -> None:
     work = tmp_path / 'ddp'
     cfg = tiny_config(epochs=1, extra='\ntrain_dataloader = dict(batch_size=32)\n')

@@ -136,6 +136,7 @@ def test_selective_scan_float32_extreme_steps_stay_accurate():
     torch.testing.assert_close(y.double(), y_ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('bc_form', ['grouped', 'shared', 'constant'])
 def test_fused_backend_matches_sequential_reference(bc_form):
     # L = 70: 5 chunks of 16 with a padded tail; two recurrence levels need L > 256 (below).
@@ -151,6 +152,7 @@ def test_fused_backend_matches_sequential_reference(bc_form):
         )
 
 
+@pytest.mark.slow
 def test_fused_backend_long_sequence_float32_and_autograd_fallback():
     # 300 steps = 19 chunks: the chunk recurrence runs on two levels (16 chunks per group).
     x = _inputs(b=1, k=2, dk=2, n=3, L=300, seed=4)
@@ -444,6 +446,7 @@ def _build_dataloader(cfg):
     return Runner.build_dataloader(cfg)
 
 
+@pytest.mark.slow
 def test_tiny_synthetic_training_raises_dice_and_writes_overlays(tmp_path, one_thread):
     from mmengine.runner import Runner
 

@@ -127,6 +127,7 @@ def cls_run(tmp_path_factory):
     return str(cfg), ref, root
 
 
+@pytest.mark.slow
 def test_classification_kill_mid_epoch_then_resume_is_bit_identical(cls_run) -> None:
     cfg, ref, root = cls_run
     work = root / 'mid_epoch'
@@ -145,6 +146,7 @@ def test_classification_kill_mid_epoch_then_resume_is_bit_identical(cls_run) -> 
     assert (work / 'curves.png').stat().st_size > 1000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('stage', ['partial', 'written'])
 def test_classification_kill_while_saving_then_resume_is_bit_identical(cls_run, stage: str) -> None:
     """Save 1 is iter_4.pth; save 2 rewrites iter_6.pth after epoch 1's validation found a new best.
@@ -199,6 +201,7 @@ DET_OPTIONS = (
 )
 
 
+@pytest.mark.slow
 def test_detection_kill_mid_epoch_and_while_saving_then_resume_is_bit_identical(tmp_path: Path) -> None:
     """Mask R-CNN smoke config (RPN / RoI random sampling, random flips, aspect-ratio batches) on 8 fixture
     images, 4 iterations per epoch, checkpoints every 3: killed after iteration 5 (resumes at epoch 1,
@@ -233,6 +236,7 @@ def test_detection_kill_mid_epoch_and_while_saving_then_resume_is_bit_identical(
     assert json.loads((ref / 'curves.json').read_text()) == json.loads((work / 'curves.json').read_text())
 
 
+@pytest.mark.slow
 def test_segmentation_same_seed_twice_is_bit_identical(tmp_path: Path) -> None:
     """UPerNet smoke config (iteration-based loop, random flips), 4 iterations, twice with seed 0."""
     pytest.importorskip('mmseg')
@@ -272,6 +276,7 @@ def _make_bags(root: Path, n_train: int = 8, n_val: int = 2, dim: int = 64, seed
     (root / 'slides.csv').write_text('\n'.join(rows) + '\n')
 
 
+@pytest.mark.slow
 def test_mil_kill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path) -> None:
     """ACMIL-GA smoke config (STKIM random instance masking) on 8 generated feature bags, 8 iterations
     per epoch, checkpoints every 3: killed after iteration 11 (epoch 2, batch 3), resumed from iter_9."""

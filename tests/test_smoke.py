@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from docs_blocks import assert_ran, find_block, run_block, user_dir
 
 # Measured (seed 0, shared 2-core machine at load ~14, one thread): validation DSC 0.567 / 0.602 / 0.589 /
@@ -16,6 +17,7 @@ from docs_blocks import assert_ran, find_block, run_block, user_dir
 MIN_DSC = 0.45
 
 
+@pytest.mark.slow
 def test_mhs_vm_lesion_smoke_config(tmp_path: Path) -> None:
     """docs/mhs_vm.md's smoke block, run as written in a fresh user directory, then scored."""
     from PIL import Image

@@ -8,11 +8,13 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from conftest import run_tool
 
 AUTO_SCALE = '\nauto_scale_lr = dict(base_batch_size=32)\ntrain_dataloader = dict(batch_size=64)\n'
 
 
+@pytest.mark.slow
 def test_train_console_is_short_and_clean_when_redirected(tiny_config, tmp_path: Path) -> None:
     cfg = tiny_config(epochs=1, extra=AUTO_SCALE)
     work = tmp_path / 'work'
@@ -71,6 +73,7 @@ def test_test_tool_show_dir_and_out(tiny_config, tmp_path: Path) -> None:
     assert pictures and all(p.stat().st_size > 500 for p in pictures)
 
 
+@pytest.mark.slow
 def test_benchmark_writes_inference_training_and_memory(tmp_path: Path) -> None:
     import csv
 

@@ -7,7 +7,7 @@ One forward pass under :class:`torch.utils.flop_counter.FlopCounterMode`, split 
   has no FLOP formula), so softmax-attention models miss their attention products here; kept as it was
   so that earlier ``gmacs`` columns stay comparable.
 * ``dense``: the conv and linear layers (output elements x fan-in per layer), the count the spiking
-  models' papers and ``benchmarks/qsd_speed.csv`` use.
+  models' papers and ``benchmarks/qsd_transformer_speed.csv`` use.
 * ``attention``: the products outside conv / linear layers (attention ``Q K^T`` and ``A V``, agent
   attention's four GEMMs, spiking self-attention), with CPU SDPA counted from its shapes
   (``2 B H L_q L_k d`` MACs, as torch counts the CUDA kernels).

@@ -22,21 +22,17 @@ def measure(name: str) -> tuple[float, float, tuple[int, ...]]:
     """(params in M, GMACs per image at the cfg input size, input size) without running real math."""
     import timm
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
+
+    from zoo.benchmark.macs import count_macs
 
     with torch.device('meta'):
         model = timm.create_model(name)
     size = tuple(model.pretrained_cfg['input_size'])
     params = sum(p.numel() for p in model.parameters()) / 1e6
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as fc:
-            model.eval()(torch.empty(1, *size, device='meta'))
-        gmacs = fc.get_total_flops() / 2e9
+        gmacs = count_macs(model, torch.empty(1, *size, device='meta')).total
     except Exception:  # a model that needs real values (data-dependent shapes): count on CPU
-        model = timm.create_model(name).eval()
-        with torch.no_grad(), FlopCounterMode(display=False) as fc:
-            model(torch.zeros(1, *size))
-        gmacs = fc.get_total_flops() / 2e9
+        gmacs = count_macs(timm.create_model(name), torch.zeros(1, *size)).total
     return params, gmacs, size
 
 

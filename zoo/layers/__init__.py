@@ -1,7 +1,9 @@
 """Building blocks shared by zoo model families (one concept per file, no model assembly).
 
 Every public block is importable from here (``from zoo.layers import AgentAttention``); each module's
-``__all__`` lists its own.
+``__all__`` lists its own. One exception: the function ``selective_scan`` shares its module's name, so it
+stays in ``zoo.layers.selective_scan`` (exporting it here would hide that module from
+``import zoo.layers.selective_scan as ...``).
 """
 
 from zoo.layers.agent_attention import (
@@ -34,7 +36,7 @@ from zoo.layers.multi_head_scan import (
     run_engines,
 )
 from zoo.layers.rollout import fuse_heads, num_local_queries, rollout_cls_row, select_local_queries
-from zoo.layers.selective_scan import get_scan_backend, selective_scan, selective_scan_sequential, set_scan_backend
+from zoo.layers.selective_scan import get_scan_backend, selective_scan_sequential, set_scan_backend
 from zoo.layers.spiking import (
     ActLSQ,
     BNAndPad,

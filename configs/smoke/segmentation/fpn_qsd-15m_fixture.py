@@ -43,7 +43,8 @@ val_dataloader = dict(
 )
 test_dataloader = val_dataloader
 
-max_iters = 20
+# 40 iterations: at 20 the score depended on the CPU (mIoU 46.4 on one machine, 32.1 on another, seed 0)
+max_iters = 40
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=5)]
