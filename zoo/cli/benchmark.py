@@ -13,6 +13,8 @@ models: throughput, latency, peak memory, parameters and MACs for a list of mode
 scan: MHS-VM selective-scan kernels (eager / fused) against the sequential reference over lengths and
   thread counts (--what kernel), or VM-UNet throughput and peak RSS per scan backend (--what model).
 wsi: whole-slide feature extraction (read + resize + forward + write) against a bare forward.
+dcal: DCAL against its plain ViT (params, GMACs, img/s), its training step against SA alone, and the CLS-row
+  rollout against the full matrix-product chain; writes benchmarks/dcal_{inference,training,rollout}.csv|png.
 
 Examples:
   python tools/analysis/benchmark.py --models mambaout_femto resnet18 --out benchmarks/cpu_small
@@ -22,6 +24,7 @@ Examples:
       --batch-size 1 --bench infer --iters 1 --threads 2 --no-memory --out benchmarks/qsd_transformer_speed
   python tools/analysis/benchmark.py scan --lengths 1024 4096 --threads 1 2 --backends eager fused
   python tools/analysis/benchmark.py wsi --models resnet18 --workers 0 2
+  python tools/analysis/benchmark.py dcal --models dcal_deit_tiny_patch16_448 --what inference rollout
 """
 
 from __future__ import annotations
@@ -34,11 +37,11 @@ import time
 
 import torch
 
-from zoo.benchmark import scan, wsi
+from zoo.benchmark import dcal, scan, wsi
 from zoo.benchmark.models import ModelKwargsError, Result, kwargs_label, memory_probe, run, write_outputs
 from zoo.cli.common import UsageError, check_model_names
 
-SUITES = ('models', 'scan', 'wsi')
+SUITES = ('models', 'scan', 'wsi', 'dcal')
 
 
 def _value(text: str):
@@ -84,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
     sub = p.add_subparsers(
         dest='suite',
-        metavar='{models,scan,wsi}',
+        metavar='{models,scan,wsi,dcal}',
         help='what to benchmark (default models: `benchmark.py --models ...`)',
     )
     m = sub.add_parser(
@@ -182,6 +185,45 @@ def _parser() -> argparse.ArgumentParser:
     )
     w.add_argument('--out', default='benchmarks/wsi_extract', help='output prefix for .csv and .png')
     w.set_defaults(func=_main_wsi, parser=w)
+
+    d = sub.add_parser(
+        'dcal',
+        help='DCAL against its plain ViT: inference, training step, rollout',
+        description=dcal.__doc__,
+        formatter_class=fmt,
+    )
+    d.add_argument(
+        '--what',
+        nargs='+',
+        choices=['inference', 'training', 'rollout'],
+        default=['inference', 'training', 'rollout'],
+        help='parts to run (default all three)',
+    )
+    d.add_argument('--models', nargs='+', default=list(dcal.DCAL_MODELS), help='DCAL models (default all four)')
+    d.add_argument('--img-size', type=int, default=448, help="square input side (default 448, the paper's)")
+    d.add_argument('--batch-size', type=int, default=8)
+    d.add_argument('--rounds', type=int, default=3, help='interleaved rounds (median is reported)')
+    d.add_argument('--iters', type=int, default=1, help='inference: timed forwards per round')
+    d.add_argument('--num-classes', type=int, default=200, help='classifier size (default 200: CUB)')
+    d.add_argument(
+        '--model-kwargs', default='{}', metavar='JSON', help='extra create_model arguments (both models), a JSON object'
+    )
+    d.add_argument('--train-models', nargs='+', help='training: DCAL models (default: the first of --models)')
+    d.add_argument(
+        '--train-img-size',
+        type=int,
+        help='training: input side (default --img-size on CUDA; on CPU at most 224: a DCAL step at 448, batch 8 is '
+        '~0.4 TMAC)',
+    )
+    d.add_argument('--train-batch-size', type=int, help='training: batch (default --batch-size)')
+    d.add_argument(
+        '--rollout-tokens', type=int, nargs='+', help='rollout: token counts N (default (img-size / 16)^2 + 1)'
+    )
+    d.add_argument('--rollout-layers', type=int, default=12, help='rollout: layers L (default 12)')
+    d.add_argument('--threads', type=int, help="torch threads (default: torch's)")
+    d.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    d.add_argument('--out-dir', default='benchmarks', help='folder of dcal_<part>.csv / .png (default benchmarks)')
+    d.set_defaults(func=_main_dcal, parser=d)
     return p
 
 
@@ -275,6 +317,74 @@ def _main_wsi(args: argparse.Namespace) -> list[dict]:
         f'bare forward ({best["overhead_pct"]:+.1f}% overhead) -> {csv_path}, {png_path}',
         flush=True,
     )
+    return rows
+
+
+def _main_dcal(args: argparse.Namespace) -> list[dict]:
+    import os
+
+    check_model_names(args.models + (args.train_models or []), '--models')
+    try:
+        kwargs = json.loads(args.model_kwargs)
+    except ValueError as err:
+        raise UsageError(f'--model-kwargs: {args.model_kwargs!r} is not JSON ({err})') from None
+    if not isinstance(kwargs, dict) or 'img_size' in kwargs or 'num_classes' in kwargs:
+        raise UsageError('--model-kwargs: a JSON object without img_size / num_classes (use --img-size, --num-classes)')
+    for name in args.models + (args.train_models or []):
+        if not name.startswith('dcal_'):
+            raise UsageError(f'--models: {name} is not a DCAL model (dcal_*); its plain ViT is found from the name')
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start, rows = time.time(), []
+    if 'inference' in args.what:
+        res = dcal.bench_inference(
+            args.models, args.img_size, args.batch_size, args.rounds, args.iters, args.device, args.num_classes, kwargs
+        )
+        paths = dcal.write_inference(res, os.path.join(args.out_dir, 'dcal_inference'))
+        for r in res:
+            print(
+                f'benchmark dcal: {r["model"]} vs {r["plain_model"]} at {r["img_size"]}: params {r["params_m"]:.3f}M '
+                f'/ {r["plain_params_m"]:.3f}M = {r["params_ratio"]:.3f}x, GMACs {r["gmacs"]:.3f} / '
+                f'{r["plain_gmacs"]:.3f} = {r["gmacs_ratio"]:.3f}x, {r["img_s"]:.2f} / {r["plain_img_s"]:.2f} img/s '
+                f'= {r["img_s_ratio"]:.2f}x',
+                flush=True,
+            )
+        print(f'benchmark dcal: -> {", ".join(paths)}', flush=True)
+        rows += res
+    if 'training' in args.what:
+        size = args.train_img_size or (args.img_size if args.device.startswith('cuda') else min(args.img_size, 224))
+        res = dcal.bench_training(
+            args.train_models or args.models[:1],
+            size,
+            args.train_batch_size or args.batch_size,
+            args.rounds,
+            args.device,
+            args.num_classes,
+            kwargs,
+        )
+        paths = dcal.write_training(res, os.path.join(args.out_dir, 'dcal_training'))
+        for r in res:
+            print(
+                f'benchmark dcal: {r["model"]} training step at {r["img_size"]}, batch {r["batch_size"]}: '
+                f'SA {r["sa_step_s"]:.3f}s, SA + GLCA + PWCA {r["dcal_step_s"]:.3f}s = {r["step_ratio"]:.2f}x '
+                f'(paper {r["paper_train_time_ratio"]:.2f}x)',
+                flush=True,
+            )
+        print(f'benchmark dcal: -> {", ".join(paths)}', flush=True)
+        rows += res
+    if 'rollout' in args.what:
+        tokens = args.rollout_tokens or [(args.img_size // 16) ** 2 + 1]
+        res = dcal.bench_rollout(tokens, args.rollout_layers, args.rounds)
+        paths = dcal.write_rollout(res, os.path.join(args.out_dir, 'dcal_rollout'))
+        for r in res:
+            print(
+                f'benchmark dcal: rollout N={r["tokens"]}, L={r["layers"]}: CLS row {r["cls_row_ms"]:.3f} ms, '
+                f'full chain {r["full_chain_ms"]:.1f} ms = {r["speedup"]:.0f}x, max |diff| {r["max_abs_diff"]:.1e}',
+                flush=True,
+            )
+        print(f'benchmark dcal: -> {", ".join(paths)}', flush=True)
+        rows += res
+    print(f'benchmark dcal: {", ".join(args.what)} on {args.device} in {time.time() - start:.0f}s', flush=True)
     return rows
 
 

@@ -1,0 +1,393 @@
+"""Class-token attention rollout of a ViT on images: one PNG per image.
+
+Each PNG shows the model's input (the image resized so its short side is --img-size, centre-cropped to a
+square) and the same image under the class-token row of the attention rollout (Abnar & Zuidema, 2020:
+head mean, 0.5·A + 0.5·I per block, chained over all blocks; zoo.layers.rollout) as a heatmap with a
+colour bar: how much each patch feeds the final class token. For DCAL models (dcal_*) the rollout and the
+GLCA queries are the model's own (forward_branches: rollout, query_idx) and the top-R patches chosen as
+GLCA queries are outlined.
+
+Models: timm VisionTransformer models with a class token (deit_*, vit_*, ...), the zoo's dcal_* and
+agent_deit_* (the agent map of a block is its two agent softmaxes multiplied: tokens <- agents <- tokens;
+agent_deit_base's softmax blocks as usual). Other families (CNNs, pyramid / window transformers, Mamba,
+spiking models) have no class-token self-attention to roll out and are refused in one line.
+
+Images: files and/or folders (every non-hidden file of a folder, not recursive). An unreadable file of
+several is reported and skipped, the others are written, and the exit code is 1 when anything was
+skipped. A randomly initialised model (no --checkpoint, no pretrained weights) gives a map that says
+nothing about the image: pass trained weights for a meaningful picture.
+
+Examples:
+  python tools/attention_map.py deit_tiny_patch16_224 photo.jpg --out maps/ --pretrained
+  python tools/attention_map.py dcal_deit_tiny_patch16_448 images/ --out maps/ \\
+      --checkpoint work_dirs/dcal_cub/model.safetensors
+  python tools/attention_map.py dcal_deit_tiny_patch16_448 a.jpg b.png --out maps/ --img-size 224 \\
+      --model-kwargs '{"num_classes": 200, "local_query_ratio": 0.3}'
+  python tools/attention_map.py agent_deit_tiny photo.jpg --out maps/ --save-maps
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from zoo.cli.common import UsageError
+
+__all__ = [
+    'FIGURE_PX',
+    'RolloutMap',
+    'attention_maps',
+    'check_supported',
+    'draw_rollout',
+    'load_image',
+    'main',
+    'rollout_maps',
+]
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
+_FIG_INCHES, _DPI = (10.0, 4.8), 100
+FIGURE_PX = (int(_FIG_INCHES[0] * _DPI), int(_FIG_INCHES[1] * _DPI))  # (width, height) of every PNG
+
+
+@dataclass
+class RolloutMap:
+    """The rollout of one image.
+
+    ``scores``: ``(h, w)`` class-token rollout of the patch tokens on the patch grid; ``cls_share``: its
+    weight on the class token itself (the rest of the row: patches and other prefix tokens, sums to 1);
+    ``query_patches``: DCAL's GLCA query patches, flat row-major grid indices ``(R,)``, else None.
+    """
+
+    scores: torch.Tensor
+    cls_share: float
+    num_blocks: int
+    query_patches: torch.Tensor | None = None
+
+
+def check_supported(model: nn.Module, name: str) -> None:
+    """Raise a one-line :class:`UsageError` unless ``model`` is a ViT whose class-token rollout this tool computes."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    from zoo.layers.cross_attention import check_dcal_block
+
+    agent = hasattr(model, '_embed') and hasattr(model, 'blocks')  # the zoo's Agent-DeiT
+    if not isinstance(model, VisionTransformer) and not agent:
+        raise UsageError(
+            f'{name} ({type(model).__name__}) has no class-token self-attention to roll out: attention-map takes '
+            f'timm VisionTransformer models with a class token and the zoo dcal_* / agent_deit_* models'
+        )
+    if getattr(model, 'cls_token', None) is None:
+        raise UsageError(f'{name} has no class token (class_token=False): there is no class-token row to roll out')
+    for i, blk in enumerate(model.blocks):
+        try:
+            check_dcal_block(blk, f'{name} blocks.{i}')
+        except TypeError as err:
+            raise UsageError(str(err)) from None
+
+
+def attention_maps(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Head-mean softmax attention of every block during ``model.forward_features(x)``.
+
+    timm's attention runs fused SDPA, which returns no map, so a forward hook on each ``blocks[i].attn``
+    recomputes it from the block's attention input with :mod:`zoo.layers.cross_attention` (the maps DCAL's
+    own rollout uses; for agent attention the product of its two agent softmaxes).
+
+    Args:
+        model: see :func:`check_supported`.
+        x: ``(B, 3, H, W)``.
+
+    Returns:
+        ``L`` maps ``(B, N, N)`` (rows sum to 1), in block order.
+    """
+    from zoo.layers.agent_attention import AgentAttention
+    from zoo.layers.cross_attention import agent_attention_forward, multi_head_attention, project_qkv
+
+    maps: list[torch.Tensor] = []
+
+    def hook(mod: nn.Module, args: tuple, kwargs: dict, out: torch.Tensor) -> None:
+        y = args[0] if args else kwargs['x']
+        if isinstance(mod, AgentAttention):
+            hw = args[1] if len(args) > 1 else kwargs['hw']
+            maps.append(agent_attention_forward(mod, y, hw, need_map=True)[1])
+            return
+        if kwargs.get('attn_mask') is not None or kwargs.get('is_causal'):
+            raise UsageError('attention-map: masked or causal attention is not a plain softmax map to roll out')
+        q, k, v = project_qkv(mod, y)
+        maps.append(multi_head_attention(mod, q, k, v, need_map=True)[1])
+
+    handles = [blk.attn.register_forward_hook(hook, with_kwargs=True) for blk in model.blocks]
+    try:
+        with torch.inference_mode():
+            model.forward_features(x)
+    finally:
+        for h in handles:
+            h.remove()
+    if len(maps) != len(model.blocks):  # e.g. a model whose forward_features skips or repeats blocks
+        raise RuntimeError(f'attention-map: {len(maps)} attention maps from {len(model.blocks)} blocks')
+    return maps
+
+
+def _grid(model: nn.Module, x: torch.Tensor, num_patches: int) -> tuple[int, int]:
+    ps = model.patch_embed.patch_size
+    ph, pw = (ps, ps) if isinstance(ps, int) else ps
+    h, w = x.shape[-2] // ph, x.shape[-1] // pw
+    if h * w != num_patches:
+        raise RuntimeError(f'attention-map: {num_patches} patch tokens do not fill the {h}x{w} patch grid')
+    return h, w
+
+
+def rollout_maps(model: nn.Module, x: torch.Tensor) -> list[RolloutMap]:
+    """Class-token rollout of each image of ``x`` ``(B, 3, H, W)`` (eval mode, no gradient).
+
+    A DCAL model with GLCA gives its own ``rollout`` and ``query_idx`` (:meth:`DCALMixin.forward_branches`);
+    any other model the rollout of :func:`attention_maps` by :func:`zoo.layers.rollout.rollout_cls_row`.
+    """
+    from zoo.layers.rollout import rollout_cls_row
+    from zoo.models.dcal import DCALMixin
+
+    model.eval()
+    P = model.num_prefix_tokens
+    query_idx = None
+    if isinstance(model, DCALMixin) and model.glca is not None:
+        with torch.inference_mode():
+            out = model.forward_branches(x, pwca=False)
+        scores, query_idx = out['rollout'], out['query_idx']
+    else:
+        scores = rollout_cls_row(attention_maps(model, x), residual=0.5)
+    h, w = _grid(model, x, scores.shape[1] - P)
+    res = []
+    for b in range(x.shape[0]):
+        queries = None if query_idx is None else (query_idx[b, 1:] - P).cpu()  # [0] is the class token
+        res.append(
+            RolloutMap(scores[b, P:].reshape(h, w).float().cpu(), float(scores[b, 0]), len(model.blocks), queries)
+        )
+    return res
+
+
+def load_image(path: str, size: int):
+    """``path`` as an RGB PIL image, its short side resized to ``size`` (bicubic) and centre-cropped to
+    ``size x size``: exactly the pixels the model sees. Unreadable files raise ``OSError`` / ``ValueError``."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()  # decode now: a truncated file fails here, inside the caller's try
+        img = im.convert('RGB')
+    w, h = img.size
+    s = size / min(w, h)
+    img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BICUBIC)
+    w, h = img.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def _to_tensor(img, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """PIL RGB image -> normalised ``(1, 3, H, W)`` float tensor."""
+    import numpy as np
+
+    t = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return ((t - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)).unsqueeze(0)
+
+
+def draw_rollout(img, amap: RolloutMap, path: str, title: str = '') -> str:
+    """Write the two-panel PNG (``FIGURE_PX`` pixels): the image, and the image under the rollout heatmap
+    with a colour bar and the GLCA query patches outlined."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    size = img.size[0]
+    h, w = amap.scores.shape
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=_FIG_INCHES, dpi=_DPI)
+    ax0.imshow(img)
+    ax0.set_title(f'input {size}x{size}', fontsize=9)
+    ax1.imshow(img)
+    # nearest: one colour per patch, so that the outlines below sit on the cells they name
+    heat = ax1.imshow(amap.scores.numpy(), cmap='jet', alpha=0.5, extent=(0, size, size, 0), interpolation='nearest')
+    fig.colorbar(heat, ax=ax1, fraction=0.046, pad=0.04).set_label('class-token rollout', fontsize=8)
+    what = f'rollout over {amap.num_blocks} blocks (head mean, 0.5·A + 0.5·I); CLS keeps {amap.cls_share:.2g}'
+    if amap.query_patches is not None:
+        cw, ch = size / w, size / h
+        for p in amap.query_patches.tolist():
+            ax1.add_patch(Rectangle(((p % w) * cw, (p // w) * ch), cw, ch, fill=False, edgecolor='white', lw=0.9))
+        what += f'\nGLCA queries (outlined): top {len(amap.query_patches)} of {h * w} patches'
+    ax1.set_title(what, fontsize=8)
+    for ax in (ax0, ax1):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    fig.savefig(path, dpi=_DPI)  # no bbox_inches='tight': every PNG is FIGURE_PX
+    plt.close(fig)
+    return path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('model', help='timm / zoo model name, e.g. deit_tiny_patch16_224, dcal_deit_tiny_patch16_448')
+    p.add_argument('images', nargs='+', metavar='IMAGE', help='image files and / or folders of images')
+    p.add_argument(
+        '--out', default='attention_maps', help='output folder, one <image name>.png each (default %(default)s)'
+    )
+    p.add_argument(
+        '--checkpoint',
+        help="weights with the timm model's keys: model.safetensors from tools/train.py, tools/convert.py output, "
+        'a timm / DeiT .pth (DCAL models also take a plain DeiT / ViT file); num_classes is read from its head',
+    )
+    p.add_argument('--pretrained', action='store_true', help="the model's pretrained weights (download or cache)")
+    p.add_argument('--img-size', type=int, help='square input side (default: the size the model is built for)')
+    p.add_argument(
+        '--model-kwargs',
+        default='{}',
+        metavar='JSON',
+        help='extra create_model arguments as a JSON object, e.g. \'{"depth": 6, "local_query_ratio": 0.3}\'',
+    )
+    p.add_argument(
+        '--save-maps', action='store_true', help='also write <image name>.npz: the rollout grid, GLCA queries'
+    )
+    p.add_argument('--device', default='cpu', help="torch device (default 'cpu')")
+    p.add_argument('--seed', type=int, default=0, help='torch seed of the initialisation (same picture each run)')
+    return p.parse_args(argv)
+
+
+def _model_kwargs(text: str) -> dict:
+    try:
+        kwargs = json.loads(text)
+    except ValueError as err:
+        raise UsageError(f'--model-kwargs: {text!r} is not JSON ({err})') from None
+    if not isinstance(kwargs, dict):
+        raise UsageError(f'--model-kwargs: expected a JSON object, got {text!r}')
+    if 'img_size' in kwargs:
+        raise UsageError('--model-kwargs: give the input side as --img-size, not img_size')
+    return kwargs
+
+
+def _build(args: argparse.Namespace) -> nn.Module:
+    from zoo.cli.common import check_model_names
+    from zoo.hub import create_model, load_checkpoint_file, unwrap_state_dict
+
+    check_model_names([args.model], 'MODEL')
+    kwargs = _model_kwargs(args.model_kwargs)
+    if args.img_size:
+        kwargs['img_size'] = args.img_size
+    pretrained = args.pretrained
+    if args.checkpoint:
+        head = unwrap_state_dict(load_checkpoint_file(args.checkpoint)).get('head.weight')
+        if head is not None and 'num_classes' not in kwargs:
+            kwargs['num_classes'] = head.shape[0]  # load the file's head strictly instead of dropping it
+        overlay = dict(file=args.checkpoint)
+        if 'num_classes' in kwargs:
+            overlay['num_classes'] = kwargs['num_classes']
+        kwargs['pretrained_cfg_overlay'] = overlay
+        pretrained = True
+    try:
+        model = create_model(args.model, pretrained=pretrained, **kwargs)
+    except TypeError as err:
+        raise UsageError(f'{args.model} does not take these arguments ({err})') from None
+    check_supported(model, args.model)
+    return model.to(args.device).eval()
+
+
+def _collect(paths: list[str]) -> list[str]:
+    images = []
+    for path in paths:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f'image {path} does not exist')
+        if os.path.isdir(path):
+            found = sorted(
+                os.path.join(path, f)
+                for f in os.listdir(path)
+                if not f.startswith('.') and os.path.isfile(os.path.join(path, f))
+            )
+            if not found:
+                raise FileNotFoundError(f'folder {path} has no files')
+            images.extend(found)
+        else:
+            images.append(path)
+    return images
+
+
+def _out_names(images: list[str], out_dir: str) -> list[str]:
+    """``out_dir/<stem>.png``; a stem seen before gets ``_2``, ``_3``, ... (two folders with a ``1.jpg``)."""
+    seen: dict[str, int] = {}
+    outs = []
+    for img in images:
+        stem = os.path.splitext(os.path.basename(img))[0]
+        seen[stem] = seen.get(stem, 0) + 1
+        outs.append(os.path.join(out_dir, stem + (f'_{seen[stem]}' if seen[stem] > 1 else '') + '.png'))
+    return outs
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Returns the exit code: 0, or 1 when a file was skipped."""
+    args = parse_args(argv)
+    from tqdm import tqdm
+
+    import zoo  # noqa: F401  (registers the zoo's models)
+
+    images = _collect(args.images)
+    torch.manual_seed(args.seed)  # weights a file or the hub does not fill (a fresh head, a random model)
+    model = _build(args)
+    size = args.img_size or model.patch_embed.img_size[0]
+    cfg = getattr(model, 'pretrained_cfg', None) or {}
+    mean, std = cfg.get('mean', (0.485, 0.456, 0.406)), cfg.get('std', (0.229, 0.224, 0.225))
+    if args.checkpoint:
+        weights = os.path.basename(args.checkpoint)
+    else:  # say so on the picture: a random model's map is noise shaped by the image statistics
+        weights = 'pretrained' if args.pretrained else 'random init, no weights: not a learned map'
+    skipped = []
+    bar = tqdm(
+        list(zip(images, _out_names(images, args.out))), desc='attention-map', disable=None if len(images) > 1 else True
+    )
+    for image, out in bar:
+        try:
+            img = load_image(image, size)
+        except (OSError, ValueError) as err:
+            if len(images) == 1:
+                raise OSError(f'{image}: not a readable image ({err})') from None
+            ext = os.path.splitext(image)[1].lower()
+            hint = '' if ext in IMAGE_EXTENSIONS else ' (not an image extension)'
+            why = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            tqdm.write(f'attention-map: skipping {image}: not a readable image{hint} ({why})', file=sys.stderr)
+            skipped.append(image)
+            continue
+        amap = rollout_maps(model, _to_tensor(img, mean, std).to(args.device))[0]
+        draw_rollout(img, amap, out, title=f'{args.model} ({weights}): {os.path.basename(image)}')
+        if args.save_maps:
+            import numpy as np
+
+            extra = {} if amap.query_patches is None else dict(query_patches=amap.query_patches.numpy())
+            np.savez(os.path.splitext(out)[0] + '.npz', rollout=amap.scores.numpy(), cls_share=amap.cls_share, **extra)
+        r, c = divmod(int(amap.scores.argmax()), amap.scores.shape[1])
+        queries = '' if amap.query_patches is None else f', {len(amap.query_patches)} GLCA queries outlined'
+        tqdm.write(
+            f'attention-map: {os.path.basename(image)} -> {out} (rollout peak at patch row {r}, col {c}{queries})'
+        )
+    if len(images) > 1:
+        print(
+            f'attention-map: {len(images) - len(skipped)} of {len(images)} images written to {args.out}'
+            + (f', {len(skipped)} skipped: {", ".join(os.path.basename(s) for s in skipped)}' if skipped else ''),
+            file=sys.stderr if skipped else sys.stdout,
+            flush=True,
+        )
+    return 1 if skipped else 0
+
+
+def cli() -> None:
+    """Console entry point (``zoo-attention-map``, ``python tools/attention_map.py``)."""
+    from zoo.cli.common import run_cli
+
+    run_cli(main)
+
+
+if __name__ == '__main__':
+    cli()
