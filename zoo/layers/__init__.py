@@ -17,6 +17,7 @@ from zoo.layers.agent_attention import (
 from zoo.layers.cross_attention import (
     GLCABlock,
     agent_attention_forward,
+    attention_with_head_mean,
     block_forward,
     check_dcal_block,
     glca_forward,
@@ -64,6 +65,7 @@ __all__ = [
     # global-local / pair-wise cross attention (DCAL)
     'GLCABlock',
     'agent_attention_forward',
+    'attention_with_head_mean',
     'block_forward',
     'check_dcal_block',
     'glca_forward',

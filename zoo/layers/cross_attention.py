@@ -33,6 +33,7 @@ from zoo.layers.rollout import fuse_heads
 __all__ = [
     'GLCABlock',
     'agent_attention_forward',
+    'attention_with_head_mean',
     'block_forward',
     'check_dcal_block',
     'glca_forward',
@@ -112,9 +113,42 @@ def multi_head_attention(
             return out, None
         with torch.no_grad():
             return out, fuse_heads(((q * scale) @ k.transpose(-2, -1)).softmax(dim=-1))
+    if need_map and not drop and not torch.is_grad_enabled():
+        return attention_with_head_mean(q, k, v, scale)
     probs = ((q * scale) @ k.transpose(-2, -1)).softmax(dim=-1)
     out = (F.dropout(probs, drop) if drop else probs) @ v
     return out, (fuse_heads(probs.detach()) if need_map else None)
+
+
+def attention_with_head_mean(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, rows: int = 128
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Explicit ``softmax(q kᵀ · scale) v`` and its head mean ``(B, n, m)``, ``rows`` query rows at a time.
+
+    The same products as the one-shot ``probs = softmax(q kᵀ · scale)``, ``probs @ v``, ``probs.mean(1)``, but
+    the ``(B, h, rows, m)`` probabilities of one block of rows are used for the output and the map while they
+    are still in cache, and the full ``(B, h, n, m)`` tensors are never allocated. No dropout, no autograd
+    bookkeeping needed (eval / rollout).
+
+    Args:
+        q: ``(B, h, n, d)``; k, v: ``(B, h, m, d)``; scale: the logit scale.
+
+    Returns:
+        ``(out (B, h, n, d), head-mean map (B, n, m))``.
+    """
+    B, h, n, d = q.shape
+    m = k.shape[2]
+    qs = (q * scale).reshape(B * h, n, d)
+    kt = k.reshape(B * h, m, d).transpose(1, 2)
+    v3 = v.reshape(B * h, m, v.shape[-1])
+    out = q.new_empty(B * h, n, v.shape[-1])
+    amap = q.new_empty(B, n, m)
+    for i in range(0, n, rows):
+        j = min(i + rows, n)
+        probs = torch.bmm(qs[:, i:j], kt).softmax(dim=-1)
+        out[:, i:j] = torch.bmm(probs, v3)
+        amap[:, i:j] = probs.view(B, h, j - i, m).mean(dim=1)
+    return out.view(B, h, n, -1), amap
 
 
 def block_forward(
