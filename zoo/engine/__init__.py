@@ -2,11 +2,13 @@
 
 from .checkpoint_order import save_checkpoints_before_pruning
 from .classifier import TimmClassifier
+from .dcal_classifier import DCALClassifier
 from .fault_injection import FaultInjectionHook
 from .hooks import ExportSafetensorsHook, ProgressBarHook, TrainingCurveHook
 from .metrics import Accuracy
 from .optim import CpuAmpOptimWrapper
 from .patches import PINNED, apply_patches
+from .reid_metric import ReIDMetric
 from .resume import ResumableEpochBasedTrainLoop, capture_rng_state, restore_rng_state, use_exact_resume
 from .safe_load import allow_mmengine_checkpoints
 from .skip_report import SkippedSamplesHook
@@ -14,7 +16,9 @@ from .skip_report import SkippedSamplesHook
 # Nothing is patched at import: zoo.engine.patches.apply_patches() does it (the zoo's runner calls it).
 __all__ = [
     'TimmClassifier',
+    'DCALClassifier',
     'Accuracy',
+    'ReIDMetric',
     'ProgressBarHook',
     'TrainingCurveHook',
     'ExportSafetensorsHook',

@@ -11,6 +11,25 @@ from mmengine.logging import print_log
 from zoo.registry import METRICS
 
 
+def evaluate_keyed(metric: BaseMetric, size: int) -> tuple[dict, int | None]:
+    """``BaseMetric.evaluate`` for results whose first field is a sample key (index, or (split, index)):
+    gathered from every rank and de-duplicated by key, so the sampler's DDP padding counts each image once.
+    Without keys, mmengine's own collection. Returns the prefixed metrics and the number of images scored."""
+    if not metric.results or any(r[0] is None for r in metric.results):
+        return BaseMetric.evaluate(metric, size), getattr(metric, 'num_samples', None)
+    from mmengine.dist import all_gather_object, get_world_size
+
+    parts = all_gather_object(metric.results) if get_world_size() > 1 else [metric.results]
+    unique: dict = {}
+    for part in parts:
+        for r in part:
+            unique.setdefault(r[0], r)  # DDP padding repeats indices: count each image once
+    results = [unique[k] for k in sorted(unique)]
+    metric.results.clear()
+    out = metric.compute_metrics(results)
+    return {f'{metric.prefix}/{k}' if metric.prefix else k: v for k, v in out.items()}, len(results)
+
+
 @METRICS.register_module()
 class Accuracy(BaseMetric):
     """Top-k accuracy in percent over the samples actually read. Reports ``accuracy/top1``, ...
@@ -41,22 +60,7 @@ class Accuracy(BaseMetric):
             self.results.append((idx, sample['pred_score'].detach().cpu(), int(sample['gt_label'])))
 
     def evaluate(self, size: int) -> dict:
-        if not self.results or any(r[0] is None for r in self.results):
-            metrics = super().evaluate(size)  # mmengine's collection (no sample indices to key by)
-            n = self.num_samples
-        else:
-            from mmengine.dist import all_gather_object, get_world_size
-
-            parts = all_gather_object(self.results) if get_world_size() > 1 else [self.results]
-            unique: dict[int, tuple] = {}
-            for part in parts:
-                for r in part:
-                    unique.setdefault(r[0], r)  # DDP padding repeats indices: count each image once
-            results = [unique[k] for k in sorted(unique)]
-            self.results.clear()
-            out = self.compute_metrics(results)
-            metrics = {f'{self.prefix}/{k}' if self.prefix else k: v for k, v in out.items()}
-            n = len(results)
+        metrics, n = evaluate_keyed(self, size)
         self.num_skipped = max(size - n, 0) if n is not None else None
         msg = f'{self.prefix or "accuracy"} over {n} of {size} images; {self.num_skipped} skipped'
         print_log(msg, logger='current')
