@@ -84,6 +84,22 @@ def finish_distributed() -> None:
         dist.destroy_process_group()
 
 
+def exit_torchrun_worker() -> None:
+    """Leave a finished torchrun worker of rank > 0 without interpreter teardown (call it last in ``cli()``).
+
+    Even after :func:`finish_distributed`, a rank-1 worker was seen to abort while Python destroyed its
+    objects ('terminate called without an active exception': a C++ thread of the gloo / DDP machinery still
+    joinable), and torchrun then failed the job although training had finished. Such a rank holds nothing
+    left to write (rank 0 writes checkpoints, logs and exports), so it flushes its logs and streams and exits
+    with ``os._exit(0)``. Rank 0 and single-process runs exit normally.
+    """
+    if int(os.environ.get('WORLD_SIZE', '1')) > 1 and int(os.environ.get('RANK', '0')) > 0:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
 def _first_line(err: BaseException) -> str:
     # OSError subclasses keep (errno, strerror) in args; str() names the file for them.
     text = str(err) if isinstance(err, OSError) else str(err.args[0]) if err.args else type(err).__name__

@@ -276,9 +276,10 @@ def _to_json(value):
 
 def cli() -> None:
     """Console entry point (``zoo-test``, ``python tools/test.py``)."""
-    from zoo.cli.common import run_cli
+    from zoo.cli.common import exit_torchrun_worker, run_cli
 
     run_cli(lambda: main(exit_on_skip=True))  # a batch job that skipped anything exits non-zero
+    exit_torchrun_worker()  # only reached after a successful run
 
 
 if __name__ == '__main__':

@@ -111,9 +111,10 @@ def main(argv: list[str] | None = None) -> dict:
 
 def cli() -> None:
     """Console entry point (``zoo-train``, ``python tools/train.py``)."""
-    from zoo.cli.common import run_cli
+    from zoo.cli.common import exit_torchrun_worker, run_cli
 
     run_cli(main)
+    exit_torchrun_worker()  # only reached after a successful run
 
 
 if __name__ == '__main__':
