@@ -31,7 +31,7 @@ from pathlib import Path
 
 from torch.utils.data import Sampler
 
-from zoo.data.fgvc import parse_int, read_table
+from zoo.data.fgvc import _require_dir, parse_int, read_table
 from zoo.data.image_datasets import IMG_EXTENSIONS, _ImageListDataset
 from zoo.data.skipping import SkippedSample
 from zoo.registry import DATA_SAMPLERS, DATASETS
@@ -83,10 +83,8 @@ def _split_folders(owner: str, split: str, folders: dict[str, str]) -> list[tupl
 def _scan(owner: str, folder: Path, pattern: re.Pattern) -> list[tuple[str, int, int]]:
     """``(path, pid, camera number)`` of the images in ``folder`` (sorted by name); a name that does not
     match ``pattern`` (groups: pid, camera) raises ``ValueError`` naming the file."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{owner}: image folder '{folder}' does not exist")
     out = []
-    for p in sorted(folder.iterdir()):
+    for p in sorted(_require_dir(owner, folder).iterdir()):
         if p.suffix.lower() not in IMG_EXTENSIONS:
             continue  # Thumbs.db and similar files ship in some copies
         m = pattern.match(p.name)

@@ -147,7 +147,7 @@ def attention_with_head_mean(
         j = min(i + rows, n)
         probs = torch.bmm(qs[:, i:j], kt).softmax(dim=-1)
         out[:, i:j] = torch.bmm(probs, v3)
-        amap[:, i:j] = probs.view(B, h, j - i, m).mean(dim=1)
+        amap[:, i:j] = fuse_heads(probs.view(B, h, j - i, m))
     return out.view(B, h, n, -1), amap
 
 
