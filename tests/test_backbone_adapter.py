@@ -58,6 +58,18 @@ FAMILIES: dict[str, tuple[str, dict, tuple[str, ...]]] = {
         dict(dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), d_state=4, img_size=64),
         ('model.patch_embed.',),
     ),
+    # MEDUSA: the body and the stem-level head feed every tap, so they belong to the stem
+    'medusa': (
+        'medusa_resnet50',
+        dict(
+            body_dims=(4, 4, 4, 4, 8),
+            body_decoder_dims=(8, 8, 4, 4),
+            body_size=32,
+            global_pool='avg',
+            trunk_kwargs=dict(layers=(1, 1, 1, 1)),
+        ),
+        ('model.body.', 'model.trunk.conv1.', 'model.trunk.bn1.', 'model.heads.0.'),
+    ),
     # Any timm model works the same way (DCAL / MEDUSA rely on it): a flattened FeatureListNet with BN.
     'timm_efficientnet': ('test_efficientnet', {}, ('conv_stem.', 'bn1.')),
     'timm_convnext': ('test_convnext', {}, ('stem_0.', 'stem_1.')),

@@ -43,6 +43,8 @@ FAMILY_TINY: dict[str, dict] = {
     'dcal': dict(img_size=SIZE, embed_dim=32, depth=3, num_heads=2),
     'qsd_transformer': dict(QSD_TINY, T=2),
     'mhs_vm': dict(dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), d_state=4, img_size=SIZE),
+    # a narrow body on a 32 px view; the trunks stay full size (cheap at 64 px), pooled as timm does
+    'medusa': dict(body_dims=(4, 4, 4, 4, 8), body_decoder_dims=(8, 8, 4, 4), body_size=32, global_pool='avg'),
 }
 MODELS = list_zoo_models()
 

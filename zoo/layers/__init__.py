@@ -25,6 +25,7 @@ from zoo.layers.cross_attention import (
     project_output,
     project_qkv,
 )
+from zoo.layers.encoder_decoder_attention import GRAY_WEIGHTS, GateHead, UNetBody, body_view, gate_fuse
 from zoo.layers.multi_head_scan import (
     PATTERNS,
     MambaEngine,
@@ -72,6 +73,12 @@ __all__ = [
     'multi_head_attention',
     'project_output',
     'project_qkv',
+    # encoder-decoder self-attention: U-Net body and multi-scale gates (MEDUSA)
+    'GRAY_WEIGHTS',
+    'GateHead',
+    'UNetBody',
+    'body_view',
+    'gate_fuse',
     # attention rollout
     'fuse_heads',
     'num_local_queries',

@@ -25,6 +25,7 @@ FAMILIES: tuple[str, ...] = (
     'dcal',
     'qsd_transformer',
     'mhs_vm',
+    'medusa',
 )
 
 _modules: dict[str, ModuleType] = {name: importlib.import_module(f'{__name__}.{name}') for name in FAMILIES}
