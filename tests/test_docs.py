@@ -80,7 +80,10 @@ FILES = {
 }
 MADE_BY_TOOLS = {'work_dirs/demo/model.safetensors': _demo_weights}
 # Hub weights the blocks download (pretrained=True): put into the Hugging Face cache, read offline.
-HUB_MODELS = {'docs/dcal.md': ('dcal_deit_tiny_patch16_448', 'dcal_vit_base_patch16_448', 'vit_small_patch16_224')}
+HUB_MODELS = {
+    'docs/dcal.md': ('dcal_deit_tiny_patch16_448', 'dcal_vit_base_patch16_448', 'vit_small_patch16_224'),
+    'docs/medusa.md': ('medusa_resnet50',),  # its trunk: timm/resnet50.tv_in1k
+}
 
 
 def _warm_hub_cache(hf_home: Path, models: tuple[str, ...]) -> None:

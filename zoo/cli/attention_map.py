@@ -1,4 +1,5 @@
-"""Class-token attention rollout of a ViT on images: one PNG per image.
+"""Attention maps of zoo models on images, one PNG per image: a ViT's class-token rollout, or MEDUSA's body map
+and gates.
 
 Each PNG shows the model's input (the image resized so its short side is --img-size, centre-cropped to a
 square) and the same image under the class-token row of the attention rollout (Abnar & Zuidema, 2020:
@@ -9,8 +10,10 @@ GLCA queries are outlined.
 
 Models: timm VisionTransformer models with a class token (deit_*, vit_*, ...), the zoo's dcal_* and
 agent_deit_* (the agent map of a block is its two agent softmaxes multiplied: tokens <- agents <- tokens;
-agent_deit_base's softmax blocks as usual). Other families (CNNs, pyramid / window transformers, Mamba,
-spiking models) have no class-token self-attention to roll out and are refused in one line.
+agent_deit_base's softmax blocks as usual). MEDUSA models (medusa_*, any model with ``forward_attention``):
+the body's sigmoid map and each head's gate A_k (channel mean; the fusion is x + x * A_k) over the input,
+one panel each. Other families (CNNs, pyramid / window transformers, Mamba, spiking models) have no attention
+map to show and are refused in one line.
 
 Images: files and/or folders (every non-hidden file of a folder, not recursive). An unreadable file of
 several is reported and skipped, the others are written, and the exit code is 1 when anything was
@@ -24,6 +27,7 @@ Examples:
   python tools/attention_map.py dcal_deit_tiny_patch16_448 a.jpg b.png --out maps/ --img-size 224 \\
       --model-kwargs '{"num_classes": 200, "local_query_ratio": 0.3}'
   python tools/attention_map.py agent_deit_tiny photo.jpg --out maps/ --save-maps
+  python tools/attention_map.py medusa_resnet50 scan.png --out maps/ --checkpoint model.safetensors
 """
 
 from __future__ import annotations
@@ -44,7 +48,9 @@ __all__ = [
     'RolloutMap',
     'attention_maps',
     'check_supported',
+    'draw_medusa',
     'draw_rollout',
+    'is_medusa',
     'load_image',
     'main',
     'rollout_maps',
@@ -70,9 +76,18 @@ class RolloutMap:
     query_patches: torch.Tensor | None = None
 
 
+def is_medusa(model: nn.Module) -> bool:
+    """A model with a body map and gates (``forward_attention``, :mod:`zoo.models.medusa`)."""
+    return callable(getattr(model, 'forward_attention', None)) and hasattr(model, 'gate_modules')
+
+
 def check_supported(model: nn.Module, name: str) -> None:
-    """Raise a one-line :class:`UsageError` unless ``model`` is a ViT whose class-token rollout this tool computes."""
+    """Raise a one-line :class:`UsageError` unless ``model`` is a ViT whose class-token rollout this tool computes,
+    or a MEDUSA model."""
     from timm.models.vision_transformer import VisionTransformer
+
+    if is_medusa(model):
+        return
 
     from zoo.layers.cross_attention import check_dcal_block
 
@@ -80,7 +95,7 @@ def check_supported(model: nn.Module, name: str) -> None:
     if not isinstance(model, VisionTransformer) and not agent:
         raise UsageError(
             f'{name} ({type(model).__name__}) has no class-token self-attention to roll out: attention-map takes '
-            f'timm VisionTransformer models with a class token and the zoo dcal_* / agent_deit_* models'
+            f'timm VisionTransformer models with a class token, the zoo dcal_* / agent_deit_* models and medusa_*'
         )
     if getattr(model, 'cls_token', None) is None:
         raise UsageError(f'{name} has no class token (class_token=False): there is no class-token row to roll out')
@@ -231,6 +246,48 @@ def draw_rollout(img, amap: RolloutMap, path: str, title: str = '') -> str:
     return path
 
 
+def draw_medusa(img, att: dict, path: str, title: str = '') -> str:
+    """Write MEDUSA's PNG (``FIGURE_PX`` pixels): the input, the body map over it and every gate's channel mean
+    over it (bilinear to the input size), each with a colour bar. ``att``: one image's
+    ``model.forward_attention`` output (``body`` ``(1, 1, h, w)``, ``gates``, ``names``)."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import torch.nn.functional as F
+
+    size = img.size[0]
+    panels = [('body map (sigmoid)', att['body'][0])]
+    panels += [
+        (f'gate after {n}: mean A over {g.shape[1]} ch', g[0].mean(0, keepdim=True))
+        for n, g in zip(att['names'], att['gates'])
+    ]
+    cols = 3
+    rows = -(-(len(panels) + 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=_FIG_INCHES, dpi=_DPI, squeeze=False)
+    axes = axes.ravel()
+    axes[0].imshow(img)
+    axes[0].set_title(f'input {size}x{size}', fontsize=8)
+    for ax, (what, m) in zip(axes[1:], panels):
+        m = F.interpolate(m[None].float(), size=(size, size), mode='bilinear', align_corners=False)[0, 0]
+        ax.imshow(img)
+        heat = ax.imshow(m.cpu().numpy(), cmap='jet', alpha=0.5, extent=(0, size, size, 0))
+        fig.colorbar(heat, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
+        ax.set_title(what, fontsize=8)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[len(panels) + 1 :]:
+        ax.axis('off')
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    fig.savefig(path, dpi=_DPI)
+    plt.close(fig)
+    return path
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('model', help='timm / zoo model name, e.g. deit_tiny_patch16_224, dcal_deit_tiny_patch16_448')
@@ -281,7 +338,7 @@ def _build(args: argparse.Namespace) -> nn.Module:
         kwargs['img_size'] = args.img_size
     pretrained = args.pretrained
     if args.checkpoint:
-        head = unwrap_state_dict(load_checkpoint_file(args.checkpoint)).get('head.weight')
+        head = unwrap_state_dict(load_checkpoint_file(args.checkpoint)).get(f'{_classifier(args.model)}.weight')
         if head is not None and 'num_classes' not in kwargs:
             kwargs['num_classes'] = head.shape[0]  # load the file's head strictly instead of dropping it
         overlay = dict(file=args.checkpoint)
@@ -295,6 +352,18 @@ def _build(args: argparse.Namespace) -> nn.Module:
         raise UsageError(f'{args.model} does not take these arguments ({err})') from None
     check_supported(model, args.model)
     return model.to(args.device).eval()
+
+
+def _classifier(name: str) -> str:
+    """The classifier module of ``name``'s pretrained cfg (``head`` for ViTs, ``fc`` for MEDUSA)."""
+    from timm.models import get_pretrained_cfg
+
+    try:
+        cfg = get_pretrained_cfg(name)
+    except Exception:  # a name without a default cfg
+        cfg = None
+    cls = getattr(cfg, 'classifier', None) or 'head'
+    return cls if isinstance(cls, str) else cls[0]
 
 
 def _collect(paths: list[str]) -> list[str]:
@@ -337,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     images = _collect(args.images)
     torch.manual_seed(args.seed)  # weights a file or the hub does not fill (a fresh head, a random model)
     model = _build(args)
-    size = args.img_size or model.patch_embed.img_size[0]
+    medusa = is_medusa(model)
+    size = args.img_size or (model.img_size[0] if medusa else model.patch_embed.img_size[0])
     cfg = getattr(model, 'pretrained_cfg', None) or {}
     mean, std = cfg.get('mean', (0.485, 0.456, 0.406)), cfg.get('std', (0.229, 0.224, 0.225))
     if args.checkpoint:
@@ -359,6 +429,22 @@ def main(argv: list[str] | None = None) -> int:
             why = (str(err).strip().splitlines() or [type(err).__name__])[0]
             tqdm.write(f'attention-map: skipping {image}: not a readable image{hint} ({why})', file=sys.stderr)
             skipped.append(image)
+            continue
+        if medusa:
+            with torch.inference_mode():
+                att = model.forward_attention(_to_tensor(img, mean, std).to(args.device))
+            draw_medusa(img, att, out, title=f'{args.model} ({weights}): {os.path.basename(image)}')
+            if args.save_maps:
+                import numpy as np
+
+                gates = {f'gate_{n}': g[0].float().cpu().numpy() for n, g in zip(att['names'], att['gates'])}
+                np.savez(os.path.splitext(out)[0] + '.npz', body=att['body'][0, 0].float().cpu().numpy(), **gates)
+            body = att['body'][0, 0]
+            r, c = divmod(int(body.argmax()), body.shape[1])
+            tqdm.write(
+                f'attention-map: {os.path.basename(image)} -> {out} (body map peak {float(body.max()):.2f} at '
+                f'row {r}, col {c} of {body.shape[0]}x{body.shape[1]}; {len(att["gates"])} gates)'
+            )
             continue
         amap = rollout_maps(model, _to_tensor(img, mean, std).to(args.device))[0]
         draw_rollout(img, amap, out, title=f'{args.model} ({weights}): {os.path.basename(image)}')

@@ -15,6 +15,8 @@ scan: MHS-VM selective-scan kernels (eager / fused) against the sequential refer
 wsi: whole-slide feature extraction (read + resize + forward + write) against a bare forward.
 dcal: DCAL against its plain ViT (params, GMACs, img/s), its training step against SA alone, and the CLS-row
   rollout against the full matrix-product chain; writes benchmarks/dcal_{inference,training,rollout}.csv|png.
+medusa: medusa_resnet50 against timm's resnet50 at 480², batch 8 (params, GMACs, img/s) and the body alone at
+  256², next to the published 29.2M / 29.1 GMACs; writes benchmarks/medusa.csv|png.
 
 Examples:
   python tools/analysis/benchmark.py --models mambaout_femto resnet18 --out benchmarks/cpu_small
@@ -25,6 +27,7 @@ Examples:
   python tools/analysis/benchmark.py scan --lengths 1024 4096 --threads 1 2 --backends eager fused
   python tools/analysis/benchmark.py wsi --models resnet18 --workers 0 2
   python tools/analysis/benchmark.py dcal --models dcal_deit_tiny_patch16_448 --what inference rollout
+  python tools/analysis/benchmark.py medusa --rounds 3
 """
 
 from __future__ import annotations
@@ -37,11 +40,11 @@ import time
 
 import torch
 
-from zoo.benchmark import dcal, scan, wsi
+from zoo.benchmark import dcal, medusa, scan, wsi
 from zoo.benchmark.models import ModelKwargsError, Result, kwargs_label, memory_probe, run, write_outputs
 from zoo.cli.common import UsageError, check_model_names
 
-SUITES = ('models', 'scan', 'wsi', 'dcal')
+SUITES = ('models', 'scan', 'wsi', 'dcal', 'medusa')
 
 
 def _value(text: str):
@@ -87,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
     sub = p.add_subparsers(
         dest='suite',
-        metavar='{models,scan,wsi,dcal}',
+        metavar='{models,scan,wsi,dcal,medusa}',
         help='what to benchmark (default models: `benchmark.py --models ...`)',
     )
     m = sub.add_parser(
@@ -224,7 +227,44 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     d.add_argument('--out-dir', default='benchmarks', help='folder of dcal_<part>.csv / .png (default benchmarks)')
     d.set_defaults(func=_main_dcal, parser=d)
+
+    m = sub.add_parser(
+        'medusa', help='medusa_resnet50 against resnet50, and the body', description=medusa.__doc__, formatter_class=fmt
+    )
+    m.add_argument('--img-size', type=int, default=480, help="square input side (default 480, the paper's)")
+    m.add_argument('--batch-size', type=int, default=8)
+    m.add_argument('--rounds', type=int, default=3, help='interleaved rounds (median is reported)')
+    m.add_argument(
+        '--model-kwargs', default='{}', metavar='JSON', help='extra create_model arguments for medusa_resnet50 (JSON)'
+    )
+    m.add_argument('--threads', type=int, help="torch threads (default: torch's)")
+    m.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    m.add_argument('--out', default='benchmarks/medusa', help='output prefix for .csv and .png')
+    m.set_defaults(func=_main_medusa, parser=m)
     return p
+
+
+def _main_medusa(args: argparse.Namespace) -> list[dict]:
+    try:
+        kwargs = json.loads(args.model_kwargs)
+    except ValueError as err:
+        raise UsageError(f'--model-kwargs: {args.model_kwargs!r} is not JSON ({err})') from None
+    if not isinstance(kwargs, dict):
+        raise UsageError(f'--model-kwargs: expected a JSON object, got {args.model_kwargs!r}')
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.time()
+    rows = medusa.bench(args.img_size, args.batch_size, args.rounds, args.device, kwargs)
+    paths = medusa.write(rows, args.out)
+    for r in rows:
+        paper = f' (paper {r["paper_params_m"]}M, {r["paper_gmacs"]} G)' if r['paper_params_m'] != '' else ''
+        print(
+            f'benchmark medusa: {r["model"]} at {r["input"]}: {r["params_m"]:.3f}M params, {r["gmacs"]:.2f} GMACs, '
+            f'{r["img_s"]:.2f} img/s{paper}',
+            flush=True,
+        )
+    print(f'benchmark medusa: -> {", ".join(paths)} in {time.time() - start:.0f}s', flush=True)
+    return rows
 
 
 def _main_models(args: argparse.Namespace) -> list[Result]:

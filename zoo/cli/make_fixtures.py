@@ -5,7 +5,8 @@ Examples:
   python tools/make_fixtures.py ade --out data/fixtures/ade          # ADE20K layout: wall / building / sky
   python tools/make_fixtures.py slides --out data/fixtures/wsi       # pyramidal TIFF slides + slides.csv
   python tools/make_fixtures.py lesions --out data/fixtures/lesions  # ISIC layout: skin-lesion masks
-  python tools/make_fixtures.py all --out data/fixtures              # the four above, in sub-folders
+  python tools/make_fixtures.py scans --out data/fixtures/scans      # COVIDx layout: gray scans, lesion = class
+  python tools/make_fixtures.py all --out data/fixtures              # the five above, in sub-folders
 
 The training and validation splits (and the test split of the slides) come from the same generator
 with different random streams, so validation images are never copies of training images. The same
@@ -19,15 +20,16 @@ import os
 import sys
 import time
 
-KINDS = ('coco', 'ade', 'slides', 'lesions')
+KINDS = ('coco', 'ade', 'slides', 'lesions', 'scans')
 # sizes the smoke configs are tuned for (docs/dense.md, docs/acmil.md, docs/mhs_vm.md)
 DEFAULTS = dict(
     coco=dict(num_images=16, size=128),
     ade=dict(num_images=16, size=128),
     slides=dict(size=2048),
     lesions=dict(num_images=64, size=64),
+    scans=dict(num_images=320, num_val=100, size=64),
 )
-SUBDIR = dict(coco='coco', ade='ade', slides='wsi', lesions='lesions')
+SUBDIR = dict(coco='coco', ade='ade', slides='wsi', lesions='lesions', scans='scans')
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,13 +39,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         '--out', help='output folder (default data/fixtures/<coco|ade|wsi|lesions>, or data/fixtures for "all")'
     )
     p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
-    p.add_argument('--num-images', type=int, help='training images (coco/ade default 16, lesions 64)')
+    p.add_argument('--num-images', type=int, help='training images (coco/ade default 16, lesions 64, scans 320)')
     p.add_argument(
         '--num-val',
         type=int,
-        help='held-out validation images (default: coco/ade as many as training, lesions a quarter)',
+        help='held-out validation images (default: coco/ade as many as training, lesions a quarter, scans 100)',
     )
-    p.add_argument('--size', type=int, help='image side in pixels (coco/ade 128, lesions 64, slides 2048)')
+    p.add_argument('--size', type=int, help='image side in pixels (coco/ade 128, lesions/scans 64, slides 2048)')
     p.add_argument(
         '--slides',
         type=int,
@@ -62,8 +64,20 @@ def make(kind: str, out: str, args: argparse.Namespace) -> str:
         opts['num_images'] = args.num_images
     if args.size is not None:
         opts['size'] = args.size
-    if kind in ('coco', 'ade', 'lesions') and args.num_val is not None:
+    if kind in ('coco', 'ade', 'lesions', 'scans') and args.num_val is not None:
         opts['num_val'] = args.num_val
+    if kind == 'scans':
+        from zoo.testing.scans import fit_body_to_masks, make_scan_fixture
+
+        info = make_scan_fixture(
+            out, num_train=opts['num_images'], num_test=opts['num_val'], size=opts['size'], seed=args.seed
+        )
+        body = fit_body_to_masks(out, os.path.join(out, 'body.pth'), seed=args.seed)
+        return (
+            f'COVIDx layout, {info["num_train"]} train / {info["num_test"]} test gray scans (lesion '
+            f'{100 * info["lesion_fraction"]:.1f}% of a positive scan) and a body pre-trained on the lesion masks '
+            f'({body["path"]}, loss {body["loss"]:.3f})'
+        )
     if kind == 'coco':
         from zoo.testing.dense import make_coco_fixture
 

@@ -1,5 +1,6 @@
 """Datasets and transforms, registered in the ``zoo`` mmengine scope."""
 
+from .cxr import ClassBalancedSampler, COVIDxDataset, RSNAPneumoniaDataset, cxr_crop
 from .digits import DigitsDataset
 from .fgvc import CUBDataset, FGVCAircraftDataset, StanfordCarsDataset
 from .image_datasets import CsvImageDataset, ImageFolderDataset, UnreadableImageError, read_rgb
@@ -9,6 +10,10 @@ from .transforms import build_pipeline
 
 __all__ = [
     'DigitsDataset',
+    'COVIDxDataset',
+    'RSNAPneumoniaDataset',
+    'ClassBalancedSampler',
+    'cxr_crop',
     'ImageFolderDataset',
     'CsvImageDataset',
     'CUBDataset',

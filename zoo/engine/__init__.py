@@ -5,6 +5,7 @@ from .classifier import TimmClassifier
 from .dcal_classifier import DCALClassifier
 from .fault_injection import FaultInjectionHook
 from .hooks import ExportSafetensorsHook, ProgressBarHook, TrainingCurveHook
+from .medusa import BodyTrunkAlternationHook, CXRReport
 from .metrics import Accuracy
 from .optim import CpuAmpOptimWrapper
 from .patches import PINNED, apply_patches
@@ -18,6 +19,8 @@ __all__ = [
     'TimmClassifier',
     'DCALClassifier',
     'Accuracy',
+    'CXRReport',
+    'BodyTrunkAlternationHook',
     'ReIDMetric',
     'ProgressBarHook',
     'TrainingCurveHook',
