@@ -201,3 +201,33 @@ def test_any_timm_backbone_with_stage_index_taps() -> None:
     assert out.shape == (2, 4)
     out.sum().backward()
     assert all(h.conv.weight.grad is not None for h in model.heads)
+
+
+def test_benchmark_suite_writes_csv_and_png(tmp_path) -> None:
+    """tools/analysis/benchmark.py medusa on a tiny setting: one row per entry, the published figures on the
+    MEDUSA row, and the body counted on its own view."""
+    import csv
+
+    from zoo.cli.benchmark import main
+
+    out = tmp_path / 'medusa'
+    kwargs = '{"body_size": 32, "body_dims": [4, 4, 4, 4, 8], "body_decoder_dims": [8, 8, 4, 4], "global_pool": "avg"}'
+    main(
+        [
+            'medusa',
+            '--img-size',
+            '64',
+            '--batch-size',
+            '1',
+            '--rounds',
+            '1',
+            '--model-kwargs',
+            kwargs,
+            '--out',
+            str(out),
+        ]
+    )
+    rows = list(csv.DictReader(open(f'{out}.csv')))
+    assert [r['model'] for r in rows] == ['medusa_resnet50', 'resnet50', 'body']
+    assert rows[0]['paper_params_m'] == '29.2' and rows[2]['input'] == '32x32x1'
+    assert float(rows[0]['params_m']) > float(rows[1]['params_m']) and (tmp_path / 'medusa.png').stat().st_size > 0

@@ -17,7 +17,8 @@ import zoo  # noqa: F401
 from zoo.data.cxr import ClassBalancedSampler, COVIDxDataset, RSNAPneumoniaDataset, cxr_crop
 from zoo.engine.medusa import BodyTrunkAlternationHook, CXRReport, macro_auc
 
-# Measured (seed 0, one thread, shared 2-core machine): see docs/medusa.md, "Synthetic scans".
+# Measured (seed 0, one thread, shared 2-core machine): held-out accuracy 100 %, body map 4.2x inside the lesions
+# (docs/medusa.md, "Synthetic scans"; the trunk alone reaches 98 % after the same 4 epochs, 47-67 % before).
 MIN_ACC = 90.0
 MIN_RATIO = 1.5
 
@@ -142,6 +143,7 @@ def test_medusa_configs_parse_and_their_pipelines_build(name: str) -> None:
     assert cfg.model.model_name == 'medusa_resnet50' and cfg.val_evaluator.type == 'CXRReport'
 
 
+@pytest.mark.slow
 def test_synthetic_scans_train_to_held_out_accuracy_with_the_body_on_the_lesion(tmp_path: Path) -> None:
     """docs/medusa.md's demo block (fixture + pre-trained body, tools/train.py), then the exported model scored on
     the held-out scans: accuracy, and the body map inside vs outside the drawn lesions."""
