@@ -71,7 +71,8 @@ class UNetBody(nn.Module):
 
     Encoder: two convs per level (widths ``dims[0..3]``), max-pool 2 after each, one bottleneck conv
     (``dims[4]``). Decoder level ``i`` (deepest first): nearest 2x upsampling, two convs of
-    ``decoder_dims[i]``, concatenation with the encoder level, one conv of ``decoder_dims[i]``. A 3x3 conv to
+    ``decoder_dims[i]``, concatenation ``[encoder level, upsampled]`` (channel order of the Keras code), one conv
+    of ``decoder_dims[i]``. A 3x3 conv to
     one channel and a sigmoid give the attention map.
 
     With the defaults (32, 64, 64, 128 | 256 and 256, 256, 128, 64) it has 5,468,897 parameters, the count of
@@ -124,7 +125,7 @@ class UNetBody(nn.Module):
         x = self.bottleneck(x)
         for up, fuse, skip in zip(self.decoder, self.fuse, reversed(skips)):
             x = up(F.interpolate(x, scale_factor=2.0, mode='nearest'))
-            x = fuse(torch.cat([x, skip], dim=1))
+            x = fuse(torch.cat([skip, x], dim=1))  # skip first, as the Keras concatenate: converted weights line up
         return torch.sigmoid(self.out(x))
 
 
