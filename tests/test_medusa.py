@@ -231,3 +231,25 @@ def test_benchmark_suite_writes_csv_and_png(tmp_path) -> None:
     assert [r['model'] for r in rows] == ['medusa_resnet50', 'resnet50', 'body']
     assert rows[0]['paper_params_m'] == '29.2' and rows[2]['input'] == '32x32x1'
     assert float(rows[0]['params_m']) > float(rows[1]['params_m']) and (tmp_path / 'medusa.png').stat().st_size > 0
+
+
+def test_channels_last_trunk_is_gated_in_its_layout() -> None:
+    """medusa_mambaout_femto: timm's MambaOut stages are NHWC; the gate is the same conv output, permuted."""
+    torch.manual_seed(0)
+    model = timm.create_model('medusa_mambaout_femto', **TINY_BODY).eval()
+    assert model.trunk_nhwc and model.gate_channels == (48, 96, 192)
+    x = torch.randn(2, 3, 64, 64)
+    t = model.trunk
+    with torch.no_grad():
+        attn = model.body(model.body_input(x))
+        h = t.stem(x)
+        for k in range(3):
+            h = t.stages[k](h)
+            a = F.interpolate(attn, size=h.shape[1:3], mode='bilinear', align_corners=False)
+            gate = F.conv2d(a, model.heads[k].conv.weight, model.heads[k].conv.bias, padding=3).permute(0, 2, 3, 1)
+            h = h + h * gate
+        torch.testing.assert_close(model.forward_features(x), t.stages[3](h))
+        feats = model.forward_intermediates(x, intermediates_only=True)  # NCHW, as timm's features_only
+    assert [f.shape[1] for f in feats] == [48, 96, 192, 288]
+    with pytest.raises(ValueError, match="global_pool='paper' needs an NCHW trunk"):
+        timm.create_model('medusa_mambaout_femto', global_pool='paper', **TINY_BODY)

@@ -10,7 +10,8 @@ turn that map into a gate ``A_k`` for each tapped scale of the main network, fus
 max-pool, and after conv2_x, conv3_x and conv4_x; none after conv5_x), a ResNet-50 trunk on 480x480 RGB, and
 the classifier of the development code (ReLU, AvgPool 7 stride 7, flatten, Linear: 2x2x2048 = 8192 features
 at 480). :class:`MEDUSA` wraps any timm model that has ``feature_info``; the gates sit on the outputs of
-trunk modules, given as ``feature_info`` indices (stage outputs) or module names.
+trunk modules, given as ``feature_info`` indices (stage outputs) or module names. Registered on other trunks:
+``medusa_convnext_tiny`` and ``medusa_mambaout_femto`` (channels-last stages, gated in their own layout).
 
 Sources: the released TF1 checkpoint has no code; facts come from the authors' Keras development code in
 ``github.com/lindawangg/COVID-Net`` (``tf_dataset@a5d43a7``: ``model/build_model.py``, ``model/resnet1.py``,
@@ -97,8 +98,10 @@ class MEDUSA(nn.Module):
     Args:
         trunk: timm model name of the main network (built without pretrained weights; use the pretrained cfg
             or ``pretrained_cfg_overlay=dict(file=...)`` to load a plain timm checkpoint of it).
-        gate_taps: where the gates act: ``feature_info`` indices of the trunk (ints: that tap's module output)
-            or trunk module names (strings: that module's output), in execution order.
+        gate_taps: where the gates act: indices into the trunk's own ``feature_info`` (ints: that tap's module
+            output; for timm ResNets index 0 is the stride-2 stem, so 1-3 are layer1-layer3) or trunk module names
+            (strings: that module's output), in execution order. Channels-last trunks (``output_fmt='NHWC'``,
+            timm's MambaOut) are gated in their own layout.
         num_classes: classifier outputs (0: the pooled features).
         global_pool: ``'paper'`` (ReLU, AvgPool 7 stride 7, flatten: the development code) or a timm pool type
             (``'avg'``, ...; the trunk's own head, e.g. ConvNeXt's norm, is then used).
@@ -163,6 +166,8 @@ class MEDUSA(nn.Module):
         if drop_path_rate is not None:
             trunk_kwargs['drop_path_rate'] = drop_path_rate
         self.trunk = timm.create_model(trunk, pretrained=False, num_classes=0, in_chans=in_chans, **trunk_kwargs)
+        self.trunk_nhwc = str(getattr(self.trunk, 'output_fmt', 'NCHW')).upper().endswith('NHWC')
+        self.output_fmt = 'NHWC' if self.trunk_nhwc else 'NCHW'  # of forward_features, as timm's MambaOut
         info = list(self.trunk.feature_info)
         # taps of reduction >= 4: features_only gives the usual [4, 8, 16, 32] pyramid (ResNet's stride-2 act1 out)
         self._trunk_index = [i for i, d in enumerate(info) if d['reduction'] >= 4]
@@ -210,9 +215,10 @@ class MEDUSA(nn.Module):
     # ---------------------------------------------------------------- construction helpers
     def _probe_channels(self, names: list[str]) -> dict[str, int]:
         found: dict[str, int] = {}
+        ch = -1 if self.trunk_nhwc else 1
         handles = [
             self.trunk.get_submodule(n).register_forward_hook(
-                functools.partial(lambda n, _m, _a, out: found.__setitem__(n, int(out.shape[1])), n)
+                functools.partial(lambda n, _m, _a, out: found.__setitem__(n, int(out.shape[ch])), n)
             )
             for n in names
         ]
@@ -242,7 +248,18 @@ class MEDUSA(nn.Module):
         ctx = self._gate_ctx
         if ctx is None:  # the trunk called on its own: ungated
             return None
-        gate = self.heads[k](ctx['attn'].to(output.dtype), output.shape[-2:])
+        channels = self.gate_channels[k]
+        nhwc = self.trunk_nhwc
+        if output.ndim != 4 or output.shape[-1 if nhwc else 1] != channels:
+            fmt = 'NHWC' if nhwc else 'NCHW'
+            raise ValueError(
+                f'MEDUSA: gate {k} expects an {fmt} map with {channels} channels from {self.gate_modules[k]}, '
+                f'got {tuple(output.shape)}'
+            )
+        size = output.shape[1:3] if nhwc else output.shape[-2:]
+        gate = self.heads[k](ctx['attn'].to(output.dtype), size)
+        if nhwc:  # channels-last trunks (timm MambaOut): the same gate, laid out like the map
+            gate = gate.permute(0, 2, 3, 1)
         if ctx['gates'] is not None:
             ctx['gates'].append(gate)
         return gate_fuse(output, gate)
@@ -383,6 +400,8 @@ class MEDUSA(nn.Module):
             # the trunk's own head pools for timm pool types; the paper's pool needs its raw map
             self.trunk.reset_classifier(0, '' if global_pool == 'paper' else global_pool)
         if self.global_pool == 'paper':
+            if self.trunk_nhwc:
+                raise ValueError(f"MEDUSA: global_pool='paper' needs an NCHW trunk; {self.trunk_name} is channels-last")
             self.head_hidden_size = self._paper_features()
         else:
             self.head_hidden_size = getattr(self.trunk, 'head_hidden_size', None) or self.trunk.num_features
@@ -513,6 +532,9 @@ default_cfgs = generate_default_cfgs(
     {
         # the trunk's ImageNet weights (torchvision's original recipe); body and heads are not in the file
         'medusa_resnet50.tv_in1k': _cfg('timm/resnet50.tv_in1k', license='bsd-3-clause'),
+        'medusa_mambaout_femto.in1k': _cfg(
+            'timm/mambaout_femto.in1k', input_size=(3, 224, 224), first_conv='trunk.stem.conv1', license='apache-2.0'
+        ),
         'medusa_convnext_tiny.fb_in1k': _cfg(
             'timm/convnext_tiny.fb_in1k', input_size=(3, 224, 224), first_conv='trunk.stem.0', license='apache-2.0'
         ),
@@ -537,6 +559,8 @@ PAPER_FACTS: dict[str, dict] = {
     ),
     # no published model: MEDUSA's body and three heads (after stages 0-2) on timm's ConvNeXt-T
     'medusa_convnext_tiny': dict(body_params=5_468_897, source='zoo composition (no published model)'),
+    # no published model: the same on timm's MambaOut-Femto (channels-last stages, gated in their own layout)
+    'medusa_mambaout_femto': dict(body_params=5_468_897, source='zoo composition (no published model)'),
 }
 
 
@@ -567,3 +591,11 @@ def medusa_convnext_tiny(pretrained: bool = False, **kwargs) -> MEDUSA:
     timm's global average pooling, 224x224."""
     args = dict(trunk='convnext_tiny', gate_taps=(0, 1, 2), global_pool='avg', img_size=224)
     return _create('medusa_convnext_tiny', pretrained, **dict(args, **kwargs))
+
+
+@register_model
+def medusa_mambaout_femto(pretrained: bool = False, **kwargs) -> MEDUSA:
+    """MEDUSA on timm's MambaOut-Femto (the zoo's MambaOut family): gates on the (channels-last) outputs of stages
+    0-2, timm's global average pooling, 224x224."""
+    args = dict(trunk='mambaout_femto', gate_taps=(0, 1, 2), global_pool='avg', img_size=224)
+    return _create('medusa_mambaout_femto', pretrained, **dict(args, **kwargs))
