@@ -253,3 +253,41 @@ def test_channels_last_trunk_is_gated_in_its_layout() -> None:
     assert [f.shape[1] for f in feats] == [48, 96, 192, 288]
     with pytest.raises(ValueError, match="global_pool='paper' needs an NCHW trunk"):
         timm.create_model('medusa_mambaout_femto', global_pool='paper', **TINY_BODY)
+
+
+def _write_keras_body(path, body: UNetBody) -> None:
+    """``body`` as Keras' ``model.save`` writes build_UNet2D_4L (sem/1 ... sem/34; pooling, upsampling and
+    concatenation layers hold no weights), kernels in Keras' (kh, kw, cin, cout) layout."""
+    import h5py
+
+    from zoo.models.medusa import keras_conv_order
+
+    convs = iter(keras_conv_order(body))
+    # layer kinds of build_UNet2D_4L in order: c = conv, p = pool, u = upsampling, m = concatenate
+    kinds = 'ccpccpccpccpc' + 'uccmc' * 4 + 'c'
+    with h5py.File(path, 'w') as f:
+        root = f.create_group('model_weights')
+        names = [f'sem/{i + 1}' for i in range(len(kinds))]
+        root.attrs['layer_names'] = [n.encode() for n in names]
+        for name, kind in zip(names, kinds):
+            g = root.create_group(name)
+            if kind != 'c':
+                g.attrs['weight_names'] = []
+                continue
+            conv = next(convs)
+            g.attrs['weight_names'] = [f'{name}/kernel:0'.encode(), f'{name}/bias:0'.encode()]
+            g[f'{name}/kernel:0'] = conv.weight.detach().permute(2, 3, 1, 0).numpy()
+            g[f'{name}/bias:0'] = conv.bias.detach().numpy()
+
+
+def test_keras_body_weights_convert(tmp_path) -> None:
+    torch.manual_seed(3)
+    keras_body = UNetBody(dims=(4, 4, 4, 4, 8), decoder_dims=(8, 8, 4, 4))
+    _write_keras_body(tmp_path / 'trained_model.hdf5', keras_body)
+    model = _tiny(body_checkpoint=str(tmp_path / 'trained_model.hdf5'))
+    for k, v in keras_body.state_dict().items():
+        assert torch.equal(model.body.state_dict()[k], v), k
+    x = torch.randn(1, 1, 32, 32)
+    torch.testing.assert_close(model.body(x), keras_body(x))
+    with pytest.raises(ValueError, match=r'trained_model\.hdf5: does not fit the MEDUSA body \(conv 1 of 22'):
+        MEDUSA(trunk='resnet18', gate_taps=(1,), body_checkpoint=str(tmp_path / 'trained_model.hdf5'))  # full body

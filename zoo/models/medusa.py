@@ -46,6 +46,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import timm
 import torch
 import torch.nn.functional as F
@@ -58,7 +59,15 @@ from torch import nn
 from zoo.hub import build_model_with_weights, load_checkpoint_file, unwrap_state_dict
 from zoo.layers.encoder_decoder_attention import GateHead, UNetBody, body_view, gate_fuse
 
-__all__ = ['MEDUSA', 'PAPER_FACTS', 'checkpoint_filter_fn', 'load_body_checkpoint']
+__all__ = [
+    'MEDUSA',
+    'PAPER_FACTS',
+    'body_state_from_keras',
+    'checkpoint_filter_fn',
+    'keras_conv_order',
+    'load_body_checkpoint',
+    'read_keras_conv_weights',
+]
 
 ORIGIN_URL = 'https://github.com/lindawangg/COVID-Net'
 PAPER_POOL = 7  # AveragePooling2D(7, 7) of the development code's classifier
@@ -453,9 +462,69 @@ class MEDUSA(nn.Module):
         return {k: v for k, v in matcher.items() if v}
 
 
+def keras_conv_order(body: UNetBody) -> list[nn.Conv2d]:
+    """The body's convs in the layer order of the Keras ``build_UNet2D_4L`` (``sem/1`` ... ``sem/34`` without the
+    pooling, upsampling and concatenation layers): encoder, bottleneck, then per decoder level its two convs and the
+    conv after the concatenation, and the output conv (22 convs)."""
+    convs = [conv[0] for level in body.encoder for conv in level] + [body.bottleneck[0]]
+    for up, fuse in zip(body.decoder, body.fuse):
+        convs += [up[0][0], up[1][0], fuse[0]]
+    return convs + [body.out]
+
+
+def read_keras_conv_weights(path: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(kernel (kh, kw, cin, cout), bias (cout,))`` of every 2-D conv layer of a Keras HDF5 weights file
+    (``model.save`` or ``save_weights``: the ``layer_names`` / ``weight_names`` attributes), in layer order."""
+    import h5py
+
+    def text(v: Any) -> str:
+        return v.decode() if isinstance(v, bytes) else str(v)
+
+    convs = []
+    with h5py.File(path, 'r') as f:
+        root = f['model_weights'] if 'model_weights' in f else f
+        for name in (text(n) for n in root.attrs.get('layer_names', [])):
+            weights = [text(w) for w in root[name].attrs.get('weight_names', [])]
+            kernel = [w for w in weights if w.rsplit('/', 1)[-1].startswith('kernel')]
+            bias = [w for w in weights if w.rsplit('/', 1)[-1].startswith('bias')]
+            if kernel and root[name][kernel[0]].ndim == 4:
+                k = np.asarray(root[name][kernel[0]])
+                b = np.asarray(root[name][bias[0]]) if bias else np.zeros(k.shape[-1], k.dtype)
+                convs.append((k, b))
+    return convs
+
+
+def body_state_from_keras(convs: Sequence[tuple[np.ndarray, np.ndarray]], body: UNetBody) -> dict[str, torch.Tensor]:
+    """A :class:`UNetBody` state dict from the Keras body's conv weights in layer order
+    (:func:`read_keras_conv_weights`): kernels ``(kh, kw, cin, cout)`` -> ``(cout, cin, kh, kw)``. The
+    concatenations are ``[encoder level, upsampled]`` in both, so input channels line up."""
+    targets = keras_conv_order(body)
+    if len(convs) != len(targets):
+        raise ValueError(f'expected the {len(targets)} conv layers of build_UNet2D_4L, got {len(convs)}')
+    names = {id(m): n for n, m in body.named_modules()}
+    state = {}
+    for i, ((kernel, bias), conv) in enumerate(zip(convs, targets)):
+        w = torch.from_numpy(np.ascontiguousarray(np.transpose(kernel, (3, 2, 0, 1))))
+        if tuple(w.shape) != tuple(conv.weight.shape):
+            raise ValueError(
+                f'conv {i + 1} of 22: Keras kernel {tuple(kernel.shape)} does not fit {tuple(conv.weight.shape)}'
+            )
+        state[f'{names[id(conv)]}.weight'] = w.float()
+        state[f'{names[id(conv)]}.bias'] = torch.from_numpy(np.asarray(bias)).float()
+    return state
+
+
 def load_body_checkpoint(model: MEDUSA, path: str) -> None:
-    """Load the body from ``path`` (a :class:`UNetBody` state dict, or a MEDUSA one: ``body.*`` keys are used).
-    Raises ``ValueError`` in one line naming the file when its keys or shapes do not fit."""
+    """Load the body from ``path``: a :class:`UNetBody` state dict, a MEDUSA one (its ``body.*`` keys), or a Keras
+    HDF5 file of ``build_UNet2D_4L`` (``.h5`` / ``.hdf5``, e.g. the reference's ``trained_model.hdf5``; converted
+    by :func:`body_state_from_keras`). Raises ``ValueError`` in one line naming the file when it does not fit."""
+    if str(path).endswith(('.h5', '.hdf5')):
+        try:
+            state = body_state_from_keras(read_keras_conv_weights(path), model.body)
+        except (ValueError, KeyError, OSError) as err:
+            raise ValueError(f'body_checkpoint {path}: does not fit the MEDUSA body ({err})') from None
+        model.body.load_state_dict(state)
+        return
     state = unwrap_state_dict(load_checkpoint_file(path))
     if any(k.startswith('body.') for k in state):
         state = {k[len('body.') :]: v for k, v in state.items() if k.startswith('body.')}
