@@ -29,8 +29,8 @@ Sources: the released TF1 checkpoint has no code; facts come from the authors' K
 * **Body view** inside the model: the normalisation of the RGB input is undone, BT.601 luma, bilinear resize
   to ``body_size``, per-image z-score. For a gray image (R = G = B) the z-score makes the view independent of
   the input normalisation. An explicit body input can be passed as ``body_x``.
-* **MACs**: counted from the layers, the network is ~52.7 GMACs (ResNet-50 at 480 ~18.8 G + body at 256
-  ~33.9 G); the reported 29.1 G is not reproduced and its convention is unknown.
+* **MACs**: counted from the layers (``zoo.benchmark.macs``), the network is 53.0 GMACs (ResNet-50 at 480: 18.8 G,
+  body at 256: 33.9 G, the rest 0.36 G); the reported 29.1 G is not reproduced and its convention is unknown.
 * **Classifier**: ``global_pool='paper'`` (the development code's ReLU + AvgPool 7/7, whose Linear size depends
   on ``img_size``) for ``medusa_resnet50``; ``'avg'`` (timm's global pooling, size-free) elsewhere.
 * **Gradient checkpointing** recomputes the gated trunk as one segment (the gates are applied by forward hooks,
