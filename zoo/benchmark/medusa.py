@@ -8,7 +8,7 @@ and images/s (eval, batch ``batch``, entries timed interleaved, median of ``roun
 * the body alone (``UNetBody``) at its 256² view.
 
 The reference row gives the published 29.2M params / 29.1 GMACs of COVIDNet-CXR-3. Counted from the layers the
-network is ~52.7 GMACs (ResNet-50 at 480² ~18.8 G + body at 256² ~33.9 G): the published MAC convention is
+network is 53.0 GMACs (ResNet-50 at 480² 18.8 G + body at 256² 33.9 G + 0.36 G): the published MAC convention is
 unknown (docs/medusa.md).
 """
 
