@@ -50,7 +50,14 @@ def tiny_config(tmp_path: Path):
     return make
 
 
-def run_tool(*args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+# Every subprocess a test starts has this wall-clock limit. It is a guard against a hang, never a speed check
+# (speed lives in benchmarks/): a tool that takes 15-90 s on the idle machine took more than 900 s when three
+# copies of the suite ran at once, so the limit sits far above any load a test machine should see, and a test
+# asserts on what a run did, never on how long it took.
+HANG_GUARD_S = 3600
+
+
+def run_tool(*args: str, timeout: int = HANG_GUARD_S, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``python tools/<args>`` as a user would, from the repository root."""
     full_env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
     return subprocess.run(

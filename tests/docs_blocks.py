@@ -27,6 +27,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from conftest import HANG_GUARD_S
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / 'README.md', *sorted((ROOT / 'docs').glob('*.md'))]
 LINKED = ('tools', 'configs', 'scripts', 'docs')
@@ -74,13 +76,15 @@ def user_dir(path: Path) -> Path:
     return path
 
 
-def run_block(block: Block, cwd: Path, timeout: int = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_block(
+    block: Block, cwd: Path, timeout: int = HANG_GUARD_S, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run ``block`` in ``cwd`` (made with :func:`user_dir`); bash stops at the first failing command."""
     return run_code(block.lang, block.code, cwd, timeout=timeout, env=env)
 
 
 def run_code(
-    lang: str, code: str, cwd: Path, timeout: int = 900, env: dict | None = None
+    lang: str, code: str, cwd: Path, timeout: int = HANG_GUARD_S, env: dict | None = None
 ) -> subprocess.CompletedProcess:
     """``lang`` ('bash' or 'python') ``code`` run as a user would in ``cwd``, as for a docs block."""
     venv_bin = str(Path(sys.executable).parent)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import timm
 import torch
-from conftest import ROOT, run_tool
+from conftest import HANG_GUARD_S, ROOT, run_tool
 
 import zoo  # noqa: F401
 from zoo.data import DigitsDataset
@@ -162,7 +162,7 @@ def test_dist_train_two_processes_gloo(tiny_config, tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=HANG_GUARD_S,
         env=dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1'),
     )
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import timm
 import torch
-from conftest import ROOT, run_tool
+from conftest import HANG_GUARD_S, ROOT, run_tool
 from docs_blocks import assert_ran, find_block, run_block, user_dir
 
 import zoo  # noqa: F401
@@ -414,7 +414,7 @@ def test_detection_dist_train_then_resume_with_amp(fixtures: Path, tmp_path: Pat
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=HANG_GUARD_S,
         env=dict(os.environ, PYTHON=sys.executable, PYTHONUNBUFFERED='1', **_env(fixtures)),
     )
     _ok(proc)
