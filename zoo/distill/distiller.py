@@ -110,7 +110,8 @@ class SingleTeacherDistiller(BaseModel):
         architecture: the student's model config.
         teacher: the teacher's model config.
         teacher_ckpt: weights file for the teacher (see ``load_teacher_weights``); without one the teacher
-            keeps what its own config initialises (``init_weights`` runs once, here).
+            keeps the weights it was built with (``init_weights`` never runs on the teacher, so an mmdet /
+            mmseg teacher needs this file).
         distiller: ``dict(student_recorders, teacher_recorders, connectors, distill_losses,
             loss_forward_mappings)`` as in the module docstring.
         inherit: teacher module paths copied into the student after initialisation (FGD / MasKD's
@@ -137,10 +138,9 @@ class SingleTeacherDistiller(BaseModel):
         self.teacher = MODELS.build(teacher)
         if data_preprocessor is None and hasattr(self.student, 'data_preprocessor'):
             self.data_preprocessor = self.student.data_preprocessor
-        if teacher_ckpt:
-            self.teacher_loaded_into = load_teacher_weights(self.teacher, teacher_ckpt)
-        elif hasattr(self.teacher, 'init_weights'):
-            self.teacher.init_weights()
+        # The teacher's weights come from teacher_ckpt or from its own construction (timm's pretrained=True);
+        # its init_weights never runs: timm models' init_weights would re-draw loaded weights.
+        self.teacher_loaded_into = load_teacher_weights(self.teacher, teacher_ckpt) if teacher_ckpt else None
         self.teacher.eval().requires_grad_(False)
         self.inherit = tuple(inherit)
 
