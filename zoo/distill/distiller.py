@@ -47,7 +47,7 @@ from mmengine.model import BaseModel
 
 from zoo.registry import MODELS
 
-__all__ = ['SingleTeacherDistiller', 'load_teacher_weights']
+__all__ = ['SingleTeacherDistiller', 'load_teacher_weights', 'model_config']
 
 
 def load_teacher_weights(teacher: nn.Module, path: str) -> str:
@@ -102,13 +102,36 @@ class _Recorder:
         return out if data_idx is None else out[data_idx]
 
 
+def model_config(cfg: dict) -> dict:
+    """A model config, or MMRazor's ``dict(cfg_path='mmdet::retinanet/...py', pretrained=False)``: the
+    ``model`` of that config file, built in the file's ``default_scope`` (``_scope_``); ``pretrained=False``
+    switches off its pretrained-weight sources (``zoo.hub.drop_pretrained``)."""
+    cfg = dict(cfg)
+    if 'cfg_path' not in cfg:
+        return cfg
+    from mmengine.config import Config
+
+    from zoo.hub import drop_pretrained
+
+    extra = set(cfg) - {'cfg_path', 'pretrained'}
+    if extra:
+        raise ValueError(f"a cfg_path model takes only 'pretrained' besides it, got {sorted(extra)}")
+    loaded = Config.fromfile(cfg['cfg_path'])
+    model = loaded.model.to_dict()
+    if loaded.get('default_scope') and '_scope_' not in model:
+        model['_scope_'] = loaded.default_scope
+    if not cfg.get('pretrained', True):
+        drop_pretrained(model)
+    return model
+
+
 @MODELS.register_module()
 class SingleTeacherDistiller(BaseModel):
     """A student trained with its task losses plus weighted distillation losses from a frozen teacher.
 
     Args:
-        architecture: the student's model config.
-        teacher: the teacher's model config.
+        architecture: the student's model config, or ``dict(cfg_path=..., pretrained=...)`` (``model_config``).
+        teacher: the teacher's, the same way.
         teacher_ckpt: weights file for the teacher (see ``load_teacher_weights``); without one the teacher
             keeps the weights it was built with (``init_weights`` never runs on the teacher, so an mmdet /
             mmseg teacher needs this file).
@@ -134,8 +157,8 @@ class SingleTeacherDistiller(BaseModel):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if not teacher_norm_eval:
             raise ValueError('teacher_norm_eval=False is not supported: the teacher is frozen')
-        self.student = MODELS.build(architecture)
-        self.teacher = MODELS.build(teacher)
+        self.student = MODELS.build(model_config(architecture))
+        self.teacher = MODELS.build(model_config(teacher))
         if data_preprocessor is None and hasattr(self.student, 'data_preprocessor'):
             self.data_preprocessor = self.student.data_preprocessor
         # The teacher's weights come from teacher_ckpt or from its own construction (timm's pretrained=True);
