@@ -51,11 +51,14 @@ __all__ = ['SingleTeacherDistiller', 'load_teacher_weights', 'model_config']
 
 
 def load_teacher_weights(teacher: nn.Module, path: str) -> str:
-    """Load ``path`` strictly into ``teacher``; a file holding only the inner network of a wrapper
-    (``TimmClassifier``'s exported ``model.safetensors``: timm keys) goes into ``teacher.backbone``.
+    """Load ``path`` strictly into ``teacher``: a file, or an http(s) URL downloaded once into the zoo's
+    cache. A file holding only the inner network of a wrapper (``TimmClassifier``'s exported
+    ``model.safetensors``: timm keys) goes into ``teacher.backbone``.
     Returns the module path it was loaded into (``''`` or ``'backbone'``)."""
-    from zoo.hub import load_checkpoint_file, unwrap_state_dict
+    from zoo.hub import _default_cache, download_file, load_checkpoint_file, unwrap_state_dict
 
+    if path.startswith(('http://', 'https://')):  # OpenMMLab's published teachers: cached once
+        path = download_file(path, _default_cache() / 'teachers' / path.rsplit('/', 1)[1], what='the teacher')
     state = unwrap_state_dict(load_checkpoint_file(path))
     own = teacher.state_dict()
     inner = getattr(teacher, 'backbone', None)
@@ -102,22 +105,25 @@ class _Recorder:
         return out if data_idx is None else out[data_idx]
 
 
-def model_config(cfg: dict) -> dict:
+def model_config(cfg: dict) -> dict:  # a ConfigDict
     """A model config, or MMRazor's ``dict(cfg_path='mmdet::retinanet/...py', pretrained=False)``: the
     ``model`` of that config file, built in the file's ``default_scope`` (``_scope_``); ``pretrained=False``
     switches off its pretrained-weight sources (``zoo.hub.drop_pretrained``)."""
-    cfg = dict(cfg)
+    from mmengine.config import Config, ConfigDict
+    from mmengine.hub import get_config
+
+    cfg = ConfigDict(cfg)  # mmdet reads nested keys as attributes (train_cfg.rpn)
     if 'cfg_path' not in cfg:
         return cfg
-    from mmengine.config import Config
 
     from zoo.hub import drop_pretrained
 
     extra = set(cfg) - {'cfg_path', 'pretrained'}
     if extra:
         raise ValueError(f"a cfg_path model takes only 'pretrained' besides it, got {sorted(extra)}")
-    loaded = Config.fromfile(cfg['cfg_path'])
-    model = loaded.model.to_dict()
+    path = cfg['cfg_path']
+    loaded = get_config(path) if '::' in path else Config.fromfile(path)  # 'mmdet::...': a package's config
+    model = ConfigDict(loaded.model.to_dict())
     if loaded.get('default_scope') and '_scope_' not in model:
         model['_scope_'] = loaded.default_scope
     if not cfg.get('pretrained', True):
