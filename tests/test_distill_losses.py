@@ -50,6 +50,8 @@ def test_stca_fusion_equals_explicit_float64_attention(t_hw, s_hw) -> None:
     out = fusion(f_t, f_s)
     assert out.shape == (2, 8, *t_hw)  # on the teacher's (query) grid
     torch.testing.assert_close(out, _explicit_fusion(fusion, f_t, f_s), rtol=1e-10, atol=1e-10)
+    fusion.pad_qk = False  # the zero channels that let a flash kernel run change nothing
+    torch.testing.assert_close(fusion(f_t, f_s), out, rtol=1e-12, atol=1e-12)
     # the visualisation rows are the same attention
     rows = torch.tensor([0, t_hw[0] * t_hw[1] - 1])
     wq, wk = fusion.q.weight[:, :, 0, 0], fusion.k.weight[:, :, 0, 0]
@@ -221,3 +223,19 @@ def test_feature_mse_and_logit_kd_by_hand() -> None:
     s_seg = torch.zeros(1, 2, 2, 3)
     t_seg = t.view(1, 2, 1, 1).expand(1, 2, 2, 3)
     assert LogitKDLoss()(s_seg, t_seg).item() == pytest.approx(kl)
+
+
+def test_stca_fusion_runs_on_a_flash_kernel() -> None:
+    """With only the flash backend allowed, the fusion (forward and backward) still runs: Q / K / V meet the
+    fused kernels' conditions (one head width after the zero padding, unit channel stride), so the HW x HW
+    matrix is never formed. Without the padding the call has no kernel."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    fusion = STCAFusion(16)
+    f_t, f_s = torch.randn(1, 16, 6, 7), torch.randn(1, 16, 6, 7, requires_grad=True)
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        fusion(f_t, f_s).sum().backward()
+        fusion.pad_qk = False
+        with pytest.raises(RuntimeError):
+            fusion(f_t, f_s)
+    assert f_s.grad is not None

@@ -30,28 +30,35 @@ class STCAFusion(nn.Module):
 
     ``Q = W_q F_T``, ``K = W_k F_S`` (``C -> C_q``), ``V = W_v F_S`` (``C -> C``), all 1x1 convolutions
     without bias (the paper writes plain linear maps); single head, no residual, no output projection.
-    The attention runs through ``F.scaled_dot_product_attention`` (default scale ``1 / sqrt(C_q)``), so the
-    ``HW x HW`` matrix is never materialised by the fused kernels (FPN P3 at 800x1333 is ~16.8k tokens).
+    The attention runs through ``F.scaled_dot_product_attention`` (scale ``1 / sqrt(C_q)``) with Q and K
+    zero-padded to V's width, so a flash kernel applies on CPU and CUDA and the ``HW x HW`` matrix is never
+    materialised (FPN P3 at 800x1333 is ~16.8k tokens).
 
     Args:
         channels: ``C`` of both maps (the student is aligned to the teacher before the fusion).
         qk_channels: ``C_q``; default ``C // 2`` as in the paper.
         detach_student: stop the gradient from the fusion into the student's features (the paper does
             not say; default off, so the student also learns through the masks it helps to form).
+        pad_qk: zero-pad Q and K to V's width inside the attention call so a flash kernel applies (same
+            result; ``C_q`` stays the projection width and sets the scale).
     """
 
-    def __init__(self, channels: int, qk_channels: int | None = None, detach_student: bool = False) -> None:
+    def __init__(
+        self, channels: int, qk_channels: int | None = None, detach_student: bool = False, pad_qk: bool = True
+    ) -> None:
         super().__init__()
         self.qk_channels = qk_channels or max(channels // 2, 1)
         self.q = nn.Conv2d(channels, self.qk_channels, 1, bias=False)
         self.k = nn.Conv2d(channels, self.qk_channels, 1, bias=False)
         self.v = nn.Conv2d(channels, channels, 1, bias=False)
         self.detach_student = detach_student
+        self.pad_qk = pad_qk
 
     @staticmethod
     def _tokens(x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` -> ``(B, 1, H * W, C)`` (one head)."""
-        return x.flatten(2).transpose(1, 2).unsqueeze(1)
+        """``(B, C, H, W)`` -> ``(B, 1, H * W, C)`` (one head), contiguous: fused kernels need a unit stride
+        on the channel axis."""
+        return x.flatten(2).transpose(1, 2).unsqueeze(1).contiguous()
 
     def forward(self, f_t: torch.Tensor, f_s: torch.Tensor) -> torch.Tensor:
         """``f_t (B, C, H, W)``, ``f_s (B, C, H', W')`` -> fused ``(B, C, H, W)`` on the teacher's grid."""
@@ -59,7 +66,12 @@ class STCAFusion(nn.Module):
             f_s = f_s.detach()
         B, C, H, W = f_t.shape
         q, k, v = self._tokens(self.q(f_t)), self._tokens(self.k(f_s)), self._tokens(self.v(f_s))
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, 1, HW, C)
+        if self.pad_qk and q.shape[-1] < C:
+            # The flash kernels (CPU and CUDA) need one width for q, k and v: zero channels add nothing to
+            # Q K^T, and the scale stays 1 / sqrt(C_q). Without this, CPU falls back to the math kernel,
+            # which forms the HW x HW matrix (3.3 GB on P3 at 800x1333, measured).
+            q, k = F.pad(q, (0, C - q.shape[-1])), F.pad(k, (0, C - k.shape[-1]))
+        out = F.scaled_dot_product_attention(q, k, v, scale=self.qk_channels**-0.5)  # (B, 1, HW, C)
         return out.squeeze(1).transpose(1, 2).reshape(B, C, H, W)
 
     @torch.no_grad()
