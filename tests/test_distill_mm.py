@@ -102,3 +102,75 @@ def test_retinanet_pair_trains_with_a_frozen_teacher(tmp_path) -> None:
     for k, v in model.teacher.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert set(model.export_state_dict()) == set(model.student.state_dict())
+
+
+def _deeplab(tmp_path, name: str) -> str:
+    """A small DeepLabV3-R18 config on top of mmseg's (BN instead of SyncBN, 64x64 inputs, 19 classes)."""
+    path = tmp_path / f'{name}.py'
+    path.write_text(
+        "_base_ = ['mmseg::deeplabv3/deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py']\n"
+        "norm_cfg = dict(type='BN', requires_grad=True)\n"
+        'model = dict(data_preprocessor=dict(size=(64, 64)), backbone=dict(norm_cfg=norm_cfg),\n'
+        '             decode_head=dict(norm_cfg=norm_cfg, channels=32), auxiliary_head=dict(norm_cfg=norm_cfg))\n'
+    )
+    return str(path)
+
+
+def test_deeplabv3_pair_distils_the_segmentation_logits(tmp_path) -> None:
+    pytest.importorskip('mmseg')
+    from mmengine.optim import OptimWrapper
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    import zoo.distill  # noqa: F401
+    from zoo.registry import MODELS
+
+    logits = dict(type='ModuleOutputs', source='decode_head.conv_seg')
+    cfg = dict(
+        type='SingleTeacherDistiller',
+        architecture=dict(cfg_path=_deeplab(tmp_path, 'student'), pretrained=False),
+        teacher=dict(cfg_path=_deeplab(tmp_path, 'teacher'), pretrained=False),
+        distiller=dict(
+            student_recorders=dict(logits=logits),
+            teacher_recorders=dict(logits=logits),
+            distill_losses=dict(
+                loss_acam=dict(type='ACAMKDLoss', channels=19, num_masks=19),
+                loss_kd=dict(type='LogitKDLoss'),
+            ),
+            loss_forward_mappings=dict(
+                loss_acam=dict(
+                    s_feature=dict(from_student=True, recorder='logits'),
+                    t_feature=dict(from_student=False, recorder='logits'),
+                ),
+                loss_kd=dict(
+                    s_logits=dict(from_student=True, recorder='logits'),
+                    t_logits=dict(from_student=False, recorder='logits'),
+                ),
+            ),
+        ),
+    )
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    model.train()
+    g = torch.Generator().manual_seed(0)
+    samples = []
+    for _ in range(2):
+        ds = SegDataSample(metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64), pad_shape=(64, 64)))
+        ds.gt_sem_seg = PixelData(data=torch.randint(0, 19, (1, 64, 64), generator=g))
+        samples.append(ds)
+    batch = dict(inputs=[torch.randint(0, 256, (3, 64, 64), generator=g, dtype=torch.uint8) for _ in samples])
+    batch['data_samples'] = samples
+    before = {k: v.clone() for k, v in model.teacher.state_dict().items()}
+    data = model.data_preprocessor(batch, True)
+    losses = model(**data, mode='loss')
+    assert {'decode.loss_ce', 'aux.loss_ce', 'loss_acam_spatial', 'loss_acam_div', 'loss_kd'} <= set(losses)
+    spatial, channel = model.distill_losses['loss_acam'].last_masks
+    assert spatial.shape == (2, 19, 8 * 8) and channel.shape == (2, 19, 19)  # logits at 1/8 resolution
+    total, _ = model.parse_losses(losses)
+    total.backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    assert model.student.decode_head.conv_seg.weight.grad.abs().sum() > 0
+    model.train_step(batch, OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01)))
+    for k, v in model.teacher.state_dict().items():
+        assert torch.equal(v, before[k]), k
