@@ -1,16 +1,18 @@
-"""Every distillation config under configs/distill builds its distiller (teacher weights and the student's
-ImageNet weights switched off: no download): recorders, connectors and loss mappings resolve against the real
-student and teacher models."""
+"""Every distillation config under configs/distill and configs/smoke/distill builds its distiller (teacher
+weights and the student's ImageNet weights switched off: no download): recorders, connectors and loss mappings
+resolve against the real student and teacher models."""
 
 from __future__ import annotations
 
 import pytest
 from conftest import ROOT
 
-CONFIGS = sorted(p for p in (ROOT / 'configs/distill').rglob('*.py') if not p.name.startswith('_'))
+CONFIGS = sorted(
+    p for d in ('configs/distill', 'configs/smoke/distill') for p in (ROOT / d).rglob('*.py') if not p.name[0] == '_'
+)
 
 
-@pytest.mark.parametrize('path', CONFIGS, ids=lambda p: str(p.relative_to(ROOT / 'configs/distill')))
+@pytest.mark.parametrize('path', CONFIGS, ids=lambda p: str(p.relative_to(ROOT / 'configs')))
 def test_distill_config_builds(path) -> None:
     from mmengine.config import Config
     from mmengine.registry import DefaultScope

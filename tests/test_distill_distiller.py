@@ -32,7 +32,7 @@ def _distiller_cfg(**extra) -> dict:
             ),
             connectors=dict(s_feat=dict(type='ConvModuleConnector', in_channel=192, out_channel=256)),
             distill_losses=dict(
-                loss_acam=dict(type='ACAMKDLoss', channels=256, num_masks=3),
+                loss_acam=dict(type='ACAMKDLoss', channels=256, num_masks=3, mask_grad='joint'),
                 loss_kd=dict(type='LogitKDLoss', tau=2.0),
             ),
             loss_forward_mappings=dict(
@@ -67,7 +67,11 @@ def test_teacher_frozen_through_a_training_step() -> None:
     data = model.data_preprocessor(_batch(), True)
     losses = model(**data, mode='loss')
     assert {'loss', 'loss_acam_spatial', 'loss_acam_channel', 'loss_acam_div', 'loss_kd'} <= set(losses)
-    total, _ = model.parse_losses(losses)
+    total, log = model.parse_losses(losses)
+    # the mask statistics are logged but not part of the summed loss
+    assert 'acam_spatial_mass' in log and not losses['acam_spatial_mass'].requires_grad
+    parts = [v for k, v in losses.items() if 'loss' in k]
+    torch.testing.assert_close(total, sum(parts))
     total.backward()
     assert all(p.grad is None for p in model.teacher.parameters())
     assert model.connectors['s_feat'].conv.weight.grad.abs().sum() > 0

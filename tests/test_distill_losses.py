@@ -132,11 +132,12 @@ def test_dice_diversity_by_hand() -> None:
 
 def test_acam_kd_loss_parts_and_gradients() -> None:
     torch.manual_seed(0)
-    loss = ACAMKDLoss(channels=8, num_masks=3)
+    loss = ACAMKDLoss(channels=8, num_masks=3, mask_grad='joint')
     f_t = torch.randn(2, 8, 4, 5)
     f_s = torch.randn(2, 8, 4, 5, requires_grad=True)
     out = loss(f_s, f_t)
-    assert set(out) == {'spatial', 'channel', 'div'}
+    assert set(out) == {'spatial', 'channel', 'div', 'stat_spatial_mass', 'stat_channel_mass'}
+    stats = {k: out.pop(k) for k in ('stat_spatial_mass', 'stat_channel_mass')}
     spatial, channel = loss.last_masks
     assert spatial.shape == (2, 3, 20) and channel.shape == (2, 3, 8)
     ls, lc = masked_feature_losses(f_t, f_s.detach(), spatial, channel)
@@ -144,14 +145,16 @@ def test_acam_kd_loss_parts_and_gradients() -> None:
     torch.testing.assert_close(out['spatial'].detach(), ls)
     torch.testing.assert_close(out['channel'].detach(), lc)
     torch.testing.assert_close(out['div'].detach(), div)
+    torch.testing.assert_close(stats['stat_spatial_mass'], spatial.mean())
     sum(out.values()).backward()
     assert f_s.grad is not None
     for p in loss.parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0
-    # 'diversity_only': the distances do not reach the fusion or the masks
-    loss2 = ACAMKDLoss(channels=8, num_masks=3, mask_grad='diversity_only')
+    # 'diversity_only' (the default): the distances do not reach the fusion or the masks
+    loss2 = ACAMKDLoss(channels=8, num_masks=3)
+    assert loss2.mask_grad == 'diversity_only'
     out2 = loss2(f_s, f_t)
-    (out2['spatial'] + out2['channel']).backward()
+    (out2['spatial'] + out2['channel']).backward()  # (the stats are detached)
     assert all(p.grad is None for p in loss2.parameters())
 
 

@@ -1,12 +1,13 @@
-"""The digits distillation configs through tools/train.py: a briefly trained teacher distils into the student,
-the distillation loss is logged and falls, and the exported plain student evaluates with tools/test.py and the
-student's own config."""
+"""Distillation through tools/train.py: a briefly trained teacher distils into the student (digits; the COCO
+fixture detector), the distillation loss is logged and falls, and the exported plain student evaluates with
+tools/test.py and the student's own config."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, TINY_DIGITS
 
 CONFIGS = ROOT / 'configs/distill/digits'
@@ -60,3 +61,40 @@ def test_digits_acam_kd_trains_exports_and_evaluates(one_thread, tmp_path: Path)
     assert student.is_file()
     metrics = test_tool.main([str(CONFIGS / 'test-resnet_digits.py'), str(student), '--work-dir', str(tmp_path / 't')])
     assert 0.0 <= metrics['accuracy/top1'] <= 100.0
+
+
+@pytest.mark.slow
+def test_detection_fixture_teacher_distils_into_a_smaller_student(one_thread, tmp_path: Path, monkeypatch) -> None:
+    """The COCO fixture: the Mask R-CNN smoke detector, trained briefly, is the teacher of a 32-channel-FPN
+    student (configs/smoke/distill). ACAM-KD's distances fall while the spatial masks keep their mass (no
+    collapse), and the exported plain student gives tools/test.py, with the student's own config, the
+    metric of the run's last validation."""
+    pytest.importorskip('mmdet')
+    from zoo.cli import make_fixtures
+    from zoo.cli import test as test_tool
+    from zoo.cli import train as train_tool
+
+    monkeypatch.setenv('ZOO_FIXTURES', str(tmp_path / 'fx'))
+    make_fixtures.main(['coco', '--out', str(tmp_path / 'fx/coco'), '--seed', '0'])
+    smoke = ROOT / 'configs/smoke'
+    teacher_cfg = str(smoke / 'detection/mask-rcnn_test-mambaout_fpn_fixture.py')
+    train_tool.main([teacher_cfg, '--work-dir', str(tmp_path / 't')])
+    work = tmp_path / 'kd'
+    metrics = train_tool.main(
+        [
+            str(smoke / 'distill/acam-kd_mask-rcnn_test-mambaout_fpn_fixture.py'),
+            '--work-dir',
+            str(work),
+            '--cfg-options',
+            f'model.teacher_ckpt={tmp_path / "t/epoch_10.pth"}',
+        ]
+    )
+    spatial = _losses(work, 'loss_acam_p3_spatial')
+    mass = _losses(work, 'acam_p3_spatial_mass')
+    k = max(len(spatial) // 4, 1)
+    assert sum(spatial[-k:]) / k < 0.5 * sum(spatial[:k]) / k, spatial
+    assert min(mass) > 0.1, mass  # the masks do not collapse (mask_grad='diversity_only')
+    student = work / 'student.safetensors'
+    student_cfg = str(smoke / 'distill/_mask-rcnn_test-mambaout-fpn32_fixture.py')
+    tested = test_tool.main([student_cfg, str(student), '--work-dir', str(tmp_path / 's')])
+    assert tested['coco/bbox_mAP'] == pytest.approx(metrics['coco/bbox_mAP'])

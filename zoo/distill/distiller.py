@@ -30,7 +30,8 @@ A mapping entry is ``dict(from_student=bool, recorder=NAME, record_idx=0, data_i
 (MMRazor's keys: ``record_idx`` picks the call of a module called several times, ``data_idx`` an element
 of a tuple output; the zoo adds ``nhwc=True`` for channels-last maps, permuted to ``(B, C, H, W)``), or
 ``dict(from_data='gt_bboxes' | 'img_shapes')`` for losses that need the ground truth (FGD).
-A loss returns a tensor (logged as its name) or a dict of parts (logged as ``NAME_PART``).
+A loss returns a tensor (logged as its name) or a dict of parts (logged as ``NAME_PART``); a part named
+``stat_X`` is a statistic, logged as ``NAME_X`` without the ``loss_`` prefix so mmengine does not sum it.
 
 ``export_state_dict()`` is the plain student (``TimmClassifier``'s timm keys, else the student's own
 ``state_dict``), so ``ExportSafetensorsHook`` writes a file that ``tools/test.py`` takes with the
@@ -259,7 +260,11 @@ class SingleTeacherDistiller(BaseModel):
                 kwargs = {k: self._argument(v, data_samples) for k, v in self.loss_forward_mappings[name].items()}
                 out = loss_fn(**kwargs)
                 if isinstance(out, dict):
-                    losses.update({f'{name}_{part}': v for part, v in out.items()})
+                    for part, v in out.items():
+                        if part.startswith('stat_'):  # logged, not summed: mmengine sums keys containing 'loss'
+                            losses[f'{name.removeprefix("loss_")}_{part[5:]}'] = v.detach()
+                        else:
+                            losses[f'{name}_{part}'] = v
                 else:
                     losses[name] = out
         finally:
