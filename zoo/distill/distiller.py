@@ -63,11 +63,12 @@ def load_teacher_weights(teacher: nn.Module, path: str) -> str:
     state = unwrap_state_dict(load_checkpoint_file(path))
     own = teacher.state_dict()
     inner = getattr(teacher, 'backbone', None)
-    if set(state) >= set(own) or inner is None:
-        teacher.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
-        return ''
-    inner.load_state_dict(state, strict=True)
-    return 'backbone'
+    if not set(own) <= set(state) and inner is not None and set(inner.state_dict()) <= set(state):
+        inner.load_state_dict(state, strict=True)  # a wrapper's inner network (timm keys)
+        return 'backbone'
+    # keys the teacher lacks are left out; missing keys raise, naming them
+    teacher.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
+    return ''
 
 
 class _Recorder:
