@@ -140,3 +140,53 @@ def test_bad_distiller_configs_say_what_is_wrong() -> None:
     del cfg['distiller']['loss_forward_mappings']['loss_kd']
     with pytest.raises(ValueError, match='loss_kd'):
         MODELS.build(cfg)
+
+
+def test_qsd_fine_grained_loss_in_the_distiller_equals_fgd_distiller() -> None:
+    """QSD's fine-grained distillation as ``QSDFineGrainedLoss`` losses (one per student Q-SDSA block, weight
+    ``1 / n``, recorders on the q / k spikes and the teacher's qkv outputs) gives ``FGDDistiller``'s
+    ``loss_fgd`` on the same weights and batch (both in eval mode, so the BN statistics do not move)."""
+    from zoo.distill import FGDDistiller
+    from zoo.models.qsd_transformer import SpikeDrivenSelfAttention
+
+    torch.manual_seed(0)
+    student_kwargs = dict(embed_dim=(16, 32, 64, 64), depths=4, num_classes=10)
+    teacher_kwargs = dict(num_classes=10, img_size=32, patch_size=8, depth=2, embed_dim=48, num_heads=2)
+    fgd = FGDDistiller(
+        student=dict(model_name='qsd_transformer_15m', model_kwargs=student_kwargs),
+        teacher=dict(model_name='vit_tiny_patch16_224', model_kwargs=teacher_kwargs),
+    )
+    names = [n for n, m in fgd.backbone.named_modules() if isinstance(m, SpikeDrivenSelfAttention)]
+    n = len(names)
+    s_rec, t_rec, losses, maps = {}, {}, {}, {}
+    for i, (name, layer) in enumerate(zip(names, fgd.teacher_layers)):
+        s_rec[f'q{i}'] = dict(type='ModuleOutputs', source=f'backbone.{name}.q_lif')
+        s_rec[f'k{i}'] = dict(type='ModuleOutputs', source=f'backbone.{name}.k_lif')
+        t_rec[f'qkv{i}'] = dict(type='ModuleOutputs', source=f'backbone.blocks.{layer}.attn.qkv')
+        losses[f'loss_qsd{i}'] = dict(type='QSDFineGrainedLoss', T=1, num_prefix_tokens=1, loss_weight=1.0 / n)
+        maps[f'loss_qsd{i}'] = dict(
+            s_q=dict(from_student=True, recorder=f'q{i}'),
+            s_k=dict(from_student=True, recorder=f'k{i}'),
+            t_qkv=dict(from_student=False, recorder=f'qkv{i}'),
+        )
+    model = MODELS.build(
+        dict(
+            type='SingleTeacherDistiller',
+            architecture=dict(type='TimmClassifier', model_name='qsd_transformer_15m', model_kwargs=student_kwargs),
+            teacher=dict(type='TimmClassifier', model_name='vit_tiny_patch16_224', model_kwargs=teacher_kwargs),
+            distiller=dict(
+                student_recorders=s_rec, teacher_recorders=t_rec, distill_losses=losses, loss_forward_mappings=maps
+            ),
+        )
+    )
+    model.student.backbone.load_state_dict(fgd.backbone.state_dict())
+    model.teacher.backbone.load_state_dict(fgd.teacher.state_dict())
+    fgd.eval()
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    labels = torch.tensor([0, 1])
+    with torch.no_grad():
+        expected = fgd(x, dict(gt_label=labels), mode='loss')['loss_fgd']
+        got = model(x, dict(gt_label=labels), mode='loss')
+    total = sum(v for k, v in got.items() if k.startswith('loss_qsd'))
+    torch.testing.assert_close(total, expected)

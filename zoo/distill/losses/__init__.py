@@ -3,6 +3,7 @@
 from .acam_kd import ACAMKDLoss, ASCMasks, STCAFusion, dice_diversity, masked_feature_losses
 from .focal_global import FocalGlobalLoss, focal_attention, foreground_masks
 from .maskd import MasKDLoss, teacher_masks
+from .qsd_fine_grained import QSDFineGrainedLoss
 from .simple import FeatureMSELoss, LogitKDLoss
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     'FocalGlobalLoss',
     'LogitKDLoss',
     'MasKDLoss',
+    'QSDFineGrainedLoss',
     'STCAFusion',
     'dice_diversity',
     'focal_attention',
