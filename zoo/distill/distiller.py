@@ -232,7 +232,8 @@ class SingleTeacherDistiller(BaseModel):
     def _from_data(what: str, data_samples: Any) -> list:
         if what == 'gt_bboxes':
             return [ds.gt_instances.bboxes for ds in data_samples]
-        return [tuple(ds.metainfo['img_shape'][:2]) for ds in data_samples]
+        # the padded batch input is what the feature maps cover (FGD's code used the unpadded img_shape)
+        return [tuple(ds.metainfo.get('batch_input_shape', ds.metainfo['img_shape'])[:2]) for ds in data_samples]
 
     def _argument(self, spec: dict, data_samples: Any) -> Any:
         if 'from_data' in spec:
