@@ -1,0 +1,244 @@
+"""The distillation losses against explicit computations: STCA-FF against a float64 softmax attention written
+here, the ACAM-KD masks, masked losses and Dice diversity against hand values, and each baseline on a tiny
+hand case (ACAM-KD: arXiv 2503.06307; FGD: arXiv 2111.11837; MasKD: arXiv 2205.14589)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from zoo.distill.losses import (
+    ACAMKDLoss,
+    ASCMasks,
+    FeatureMSELoss,
+    FocalGlobalLoss,
+    LogitKDLoss,
+    MasKDLoss,
+    STCAFusion,
+    dice_diversity,
+    focal_attention,
+    foreground_masks,
+    masked_feature_losses,
+)
+
+
+def _explicit_fusion(fusion: STCAFusion, f_t: torch.Tensor, f_s: torch.Tensor) -> torch.Tensor:
+    """softmax(Q^T K / sqrt(C_q)) V^T with every matrix formed, in float64."""
+    wq, wk, wv = (c.weight[:, :, 0, 0].double() for c in (fusion.q, fusion.k, fusion.v))
+    B, C, H, W = f_t.shape
+    out = []
+    for b in range(B):
+        t = f_t[b].double().reshape(C, -1)  # (C, N_t)
+        s = f_s[b].double().reshape(C, -1)  # (C, N_s)
+        q, k, v = wq @ t, wk @ s, wv @ s  # (C_q, N_t), (C_q, N_s), (C, N_s)
+        logits = q.T @ k / math.sqrt(wq.shape[0])  # (N_t, N_s)
+        attn = torch.exp(logits - logits.max(1, keepdim=True).values)
+        attn = attn / attn.sum(1, keepdim=True)
+        out.append((v @ attn.T).reshape(C, H, W))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize('t_hw, s_hw', [((3, 5), (3, 5)), ((2, 7), (4, 3))])
+def test_stca_fusion_equals_explicit_float64_attention(t_hw, s_hw) -> None:
+    torch.manual_seed(0)
+    fusion = STCAFusion(8).double()
+    assert fusion.qk_channels == 4  # C_q = C / 2
+    f_t = torch.randn(2, 8, *t_hw, dtype=torch.float64)
+    f_s = torch.randn(2, 8, *s_hw, dtype=torch.float64)
+    out = fusion(f_t, f_s)
+    assert out.shape == (2, 8, *t_hw)  # on the teacher's (query) grid
+    torch.testing.assert_close(out, _explicit_fusion(fusion, f_t, f_s), rtol=1e-10, atol=1e-10)
+    fusion.pad_qk = False  # the zero channels that let a flash kernel run change nothing
+    torch.testing.assert_close(fusion(f_t, f_s), out, rtol=1e-12, atol=1e-12)
+    # the visualisation rows are the same attention
+    rows = torch.tensor([0, t_hw[0] * t_hw[1] - 1])
+    wq, wk = fusion.q.weight[:, :, 0, 0], fusion.k.weight[:, :, 0, 0]
+    logits = (wq @ f_t[0].reshape(8, -1)).T @ (wk @ f_s[0].reshape(8, -1)) / 2.0
+    torch.testing.assert_close(fusion.attention_rows(f_t, f_s, rows)[0], logits.softmax(-1)[rows])
+
+
+def test_stca_fusion_queries_come_from_the_teacher() -> None:
+    """Swapping the roles changes the result; the student reaches the output only through K and V."""
+    torch.manual_seed(1)
+    fusion = STCAFusion(4).double()
+    f_t, f_s = torch.randn(1, 4, 2, 3, dtype=torch.float64), torch.randn(1, 4, 2, 3, dtype=torch.float64)
+    assert not torch.allclose(fusion(f_t, f_s), fusion(f_s, f_t))
+    f_s.requires_grad_(True)
+    fusion(f_t, f_s).sum().backward()
+    assert f_s.grad is not None and f_s.grad.abs().sum() > 0
+    det = STCAFusion(4, detach_student=True).double()
+    f_s2 = f_s.detach().clone().requires_grad_(True)
+    assert not det(f_t, f_s2).requires_grad or f_s2.grad is None
+
+
+def test_ascm_masks_by_hand() -> None:
+    masks = ASCMasks(channels=2, num_masks=2)
+    with torch.no_grad():
+        masks.spatial_tokens.copy_(torch.tensor([[1.0, 0.0], [0.5, -1.0]]))
+        masks.channel_tokens.copy_(torch.tensor([[2.0, 0.0], [-1.0, 1.0]]))
+    fused = torch.tensor([[[[1.0, 3.0]], [[2.0, -2.0]]]])  # (B=1, C=2, H=1, W=2): z = [[1, 3], [2, -2]]
+    spatial, channel = masks(fused)
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    # m_s z: row 0 = [1, 3]; row 1 = 0.5 * [1, 3] - [2, -2] = [-1.5, 3.5]
+    expected_s = [[sig(1), sig(3)], [sig(-1.5), sig(3.5)]]
+    # v = GAP = [2, 0]; element-wise m_c * v: [[4, 0], [-2, 0]]
+    expected_c = [[sig(4), sig(0)], [sig(-2), sig(0)]]
+    torch.testing.assert_close(spatial[0], torch.tensor(expected_s))
+    torch.testing.assert_close(channel[0], torch.tensor(expected_c))
+    outer = ASCMasks(channels=2, num_masks=2, channel_mask='outer')
+    assert outer.channel_tokens.shape == (2, 1)
+    with torch.no_grad():
+        outer.channel_tokens.copy_(torch.tensor([[1.0], [-0.5]]))
+    _, ch = outer(fused)
+    torch.testing.assert_close(ch[0], torch.tensor([[sig(2), sig(0)], [sig(-1), sig(0)]]))
+
+
+def _hand_case() -> tuple[torch.Tensor, ...]:
+    # C = 2 channels, H x W = 1 x 2 positions; D = F_T - F_S = [[1, 0], [2, 3]] (channel, position)
+    f_t = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])
+    f_s = torch.tensor([[[[0.0, 2.0]], [[1.0, 1.0]]]])
+    spatial = torch.tensor([[[0.5, 1.0], [1.0, 0.0]]])  # (B, M=2, N=2)
+    channel = torch.tensor([[[1.0, 0.5], [0.0, 1.0]]])  # (B, M=2, C=2)
+    return f_t, f_s, spatial, channel
+
+
+def test_masked_feature_losses_by_hand() -> None:
+    f_t, f_s, spatial, channel = _hand_case()
+    # D^2 = [[1, 0], [4, 9]]: per position (sum over channels) [5, 9], per channel (sum over positions) [1, 13]
+    ls, lc = masked_feature_losses(f_t, f_s, spatial, channel)
+    # L^s: mask 0: (0.25 * 5 + 1 * 9) / C = 5.125; mask 1: (1 * 5) / 2 = 2.5; mean 3.8125
+    # L^c: mask 0: (1 * 1 + 0.25 * 13) / HW = 2.125; mask 1: 13 / 2 = 6.5; mean 4.3125
+    assert ls.item() == pytest.approx(3.8125)
+    assert lc.item() == pytest.approx(4.3125)
+    ls, lc = masked_feature_losses(f_t, f_s, spatial, channel, normalize='mask_mass')
+    assert ls.item() == pytest.approx((5.125 / 1.5 + 2.5 / 1.0) / 2)
+    assert lc.item() == pytest.approx((2.125 / 1.5 + 6.5 / 1.0) / 2)
+    with pytest.raises(ValueError, match='normalize'):
+        masked_feature_losses(f_t, f_s, spatial, channel, normalize='other')
+
+
+def test_dice_diversity_by_hand() -> None:
+    masks = torch.tensor([[[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]])  # three masks over two positions
+    # <m0, m1> = 1, <m0, m2> = 0, <m1, m2> = 1; |m|^2 = 1, 2, 1
+    # pairwise Dice: d01 = 2 / 3, d02 = 0, d12 = 2 / 3; mean over the 6 ordered pairs = 4 / 9
+    assert dice_diversity(masks).item() == pytest.approx(4 / 9)
+    # global: 2 * (2 * (1 + 0 + 1)) / (2 * (1 + 2 + 1)) = 1
+    assert dice_diversity(masks, mode='global').item() == pytest.approx(1.0)
+    assert dice_diversity(masks[:, :1]).item() == 0.0  # one mask: no pairs
+    assert dice_diversity(torch.cat([masks, masks])).item() == pytest.approx(4 / 9)  # a batch averages
+
+
+def test_acam_kd_loss_parts_and_gradients() -> None:
+    torch.manual_seed(0)
+    loss = ACAMKDLoss(channels=8, num_masks=3, mask_grad='joint')
+    f_t = torch.randn(2, 8, 4, 5)
+    f_s = torch.randn(2, 8, 4, 5, requires_grad=True)
+    out = loss(f_s, f_t)
+    assert set(out) == {'spatial', 'channel', 'div', 'stat_spatial_mass', 'stat_channel_mass'}
+    stats = {k: out.pop(k) for k in ('stat_spatial_mass', 'stat_channel_mass')}
+    spatial, channel = loss.last_masks
+    assert spatial.shape == (2, 3, 20) and channel.shape == (2, 3, 8)
+    ls, lc = masked_feature_losses(f_t, f_s.detach(), spatial, channel)
+    div = dice_diversity(spatial) + dice_diversity(channel)
+    torch.testing.assert_close(out['spatial'].detach(), ls)
+    torch.testing.assert_close(out['channel'].detach(), lc)
+    torch.testing.assert_close(out['div'].detach(), div)
+    torch.testing.assert_close(stats['stat_spatial_mass'], spatial.mean())
+    sum(out.values()).backward()
+    assert f_s.grad is not None
+    for p in loss.parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0
+    # 'diversity_only' (the default): the distances do not reach the fusion or the masks
+    loss2 = ACAMKDLoss(channels=8, num_masks=3)
+    assert loss2.mask_grad == 'diversity_only'
+    out2 = loss2(f_s, f_t)
+    (out2['spatial'] + out2['channel']).backward()  # (the stats are detached)
+    assert all(p.grad is None for p in loss2.parameters())
+
+
+def test_focal_global_attention_and_masks_by_hand() -> None:
+    x = torch.zeros(1, 2, 1, 2)
+    x[0, :, 0, 1] = torch.tensor([1.0, 3.0])  # |x| mean over channels: [0, 2]; over positions: [0.5, 1.5]
+    spatial, channel = focal_attention(x, temp=1.0)
+    e = math.exp(2.0)
+    torch.testing.assert_close(spatial.flatten(), torch.tensor([2 / (1 + e), 2 * e / (1 + e)]))
+    e1 = math.exp(1.0)  # channel means differ by 1
+    torch.testing.assert_close(channel.flatten(), torch.tensor([2 / (1 + e1), 2 * e1 / (1 + e1)]))
+    # a 4 x 4 map of an 8 x 8 image; box (0, 0, 4, 4) covers rows 0..2 and columns 0..2 (ceil(2) inclusive)
+    fg, bg = foreground_masks([torch.tensor([[0.0, 0.0, 4.0, 4.0]])], [(8, 8)], (4, 4))
+    expected_fg = torch.zeros(4, 4)
+    expected_fg[:3, :3] = 1 / 9
+    torch.testing.assert_close(fg[0], expected_fg)
+    torch.testing.assert_close(bg[0], (expected_fg == 0).float() / 7)
+    # rows are the y axis: a wide box in the top row
+    fg, _ = foreground_masks([torch.tensor([[0.0, 0.0, 8.0, 1.0]])], [(8, 8)], (4, 4))
+    assert fg[0, 0].gt(0).all() and fg[0, 2:].eq(0).all()
+
+
+def test_focal_global_loss_by_hand() -> None:
+    """Constant maps: teacher attention is 1 everywhere, so fg = C * sum(M_fg) = C, bg = C, attention 0,
+    and the zero-initialised global transform leaves sum((S - T)^2) = C * H * W."""
+    loss = FocalGlobalLoss(channels=2, alpha_fgd=1.0, beta_fgd=1.0, gamma_fgd=1.0, lambda_fgd=1.0)
+    t = torch.ones(1, 2, 4, 4)
+    s = 2 * torch.ones(1, 2, 4, 4)
+    out = loss(s, t, [torch.tensor([[0.0, 0.0, 4.0, 4.0]])], [(8, 8)])
+    assert out['fg'].item() == pytest.approx(2.0)
+    assert out['bg'].item() == pytest.approx(2.0)
+    assert out['attn'].item() == pytest.approx(0.0, abs=1e-6)
+    assert out['global'].item() == pytest.approx(32.0)
+
+
+def test_maskd_loss_by_hand() -> None:
+    """Zero tokens give masks of 0.5 everywhere: sum_p 0.25 D^2 / (0.5 N) = 0.5 mean(D^2)."""
+    loss = MasKDLoss(channels=2, num_masks=3)
+    with torch.no_grad():
+        loss.tokens.zero_()
+    t = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])
+    s = torch.tensor([[[[0.0, 2.0]], [[1.0, 1.0]]]])
+    out = loss(s, t)
+    assert out['feat'].item() == pytest.approx(0.5 * (1 + 0 + 4 + 9) / 4)
+    assert out['div'].item() == pytest.approx(1.0)  # identical masks overlap fully
+
+
+def test_maskd_frozen_tokens_from_a_file(tmp_path) -> None:
+    path = tmp_path / 'tokens.pth'
+    torch.save({'state_dict': {'mask_modules.0.mask_token': torch.full((3, 2), 0.25)}}, path)
+    loss = MasKDLoss(channels=2, num_masks=3, tokens=str(path))
+    assert not loss.tokens.requires_grad and loss.tokens.eq(0.25).all()
+    out = loss(torch.zeros(1, 2, 1, 2), torch.ones(1, 2, 1, 2))
+    assert set(out) == {'feat'}
+
+
+def test_feature_mse_and_logit_kd_by_hand() -> None:
+    assert FeatureMSELoss(loss_weight=2.0)(torch.zeros(1, 1, 1, 2), torch.tensor([[[[1.0, 3.0]]]])).item() == 10.0
+    s = torch.zeros(1, 2)
+    t = torch.tensor([[math.log(3.0), 0.0]])  # p_T = [0.75, 0.25], p_S = [0.5, 0.5]
+    kl = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
+    assert LogitKDLoss()(s, t).item() == pytest.approx(kl)
+    # tau = 2: p_T = softmax([ln3 / 2, 0]) = [sqrt3, 1] / (sqrt3 + 1); times tau^2
+    r = math.sqrt(3.0)
+    pt = [r / (r + 1), 1 / (r + 1)]
+    kl2 = sum(p * math.log(p / 0.5) for p in pt)
+    assert LogitKDLoss(tau=2.0)(s, t).item() == pytest.approx(4 * kl2)
+    # segmentation: the same per pixel, mean over pixels
+    s_seg = torch.zeros(1, 2, 2, 3)
+    t_seg = t.view(1, 2, 1, 1).expand(1, 2, 2, 3)
+    assert LogitKDLoss()(s_seg, t_seg).item() == pytest.approx(kl)
+
+
+def test_stca_fusion_runs_on_a_flash_kernel() -> None:
+    """With only the flash backend allowed, the fusion (forward and backward) still runs: Q / K / V meet the
+    fused kernels' conditions (one head width after the zero padding, unit channel stride), so the HW x HW
+    matrix is never formed. Without the padding the call has no kernel."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    fusion = STCAFusion(16)
+    f_t, f_s = torch.randn(1, 16, 6, 7), torch.randn(1, 16, 6, 7, requires_grad=True)
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        fusion(f_t, f_s).sum().backward()
+        fusion.pad_qk = False
+        with pytest.raises(RuntimeError):
+            fusion(f_t, f_s)
+    assert f_s.grad is not None

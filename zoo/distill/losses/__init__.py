@@ -1,0 +1,23 @@
+"""Distillation losses, registered in the zoo's MODELS registry (MMRazor's vocabulary: ``distill_losses``)."""
+
+from .acam_kd import ACAMKDLoss, ASCMasks, STCAFusion, dice_diversity, masked_feature_losses
+from .focal_global import FocalGlobalLoss, focal_attention, foreground_masks
+from .maskd import MasKDLoss, teacher_masks
+from .qsd_fine_grained import QSDFineGrainedLoss
+from .simple import FeatureMSELoss, LogitKDLoss
+
+__all__ = [
+    'ACAMKDLoss',
+    'ASCMasks',
+    'FeatureMSELoss',
+    'FocalGlobalLoss',
+    'LogitKDLoss',
+    'MasKDLoss',
+    'QSDFineGrainedLoss',
+    'STCAFusion',
+    'dice_diversity',
+    'focal_attention',
+    'foreground_masks',
+    'masked_feature_losses',
+    'teacher_masks',
+]
