@@ -60,7 +60,9 @@ def test_digits_acam_kd_trains_exports_and_evaluates(one_thread, tmp_path: Path)
     student = work / 'student.safetensors'
     assert student.is_file()
     metrics = test_tool.main([str(CONFIGS / 'test-resnet_digits.py'), str(student), '--work-dir', str(tmp_path / 't')])
-    assert 0.0 <= metrics['accuracy/top1'] <= 100.0
+    # measured: 74.4 / 78.3 % top-1 (student run seeds 0 / 1, teacher seed 0); chance is 10 %, and a student whose
+    # exported weights did not reload (random head) stays near it
+    assert metrics['accuracy/top1'] > 40.0, metrics
 
 
 @pytest.mark.slow
