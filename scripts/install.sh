@@ -26,7 +26,16 @@ if { up_to_date full || { [[ $MODE == core ]] && up_to_date core; }; } && "$PY" 
   exit 0
 fi
 
-[[ -x $PY ]] || { log "creating $VENV"; python3 -m venv "$VENV"; }
+if [[ ! -x $PY ]]; then
+  # torch 2.14.1 on x86_64 is the CUDA build: the venv takes about 6.5 GB. Say so before pip half-fills the disk.
+  free_gb=$(df -Pk "$(dirname "$VENV")" | awk 'NR==2 {print int($4 / 1048576)}')
+  if (( free_gb < 8 )); then
+    echo "install: only ${free_gb} GB free under $(dirname "$VENV"); the venv needs about 7 GB (set ZOO_VENV elsewhere or free space)" >&2
+    exit 1
+  fi
+  log "creating $VENV"
+  python3 -m venv "$VENV"
+fi
 # pip < 26.2 applies constraints inside build environments too; setuptools < 81 keeps
 # pkg_resources, which mmcv's setup.py and mmengine's Config need.
 $PIP install -U "pip<26.2" "setuptools<81" wheel ninja
