@@ -56,8 +56,8 @@ def test_digits_acam_kd_trains_exports_and_evaluates(one_thread, digits_acam_run
     student = work / 'student.safetensors'
     assert student.is_file()
     metrics = test_tool.main([str(CONFIGS / 'test-resnet_digits.py'), str(student), '--work-dir', str(tmp_path / 't')])
-    # measured: 74.4 / 78.3 % top-1 (student run seeds 0 / 1, teacher seed 0); chance is 10 %, and a student whose
-    # exported weights did not reload (random head) stays near it
+    # measured: 69.1 % top-1 (teacher 72.7 % after its one epoch); chance is 10 %, and a student whose exported
+    # weights did not reload (random head) stays near it
     assert metrics['accuracy/top1'] > 40.0, metrics
 
 
