@@ -212,3 +212,13 @@ def test_detection_fixture_teacher_distils_into_a_smaller_student(one_thread, tm
     student_cfg = str(smoke / 'distill/_mask-rcnn_test-mambaout-fpn32_fixture.py')
     tested = test_tool.main([student_cfg, str(student), '--work-dir', str(tmp_path / 's')])
     assert tested['coco/bbox_mAP'] == pytest.approx(metrics['coco/bbox_mAP'])
+    # the attention-map tool on an mmdet run (the student's data preprocessor, image-only data samples): the 6
+    # masks of the first distillation point (P2, stride 4) on the 32x32 grid of a 128-pixel fixture image
+    import numpy as np
+
+    from zoo.cli import attention_map
+
+    image = next((tmp_path / 'fx/coco/val2017').iterdir())
+    assert attention_map.main([str(work), str(image), '--out', str(tmp_path / 'maps'), '--save-maps']) == 0
+    maps = np.load(tmp_path / 'maps' / f'{image.stem}.npz')
+    assert maps['masks'].shape == (6, 32, 32) and maps['attention'].shape == (32, 32)

@@ -317,12 +317,15 @@ def draw_medusa(img, att: dict, path: str, title: str = '') -> str:
     return path
 
 
-def distill_maps(distiller: nn.Module, inputs: torch.Tensor, point: str | None = None) -> list[DistillMaps]:
+def distill_maps(
+    distiller: nn.Module, inputs: torch.Tensor, point: str | None = None, data_samples: list | None = None
+) -> list[DistillMaps]:
     """The spatial masks (``ACAMKDLoss.last_masks``) and one STCA-FF attention row
     (``STCAFusion.attention_rows``) of each image of the preprocessed batch ``inputs`` ``(B, 3, H, W)``, at the
     ``ACAMKDLoss`` named ``point`` (default the first), with the features the loss sees in training
-    (``SingleTeacherDistiller.distill_arguments``). The attention row is that of the teacher position where
-    the mean of the spatial masks is highest."""
+    (``SingleTeacherDistiller.distill_arguments``; mmdet / mmseg models also need ``data_samples`` with the
+    image metainfo). The attention row is that of the teacher position where the mean of the spatial masks is
+    highest."""
     from zoo.distill.losses.acam_kd import ACAMKDLoss
 
     acam = {n: m for n, m in distiller.distill_losses.items() if isinstance(m, ACAMKDLoss)}
@@ -334,7 +337,7 @@ def distill_maps(distiller: nn.Module, inputs: torch.Tensor, point: str | None =
         raise UsageError(f'--point {name!r} is not an ACAMKDLoss of this distiller (it has {", ".join(acam)})')
     loss = acam[name]
     distiller.eval()
-    kwargs = distiller.distill_arguments(inputs)[name]
+    kwargs = distiller.distill_arguments(inputs, data_samples)[name]
     t, s = kwargs['t_feature'].detach(), kwargs['s_feature']
     with torch.no_grad():
         loss(s_feature=s, t_feature=t)  # sets last_masks
@@ -473,11 +476,11 @@ def load_distiller(config: str, checkpoint: str, cfg_options: dict | None = None
     return distiller.eval(), cfg
 
 
-def _distill_batch(distiller: nn.Module, cfg, img) -> tuple[torch.Tensor, tuple[int, int]]:
-    """The preprocessed ``(1, 3, H, W)`` input of ``img`` (RGB PIL), normalised as the run's data, and the
-    ``(H, W)`` the feature grids cover. mmdet / mmseg students: their data preprocessor (mean / std on
-    0-255 pixels, channel order, padding). Digits: [-1, 1] as ``DigitsDataset``. Other classifiers: the
-    student's timm mean / std."""
+def _distill_batch(distiller: nn.Module, cfg, img) -> tuple[torch.Tensor, tuple[int, int], list | None]:
+    """The preprocessed ``(1, 3, H, W)`` input of ``img`` (RGB PIL), normalised as the run's data, the
+    ``(H, W)`` the feature grids cover, and the data samples an mmdet / mmseg model reads (else None).
+    mmdet / mmseg students: their data preprocessor (mean / std on 0-255 pixels, channel order, padding).
+    Digits: [-1, 1] as ``DigitsDataset``. Other classifiers: the student's timm mean / std."""
     import numpy as np
 
     pixels = torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1)  # RGB, 0-255
@@ -486,7 +489,11 @@ def _distill_batch(distiller: nn.Module, cfg, img) -> tuple[torch.Tensor, tuple[
         if getattr(pre, '_channel_conversion', False):
             pixels = pixels[[2, 1, 0]]  # the preprocessor expects OpenMMLab's BGR loading
         inputs = pre(dict(inputs=[pixels], data_samples=None), False)['inputs']
-        return inputs, tuple(inputs.shape[-2:])
+        from zoo.mm.synthetic import image_samples
+
+        task = 'seg' if type(distiller.student).__module__.startswith('mmseg') else 'det'
+        samples = image_samples(task, (img.size[1], img.size[0]), tuple(inputs.shape[-2:]))
+        return inputs, tuple(inputs.shape[-2:]), samples
     dataset = cfg.get('test_dataloader', cfg.get('val_dataloader', {})).get('dataset', {})
     if dataset.get('type') == 'DigitsDataset':
         mean = std = (0.5, 0.5, 0.5)
@@ -495,7 +502,7 @@ def _distill_batch(distiller: nn.Module, cfg, img) -> tuple[torch.Tensor, tuple[
         tcfg = getattr(backbone, 'pretrained_cfg', None) or {}
         mean, std = tcfg.get('mean', (0.485, 0.456, 0.406)), tcfg.get('std', (0.229, 0.224, 0.225))
     inputs = _to_tensor(img, mean, std).to(next(distiller.parameters()).device)
-    return inputs, tuple(inputs.shape[-2:])
+    return inputs, tuple(inputs.shape[-2:]), None
 
 
 def _distill_img_size(cfg) -> int:
@@ -521,8 +528,8 @@ def _main_distill(args: argparse.Namespace, images: list[str]) -> int:
             tqdm.write(f'attention-map: skipping {image}: not a readable image ({err})', file=sys.stderr)
             skipped.append(image)
             continue
-        inputs, covered = _distill_batch(distiller, cfg, img)
-        maps = distill_maps(distiller, inputs, args.point)[0]
+        inputs, covered, samples = _distill_batch(distiller, cfg, img)
+        maps = distill_maps(distiller, inputs, args.point, samples)[0]
         title = f'{run} ({os.path.basename(checkpoint)}), {maps.point}: {os.path.basename(image)}'
         draw_distill(img, maps, out, title=title, covered=covered)
         if args.save_maps:

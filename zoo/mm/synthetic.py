@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ['det_batch']
+__all__ = ['det_batch', 'image_samples']
 
 
 def det_batch(
@@ -37,3 +37,21 @@ def det_batch(
         )
         samples.append(ds)
     return inputs, samples
+
+
+def image_samples(task: str, img_shape: tuple[int, int], batch_input_shape: tuple[int, int], batch: int = 1) -> list:
+    """Data samples that carry only the image metainfo (no annotations) a detector or segmentor reads in its
+    ``'tensor'`` forward: ``task`` ``'det'`` (``DetDataSample``) or ``'seg'`` (``SegDataSample``); ``img_shape``
+    the image's ``(H, W)``, ``batch_input_shape`` the padded batch's."""
+    if task == 'seg':
+        from mmseg.structures import SegDataSample as Sample
+    else:
+        from mmdet.structures import DetDataSample as Sample
+    meta = dict(
+        img_shape=tuple(img_shape),
+        ori_shape=tuple(img_shape),
+        pad_shape=tuple(batch_input_shape),
+        batch_input_shape=tuple(batch_input_shape),
+        scale_factor=(1.0, 1.0),
+    )
+    return [Sample(metainfo=dict(meta)) for _ in range(batch)]
