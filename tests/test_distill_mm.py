@@ -174,3 +174,24 @@ def test_deeplabv3_pair_distils_the_segmentation_logits(tmp_path) -> None:
     model.train_step(batch, OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01)))
     for k, v in model.teacher.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_distill_benchmark_suite_times_each_method(tmp_path, one_thread) -> None:
+    """tools/analysis/benchmark.py distill (step part) on a small input: one row per method with a positive step
+    time, the no-KD row as the 1.0x reference, the distillers' extra trainable parameters (connectors, ACAM-KD's
+    STCA-FF and masks) counted, and the CSV / PNG written."""
+    import csv
+
+    from zoo.cli import benchmark
+
+    rows = benchmark.main(
+        ['distill', '--what', 'step', '--methods', 'no KD', 'ACAM-KD', '--hw', '64', '96', '--out-dir', str(tmp_path)]
+    )
+    assert [r['method'] for r in rows] == ['no KD', 'ACAM-KD']
+    assert all(r['step_s'] > 0 for r in rows) and rows[0]['overhead_x'] == 1.0
+    # ACAM-KD adds 5 connectors (256 x 256) and 5 x (STCA-FF q, k: 256 x 128 each, v: 256 x 256; 2 x 6 x 256 tokens)
+    extra = 5 * (256 * 256 + 2 * 256 * 128 + 256 * 256 + 2 * 6 * 256) / 1e6
+    assert rows[1]['trainable_params_m'] - rows[0]['trainable_params_m'] == pytest.approx(extra, abs=2e-3)
+    with open(tmp_path / 'distill_step.csv') as f:
+        assert [r['method'] for r in csv.DictReader(f)] == ['no KD', 'ACAM-KD']
+    assert (tmp_path / 'distill_step.png').stat().st_size > 0

@@ -15,6 +15,14 @@ the body's sigmoid map and each head's gate A_k (channel mean; the fusion is x +
 one panel each. Other families (CNNs, pyramid / window transformers, Mamba, spiking models) have no attention
 map to show and are refused in one line.
 
+Distillation runs: give a ``SingleTeacherDistiller`` config (with ``--checkpoint``, the run's ``epoch_N.pth``)
+or the run folder tools/train.py wrote (its config dump and ``last_checkpoint``) instead of a model name. The
+PNG then shows one ACAM-KD distillation point (``--point``, default the first ``ACAMKDLoss``): each ASCM
+spatial mask ``M^s`` over the input, and the STCA-FF attention row of one teacher position (marked, the
+position where the masks' mean is highest) over the student's positions. Inputs are normalised as the
+run's data (the student's data preprocessor for mmdet / mmseg students; digits' [-1, 1]; else the student's
+timm mean / std).
+
 Images: files and/or folders (every non-hidden file of a folder, not recursive). An unreadable file of
 several is reported and skipped, the others are written, and the exit code is 1 when anything was
 skipped. A randomly initialised model (no --checkpoint, no pretrained weights) gives a map that says
@@ -28,6 +36,9 @@ Examples:
       --model-kwargs '{"num_classes": 200, "local_query_ratio": 0.3}'
   python tools/attention_map.py agent_deit_tiny photo.jpg --out maps/ --save-maps
   python tools/attention_map.py medusa_resnet50 scan.png --out maps/ --checkpoint model.safetensors
+  python tools/attention_map.py work_dirs/acam-kd_mambaout-femto_test-resnet_digits digit.png --out maps/
+  python tools/attention_map.py configs/distill/coco/acam-kd_retinanet_r101-r50_fpn_2x_coco.py img.jpg \\
+      --checkpoint work_dirs/x/epoch_24.pth --point loss_acam_p4 --img-size 800
 """
 
 from __future__ import annotations
@@ -45,9 +56,12 @@ from zoo.cli.common import UsageError
 
 __all__ = [
     'FIGURE_PX',
+    'DistillMaps',
     'RolloutMap',
     'attention_maps',
     'check_supported',
+    'distill_maps',
+    'draw_distill',
     'draw_medusa',
     'draw_rollout',
     'is_medusa',
@@ -74,6 +88,21 @@ class RolloutMap:
     cls_share: float
     num_blocks: int
     query_patches: torch.Tensor | None = None
+
+
+@dataclass
+class DistillMaps:
+    """ACAM-KD's maps at one distillation point, for one image.
+
+    ``masks``: ``(M, h, w)`` ASCM spatial masks ``M^s`` (in [0, 1]) on the teacher's grid;
+    ``attention``: ``(h', w')`` the STCA-FF attention row of the teacher position ``query`` (row, col) over
+    the student's grid (sums to 1); ``point``: the loss name in the config.
+    """
+
+    point: str
+    masks: torch.Tensor
+    attention: torch.Tensor
+    query: tuple[int, int]
 
 
 def is_medusa(model: nn.Module) -> bool:
@@ -288,9 +317,252 @@ def draw_medusa(img, att: dict, path: str, title: str = '') -> str:
     return path
 
 
+def distill_maps(
+    distiller: nn.Module, inputs: torch.Tensor, point: str | None = None, data_samples: list | None = None
+) -> list[DistillMaps]:
+    """The spatial masks (``ACAMKDLoss.last_masks``) and one STCA-FF attention row
+    (``STCAFusion.attention_rows``) of each image of the preprocessed batch ``inputs`` ``(B, 3, H, W)``, at the
+    ``ACAMKDLoss`` named ``point`` (default the first), with the features the loss sees in training
+    (``SingleTeacherDistiller.distill_arguments``; mmdet / mmseg models also need ``data_samples`` with the
+    image metainfo). The attention row is that of the teacher position where the mean of the spatial masks is
+    highest."""
+    from zoo.distill.losses.acam_kd import ACAMKDLoss
+
+    acam = {n: m for n, m in distiller.distill_losses.items() if isinstance(m, ACAMKDLoss)}
+    if not acam:
+        have = ', '.join(f'{n} ({type(m).__name__})' for n, m in distiller.distill_losses.items())
+        raise UsageError(f'attention-map: the distiller has no ACAMKDLoss to draw (its losses: {have})')
+    name = point or next(iter(acam))
+    if name not in acam:
+        raise UsageError(f'--point {name!r} is not an ACAMKDLoss of this distiller (it has {", ".join(acam)})')
+    loss = acam[name]
+    distiller.eval()
+    kwargs = distiller.distill_arguments(inputs, data_samples)[name]
+    t, s = kwargs['t_feature'].detach(), kwargs['s_feature']
+    with torch.no_grad():
+        loss(s_feature=s, t_feature=t)  # sets last_masks
+    spatial = loss.last_masks[0]  # (B, M, H * W)
+    (H, W), (Hs, Ws) = t.shape[-2:], s.shape[-2:]
+    res = []
+    for b in range(t.shape[0]):
+        q = int(spatial[b].mean(0).argmax())
+        row = loss.fusion.attention_rows(t[b : b + 1], s[b : b + 1], torch.tensor([q], device=t.device))
+        res.append(
+            DistillMaps(
+                name, spatial[b].reshape(-1, H, W).float().cpu(), row[0, 0].reshape(Hs, Ws).float().cpu(), divmod(q, W)
+            )
+        )
+    return res
+
+
+def draw_distill(img, maps: DistillMaps, path: str, title: str = '', covered: tuple[int, int] | None = None) -> str:
+    """Write the distillation PNG (``FIGURE_PX`` pixels): the input, each spatial mask over it (one 0-1 colour
+    scale for all), and the STCA-FF attention row over it with its teacher query cell outlined. ``covered``:
+    the ``(height, width)`` in input pixels that the feature grids cover (the padded batch; default the
+    image). Cells are drawn as blocks (nearest), one colour each."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    size = img.size[0]
+    ch, cw = covered or (size, size)
+    extent = (0, cw, ch, 0)
+    # masks on one fixed 0-1 scale (a saturated or flat mask shows as such); the attention row on its own scale
+    panels = [
+        (f'spatial mask {m}: {float(mk.min()):.2f} to {float(mk.max()):.2f}', mk, (0.0, 1.0))
+        for m, mk in enumerate(maps.masks)
+    ]
+    panels.append(('STCA-FF attention of the outlined\nteacher cell over student cells', maps.attention, (None, None)))
+    cols = 3 if len(panels) + 1 <= 6 else 4
+    rows = -(-(len(panels) + 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=_FIG_INCHES, dpi=_DPI, squeeze=False)
+    axes = axes.ravel()
+    axes[0].imshow(img)
+    axes[0].set_title(f'input {size}x{size}', fontsize=8)
+    for ax, (what, m, (vmin, vmax)) in zip(axes[1:], panels):
+        ax.imshow(img)
+        heat = ax.imshow(m.numpy(), cmap='jet', alpha=0.5, extent=extent, interpolation='nearest', vmin=vmin, vmax=vmax)
+        ax.set_xlim(0, size)
+        ax.set_ylim(size, 0)
+        fig.colorbar(heat, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
+        ax.set_title(what, fontsize=8)
+    H, W = maps.masks.shape[-2:]
+    r, c = maps.query
+    axes[len(panels)].add_patch(
+        Rectangle((c * cw / W, r * ch / H), cw / W, ch / H, fill=False, edgecolor='white', lw=1.5)
+    )
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[len(panels) + 1 :]:
+        ax.axis('off')
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    fig.savefig(path, dpi=_DPI)
+    plt.close(fig)
+    return path
+
+
+def is_distill_source(source: str) -> bool:
+    """``MODEL`` names a distillation run (a folder) or a config file rather than a model."""
+    return source.endswith('.py') or os.path.isdir(source)
+
+
+def _run_files(source: str, checkpoint: str | None) -> tuple[str, str]:
+    """The config and checkpoint of a run folder (tools/train.py's config dump and ``last_checkpoint``), or of
+    a config file and ``--checkpoint``."""
+    if not os.path.isdir(source):
+        if not os.path.isfile(source):
+            raise FileNotFoundError(f'config {source} does not exist')
+        if not checkpoint:
+            raise UsageError(f"{source}: a distillation config needs --checkpoint (the run's epoch_N.pth)")
+        return source, checkpoint
+    configs = sorted(f for f in os.listdir(source) if f.endswith('.py'))
+    if len(configs) != 1:
+        raise UsageError(
+            f'{source}: expected the one config dump tools/train.py writes into a run folder, found {len(configs)} '
+            '.py files (pass the config and --checkpoint instead)'
+        )
+    if not checkpoint:
+        last = os.path.join(source, 'last_checkpoint')
+        if not os.path.isfile(last):
+            raise UsageError(f'{source}: no last_checkpoint file (the run saved no checkpoint); pass --checkpoint')
+        with open(last) as f:
+            checkpoint = f.read().strip()
+        if not os.path.isfile(checkpoint):  # a moved run folder: the file next to last_checkpoint
+            checkpoint = os.path.join(source, os.path.basename(checkpoint))
+    return os.path.join(source, configs[0]), checkpoint
+
+
+def load_distiller(config: str, checkpoint: str, cfg_options: dict | None = None):
+    """The ``SingleTeacherDistiller`` of ``config`` with every weight (student, teacher, connectors, the
+    losses' STCA-FF and masks) loaded strictly from the run's ``checkpoint``; returns ``(distiller, cfg)``.
+    The teacher file and pretrained weights of the config are not read: the checkpoint holds them all."""
+    import importlib
+
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    import zoo.distill  # noqa: F401  (registers the distiller and its losses)
+    from zoo.hub import load_checkpoint_file, unwrap_state_dict
+    from zoo.registry import MODELS
+
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    model_cfg = cfg.model.to_dict() if 'model' in cfg else {}
+    if model_cfg.get('type') != 'SingleTeacherDistiller':
+        raise UsageError(
+            f'{config}: not a distillation config (model.type is {model_cfg.get("type")!r}, '
+            'expected SingleTeacherDistiller)'
+        )
+    for name in cfg.get('custom_imports', {}).get('imports', []):
+        importlib.import_module(name)
+    model_cfg['teacher_ckpt'] = None
+    for part in ('architecture', 'teacher'):
+        if 'cfg_path' in model_cfg[part]:
+            model_cfg[part]['pretrained'] = False
+    state = unwrap_state_dict(load_checkpoint_file(checkpoint))
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'zoo')):
+        distiller = MODELS.build(model_cfg)
+    try:
+        distiller.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise UsageError(f'{checkpoint}: not a checkpoint of {config} ({str(err).splitlines()[0]})') from None
+    return distiller.eval(), cfg
+
+
+def _distill_batch(distiller: nn.Module, cfg, img) -> tuple[torch.Tensor, tuple[int, int], list | None]:
+    """The preprocessed ``(1, 3, H, W)`` input of ``img`` (RGB PIL), normalised as the run's data, the
+    ``(H, W)`` the feature grids cover, and the data samples an mmdet / mmseg model reads (else None).
+    mmdet / mmseg students: their data preprocessor (mean / std on 0-255 pixels, channel order, padding).
+    Digits: [-1, 1] as ``DigitsDataset``. Other classifiers: the student's timm mean / std."""
+    import numpy as np
+
+    pixels = torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1)  # RGB, 0-255
+    pre = distiller.data_preprocessor
+    if getattr(pre, '_enable_normalize', False):
+        if getattr(pre, '_channel_conversion', False):
+            pixels = pixels[[2, 1, 0]]  # the preprocessor expects OpenMMLab's BGR loading
+        inputs = pre(dict(inputs=[pixels], data_samples=None), False)['inputs']
+        from zoo.mm.synthetic import image_samples
+
+        task = 'seg' if type(distiller.student).__module__.startswith('mmseg') else 'det'
+        samples = image_samples(task, (img.size[1], img.size[0]), tuple(inputs.shape[-2:]))
+        return inputs, tuple(inputs.shape[-2:]), samples
+    dataset = cfg.get('test_dataloader', cfg.get('val_dataloader', {})).get('dataset', {})
+    if dataset.get('type') == 'DigitsDataset':
+        mean = std = (0.5, 0.5, 0.5)
+    else:
+        backbone = getattr(distiller.student, 'backbone', distiller.student)
+        tcfg = getattr(backbone, 'pretrained_cfg', None) or {}
+        mean, std = tcfg.get('mean', (0.485, 0.456, 0.406)), tcfg.get('std', (0.229, 0.224, 0.225))
+    inputs = _to_tensor(img, mean, std).to(next(distiller.parameters()).device)
+    return inputs, tuple(inputs.shape[-2:]), None
+
+
+def _distill_img_size(cfg) -> int:
+    dataset = cfg.get('test_dataloader', cfg.get('val_dataloader', {})).get('dataset', {})
+    return int(dataset.get('img_size') or cfg.get('img_size') or 512)
+
+
+def _main_distill(args: argparse.Namespace, images: list[str]) -> int:
+    from tqdm import tqdm
+
+    config, checkpoint = _run_files(args.model, args.checkpoint)
+    distiller, cfg = load_distiller(config, checkpoint, args.cfg_options)
+    distiller.to(args.device)
+    size = args.img_size or _distill_img_size(cfg)
+    run = os.path.basename(os.path.normpath(args.model))
+    skipped = []
+    for image, out in zip(images, _out_names(images, args.out)):
+        try:
+            img = load_image(image, size)
+        except (OSError, ValueError) as err:
+            if len(images) == 1:
+                raise OSError(f'{image}: not a readable image ({err})') from None
+            tqdm.write(f'attention-map: skipping {image}: not a readable image ({err})', file=sys.stderr)
+            skipped.append(image)
+            continue
+        inputs, covered, samples = _distill_batch(distiller, cfg, img)
+        maps = distill_maps(distiller, inputs, args.point, samples)[0]
+        title = f'{run} ({os.path.basename(checkpoint)}), {maps.point}: {os.path.basename(image)}'
+        draw_distill(img, maps, out, title=title, covered=covered)
+        if args.save_maps:
+            import numpy as np
+
+            np.savez(
+                os.path.splitext(out)[0] + '.npz',
+                masks=maps.masks.numpy(),
+                attention=maps.attention.numpy(),
+                query=np.array(maps.query),
+            )
+        H, W = maps.masks.shape[-2:]
+        tqdm.write(
+            f'attention-map: {os.path.basename(image)} -> {out} ({maps.point}: {maps.masks.shape[0]} masks on '
+            f'{H}x{W}, mean {float(maps.masks.mean()):.2f}; attention row of teacher cell {maps.query})'
+        )
+    if len(images) > 1:
+        print(
+            f'attention-map: {len(images) - len(skipped)} of {len(images)} images written to {args.out}'
+            + (f', {len(skipped)} skipped: {", ".join(os.path.basename(s) for s in skipped)}' if skipped else ''),
+            file=sys.stderr if skipped else sys.stdout,
+            flush=True,
+        )
+    return 1 if skipped else 0
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('model', help='timm / zoo model name, e.g. deit_tiny_patch16_224, dcal_deit_tiny_patch16_448')
+    p.add_argument(
+        'model',
+        help='timm / zoo model name, e.g. deit_tiny_patch16_224, dcal_deit_tiny_patch16_448; or a distillation '
+        'config (.py, with --checkpoint) or run folder (ACAM-KD masks and STCA-FF attention)',
+    )
     p.add_argument('images', nargs='+', metavar='IMAGE', help='image files and / or folders of images')
     p.add_argument(
         '--out', default='attention_maps', help='output folder, one <image name>.png each (default %(default)s)'
@@ -313,7 +585,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument('--device', default='cpu', help="torch device (default 'cpu')")
     p.add_argument('--seed', type=int, default=0, help='torch seed of the initialisation (same picture each run)')
-    return p.parse_args(argv)
+    p.add_argument('--point', help='distillation runs: the ACAMKDLoss to draw, e.g. loss_acam_p4 (default the first)')
+    p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        default=None,
+        metavar='KEY=VALUE',
+        help='distillation runs: override config keys, as in tools/train.py',
+    )
+    args = p.parse_args(argv)
+    if args.cfg_options is not None:
+        from mmengine.config import DictAction
+
+        action = DictAction(option_strings=['--cfg-options'], dest='cfg_options')
+        parsed = argparse.Namespace()
+        action(p, parsed, args.cfg_options)
+        args.cfg_options = parsed.cfg_options
+    return args
 
 
 def _model_kwargs(text: str) -> dict:
@@ -405,6 +693,10 @@ def main(argv: list[str] | None = None) -> int:
 
     images = _collect(args.images)
     torch.manual_seed(args.seed)  # weights a file or the hub does not fill (a fresh head, a random model)
+    if is_distill_source(args.model):
+        return _main_distill(args, images)
+    if args.point or args.cfg_options:
+        raise UsageError('--point and --cfg-options apply to a distillation config or run folder only')
     model = _build(args)
     medusa = is_medusa(model)
     size = args.img_size or (model.img_size[0] if medusa else model.patch_embed.img_size[0])

@@ -17,6 +17,9 @@ dcal: DCAL against its plain ViT (params, GMACs, img/s), its training step again
   rollout against the full matrix-product chain; writes benchmarks/dcal_{inference,training,rollout}.csv|png.
 medusa: medusa_resnet50 against timm's resnet50 at 480², batch 8 (params, GMACs, img/s) and the body alone at
   256², next to the published 29.2M / 29.1 GMACs; writes benchmarks/medusa.csv|png.
+distill: one training step of RetinaNet R50 at 800x1333, batch 1, CPU, without distillation and with the MSE, FGD,
+  MasKD and ACAM-KD COCO configs (R101 teacher); and STCA-FF's peak memory on P3, fused SDPA against naive;
+  writes benchmarks/distill_{step,memory}.csv|png (needs the mm extra).
 
 Examples:
   python tools/analysis/benchmark.py --models mambaout_femto resnet18 --out benchmarks/cpu_small
@@ -28,6 +31,7 @@ Examples:
   python tools/analysis/benchmark.py wsi --models resnet18 --workers 0 2
   python tools/analysis/benchmark.py dcal --models dcal_deit_tiny_patch16_448 --what inference rollout
   python tools/analysis/benchmark.py medusa --rounds 3
+  python tools/analysis/benchmark.py distill --threads 1
 """
 
 from __future__ import annotations
@@ -40,11 +44,11 @@ import time
 
 import torch
 
-from zoo.benchmark import dcal, medusa, scan, wsi
+from zoo.benchmark import dcal, distill, medusa, scan, wsi
 from zoo.benchmark.models import ModelKwargsError, Result, kwargs_label, memory_probe, run, write_outputs
 from zoo.cli.common import UsageError, check_model_names
 
-SUITES = ('models', 'scan', 'wsi', 'dcal', 'medusa')
+SUITES = ('models', 'scan', 'wsi', 'dcal', 'medusa', 'distill')
 
 
 def _value(text: str):
@@ -90,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
     sub = p.add_subparsers(
         dest='suite',
-        metavar='{models,scan,wsi,dcal,medusa}',
+        metavar='{models,scan,wsi,dcal,medusa,distill}',
         help='what to benchmark (default models: `benchmark.py --models ...`)',
     )
     m = sub.add_parser(
@@ -241,7 +245,54 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     m.add_argument('--out', default='benchmarks/medusa', help='output prefix for .csv and .png')
     m.set_defaults(func=_main_medusa, parser=m)
+
+    k = sub.add_parser(
+        'distill',
+        help='distillation step time (RetinaNet) and STCA-FF memory',
+        description=distill.__doc__,
+        formatter_class=fmt,
+    )
+    k.add_argument(
+        '--what', nargs='+', choices=['step', 'memory'], default=['step', 'memory'], help='parts (default both)'
+    )
+    k.add_argument(
+        '--methods', nargs='+', choices=list(distill.STEP_ENTRIES), default=list(distill.STEP_ENTRIES), metavar='M'
+    )
+    k.add_argument('--hw', type=int, nargs=2, default=(800, 1333), metavar=('H', 'W'), help='step: input size')
+    k.add_argument('--rounds', type=int, default=1, help='step: interleaved rounds (median; one warm-up step each)')
+    k.add_argument('--threads', type=int, help="torch threads (default: torch's)")
+    k.add_argument('--out-dir', default='benchmarks', help='folder of distill_{step,memory}.csv / .png')
+    k.set_defaults(func=_main_distill, parser=k)
     return p
+
+
+def _main_distill(args: argparse.Namespace) -> list[dict]:
+    import os
+
+    from zoo.cli.common import REPO_ROOT
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start, rows = time.time(), []
+    if 'step' in args.what:
+        res = distill.step_rows(args.methods, tuple(args.hw), args.rounds, root=str(REPO_ROOT))
+        paths = distill.write_step(res, os.path.join(args.out_dir, 'distill_step'))
+        for r in res:
+            extra = f' ({r["overhead_x"]}x no KD)' if r['overhead_x'] != '' else ''
+            print(f'benchmark distill: {r["method"]}: {r["step_s"]:.2f} s / step{extra}', flush=True)
+        print(f'benchmark distill: -> {", ".join(paths)}', flush=True)
+        rows += res
+    if 'memory' in args.what:
+        env_threads = args.threads or torch.get_num_threads()
+        os.environ.setdefault('OMP_NUM_THREADS', str(env_threads))
+        res = distill.memory_rows()
+        paths = distill.write_memory(res, os.path.join(args.out_dir, 'distill_memory'))
+        for r in res:
+            print(f'benchmark distill: STCA-FF {r["path"]}: {r["peak_mb"]} MB peak, {r["seconds"]} s', flush=True)
+        print(f'benchmark distill: -> {", ".join(paths)}', flush=True)
+        rows += res
+    print(f'benchmark distill: {", ".join(args.what)} in {time.time() - start:.0f}s', flush=True)
+    return rows
 
 
 def _main_medusa(args: argparse.Namespace) -> list[dict]:

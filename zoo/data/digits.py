@@ -69,3 +69,22 @@ class DigitsDataset(Dataset):
             dy, dx = torch.randint(-self.max_shift, self.max_shift + 1, (2,)).tolist()
             img = torch.roll(img, shifts=(dy, dx), dims=(1, 2))
         return dict(inputs=img, data_samples=dict(gt_label=int(self.labels[i])))
+
+
+def write_digit_images(out: str, count: int = 1, img_size: int = 32, split: str = 'val') -> list[str]:
+    """Write the first ``count`` images of ``split`` as PNGs ``out/digit_<i>_label<y>.png`` (grey, ``img_size``
+    square): the pixels ``DigitsDataset`` gives the model, before its [-1, 1] scaling. Sample inputs for tools
+    that take image files (tools/attention_map.py on a digits run). Returns the paths."""
+    import os
+
+    from PIL import Image
+
+    ds = DigitsDataset(split=split, img_size=img_size, augment=False)
+    os.makedirs(out, exist_ok=True)
+    paths = []
+    for i in range(min(count, len(ds))):
+        grey = ((ds.images[i, 0] * 0.5 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        path = os.path.join(out, f'digit_{i}_label{int(ds.labels[i])}.png')
+        Image.fromarray(grey).save(path)  # uint8 (H, W): mode L
+        paths.append(path)
+    return paths

@@ -40,6 +40,7 @@ student's own config.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -246,8 +247,10 @@ class SingleTeacherDistiller(BaseModel):
             x = self.connectors[spec['connector']](x)
         return x
 
-    def loss(self, inputs: torch.Tensor, data_samples: Any) -> dict[str, torch.Tensor]:
-        """Student task losses (their own names) plus every distillation loss (``loss_*``)."""
+    @contextmanager
+    def _recording(self, inputs: torch.Tensor, data_samples: Any):
+        """Run the teacher (``'tensor'`` mode, no gradient) with its recorders on, then arm the student's
+        recorders for the caller's student call; both are cleared on exit."""
         for rec in (self.student_recorder, self.teacher_recorder):
             rec.reset()
         try:
@@ -256,11 +259,22 @@ class SingleTeacherDistiller(BaseModel):
                 self.teacher(inputs, data_samples, mode='tensor')
             self.teacher_recorder.active = False
             self.student_recorder.active = True
+            yield
+        finally:
+            for rec in (self.student_recorder, self.teacher_recorder):
+                rec.active = False
+                rec.reset()
+
+    def _loss_kwargs(self, name: str, data_samples: Any) -> dict[str, Any]:
+        return {k: self._argument(v, data_samples) for k, v in self.loss_forward_mappings[name].items()}
+
+    def loss(self, inputs: torch.Tensor, data_samples: Any) -> dict[str, torch.Tensor]:
+        """Student task losses (their own names) plus every distillation loss (``loss_*``)."""
+        with self._recording(inputs, data_samples):
             losses = dict(self.student(inputs, data_samples, mode='loss'))
             self.student_recorder.active = False
             for name, loss_fn in self.distill_losses.items():
-                kwargs = {k: self._argument(v, data_samples) for k, v in self.loss_forward_mappings[name].items()}
-                out = loss_fn(**kwargs)
+                out = loss_fn(**self._loss_kwargs(name, data_samples))
                 if isinstance(out, dict):
                     for part, v in out.items():
                         if part.startswith('stat_'):  # logged, not summed: mmengine sums keys containing 'loss'
@@ -269,11 +283,18 @@ class SingleTeacherDistiller(BaseModel):
                             losses[f'{name}_{part}'] = v
                 else:
                     losses[name] = out
-        finally:
-            for rec in (self.student_recorder, self.teacher_recorder):
-                rec.active = False
-                rec.reset()
         return losses
+
+    @torch.no_grad()
+    def distill_arguments(self, inputs: torch.Tensor, data_samples: Any = None) -> dict[str, dict[str, Any]]:
+        """Every distillation loss's keyword arguments for one batch, formed as in :meth:`loss` (recorders,
+        ``data_idx``, ``nhwc``, connectors) but with the student in ``'tensor'`` mode and no gradient: what a
+        loss sees, for visualisation and analysis. ``inputs``: the preprocessed batch ``(B, 3, H, W)``;
+        ``data_samples`` is needed only by ``from_data`` arguments (FGD's boxes)."""
+        with self._recording(inputs, data_samples):
+            self.student(inputs, data_samples, mode='tensor')
+            self.student_recorder.active = False
+            return {name: self._loss_kwargs(name, data_samples) for name in self.distill_losses}
 
     def forward(self, inputs: torch.Tensor, data_samples: Any = None, mode: str = 'tensor') -> Any:
         if mode == 'loss':
