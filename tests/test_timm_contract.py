@@ -8,6 +8,9 @@
   parameter a gradient. The only exception is listed in ``NO_FORWARD_GRAD`` with its reason, and checked on
   the route that does use it.
 
+Each model is built normally once (a module-scoped fixture, so the whole file stays fast); the other fp32
+copies come from the meta-device route, which is itself under test.
+
 Every model keeps its registered architecture (widths, depths, attention kinds); only the input is small:
 the smallest side each family accepts, with ``img_size`` set to it where the model sizes buffers or
 position embeddings from it, and a 5-class head.
@@ -51,8 +54,8 @@ SMALL: dict[str, tuple[int, dict]] = {
 # Parameters that one plain forward pass does not use, each with its reason (prefix of the model name ->
 # parameter names):
 # - DCAL's learned uncertainty weights of the SA / GLCA / PWCA losses (Kendall et al.) enter only the
-#   training loss of forward_train(x, target); test_dcal_training_loss_reaches_every_parameter checks that
-#   this route gives them (and every other parameter) a gradient.
+#   training loss of forward_train(x, target); test_training_step_reaches_every_parameter checks that this
+#   route gives them (and every other parameter) a gradient.
 NO_FORWARD_GRAD: dict[str, tuple[str, ...]] = {'dcal_': ('dcal_loss.w',)}
 
 
@@ -81,29 +84,46 @@ def test_every_family_has_a_small_input() -> None:
     assert {family_of(n) for n in MODELS} <= set(SMALL)
 
 
-@pytest.mark.parametrize('name', MODELS)
-def test_meta_build_to_empty_and_load_gives_equal_logits(name: str, one_thread) -> None:
-    torch.manual_seed(0)
-    ref = _build(name).eval()
-    meta = _build(name, device='meta')
-    on_cpu = [n for n, t in _tensors(meta) if not t.is_meta]
-    assert not on_cpu, f'{name}: allocated on a meta build: {on_cpu[:5]}'
+@pytest.fixture(scope='module', params=MODELS)
+def reference(request: pytest.FixtureRequest) -> tuple[str, torch.nn.Module]:
+    """``(name, model)``: one normal fp32 build per model, in eval mode, shared by the tests below (a
+    module-scoped parameter: pytest runs every test of one model before building the next)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        model = _build(request.param).eval()
+    finally:
+        torch.set_num_threads(threads)
+    return request.param, model
 
-    meta.to_empty(device='cpu')
-    meta.load_state_dict(ref.state_dict(), strict=True)
-    reinit_non_persistent_buffers(meta)  # computed (non-persistent) buffers: index tables, route orders
-    meta.eval()
-    built = dict(_tensors(meta))
+
+def _meta_then_load(name: str, state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """The meta-device route: build without memory, materialise on the CPU, load ``state``, refill the
+    computed (non-persistent) buffers: index tables, scan-route orders."""
+    model = _build(name, device='meta')
+    on_cpu = [n for n, t in _tensors(model) if not t.is_meta]
+    assert not on_cpu, f'{name}: allocated on a meta build: {on_cpu[:5]}'
+    model.to_empty(device='cpu')
+    model.load_state_dict(state, strict=True)
+    reinit_non_persistent_buffers(model)
+    return model
+
+
+def test_meta_build_to_empty_and_load_gives_equal_logits(reference, one_thread) -> None:
+    name, ref = reference
+    model = _meta_then_load(name, ref.state_dict()).eval()
+    built = dict(_tensors(model))
     assert built.keys() == dict(_tensors(ref)).keys()
     for n, t in _tensors(ref):
         assert t.dtype == built[n].dtype and torch.equal(t, built[n]), f'{name}: {n} differs after load'
     x = _input(name)
     with torch.no_grad():
-        assert torch.equal(meta(x), ref(x)), f'{name}: logits differ'
+        assert torch.equal(model(x), ref(x)), f'{name}: logits differ'
 
 
-@pytest.mark.parametrize('name', MODELS)
-def test_bfloat16_build(name: str, one_thread) -> None:
+def test_bfloat16_build(reference, one_thread) -> None:
+    name, _ = reference
     torch.manual_seed(0)
     model = _build(name, dtype=torch.bfloat16).eval()
     floats = [(n, t) for n, t in _tensors(model) if t.is_floating_point()]
@@ -120,34 +140,30 @@ def _missing_grads(model: torch.nn.Module, allowed: tuple[str, ...] = ()) -> lis
     return [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None and n not in allowed]
 
 
-@pytest.mark.parametrize('name', MODELS)
-def test_training_step_reaches_every_parameter(name: str, one_thread) -> None:
-    torch.manual_seed(0)
-    model = _build(name).train()
+def test_training_step_reaches_every_parameter(reference, one_thread) -> None:
+    name, ref = reference
     # a fresh model has no frozen parameters: a tensor nothing trains is a buffer
-    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    frozen = [n for n, p in ref.named_parameters() if not p.requires_grad]
     assert not frozen, f'{name}: frozen parameters in a fresh build: {frozen[:5]}'
     x = _input(name, batch=2)  # two samples: BatchNorm in training mode needs more than one value
     target = torch.tensor([1, 3])
-    out = model(x)
-    F.cross_entropy(out.float(), target).backward()
+
+    torch.manual_seed(0)
+    model = _meta_then_load(name, ref.state_dict()).train()  # a copy of the reference (no second init)
+    F.cross_entropy(model(x).float(), target).backward()
     allowed = next((v for k, v in NO_FORWARD_GRAD.items() if name.startswith(k)), ())
     missing = _missing_grads(model, allowed)
     assert not missing, f'{name}: {len(missing)} parameters get no gradient: {missing[:8]}'
-    # every exception names a real parameter, and that parameter really is unused by forward()
+    # every exception names a real parameter, which forward() really leaves unused ...
     params = dict(model.named_parameters())
     for n in allowed:
         assert n in params and params[n].grad is None, f'{name}: stale NO_FORWARD_GRAD entry {n}'
-
-
-@pytest.mark.parametrize('name', [n for n in MODELS if n.startswith('dcal_')])
-def test_dcal_training_loss_reaches_every_parameter(name: str, one_thread) -> None:
-    torch.manual_seed(0)
-    model = _build(name).train()
-    res = model.forward_train(_input(name, batch=2), torch.tensor([1, 3]))
-    res['loss'].backward()
-    missing = _missing_grads(model)
-    assert not missing, f'{name}: {len(missing)} parameters get no gradient: {missing[:8]}'
+    # ... and which the model's own training loss does reach (DCAL: forward_train's uncertainty-weighted loss)
+    if allowed:
+        model = _meta_then_load(name, ref.state_dict()).train()
+        model.forward_train(x, target)['loss'].backward()
+        missing = _missing_grads(model)
+        assert not missing, f'{name}: forward_train gives no gradient to {missing[:8]}'
 
 
 # zoo.layers: every block that creates parameters or buffers takes device= and dtype= (timm's ``dd``).
