@@ -3,7 +3,7 @@
 * ``device`` / ``dtype``: ``timm.create_model(name, device='meta')`` allocates nothing; ``to_empty`` then
   loading a normal build's state dict (and timm's ``reinit_non_persistent_buffers`` for the computed index
   buffers) gives the same buffers and bit-identical logits; ``dtype=torch.bfloat16`` builds every floating
-  parameter and buffer in bfloat16 and runs.
+  parameter and buffer in bfloat16 and runs (initialised in bfloat16 for at least one model per family).
 * Gradients: one plain training step (``train()``, forward, cross-entropy, backward) gives every trainable
   parameter a gradient. The only exception is listed in ``NO_FORWARD_GRAD`` with its reason, and checked on
   the route that does use it.
@@ -50,6 +50,23 @@ SMALL: dict[str, tuple[int, dict]] = {
     'mhs_vm': (32, dict(img_size=32)),
     'medusa': (32, dict(img_size=32, body_size=32)),
 }
+
+# Models that test_bfloat16_build initialises in bfloat16 (the others are built in bfloat16 on the meta device
+# and loaded): the smallest of every family, plus the variants with code of their own (Meta-SpikeFormer's
+# full-precision convs and LIF neurons; medusa_resnet50's probed string taps and 'paper' classifier).
+BF16_INIT = (
+    'mambaout_femto',
+    'agent_deit_tiny',
+    'agent_pvt_tiny',
+    'agent_swin_tiny',
+    'agent_cswin_tiny',
+    'dcal_deit_tiny_patch16_448',
+    'qsd_transformer_15m',
+    'meta_spikeformer_15m',
+    'mhs_vm_encoder_3h',
+    'medusa_mambaout_femto',
+    'medusa_resnet50',
+)
 
 # Parameters that one plain forward pass does not use, each with its reason (prefix of the model name ->
 # parameter names):
@@ -123,9 +140,19 @@ def test_meta_build_to_empty_and_load_gives_equal_logits(reference, one_thread) 
 
 
 def test_bfloat16_build(reference, one_thread) -> None:
-    name, _ = reference
+    """The models of BF16_INIT are built and initialised in bfloat16; the other variants (the same classes,
+    wider or deeper) are built in bfloat16 on the meta device and loaded, which checks the same placement of
+    every tensor without a slow bfloat16 initialisation of the big variants on the CPU."""
+    name, ref = reference
     torch.manual_seed(0)
-    model = _build(name, dtype=torch.bfloat16).eval()
+    if name in BF16_INIT:
+        model = _build(name, dtype=torch.bfloat16).eval()
+    else:
+        model = _build(name, device='meta', dtype=torch.bfloat16)
+        model.to_empty(device='cpu')
+        model.load_state_dict(ref.state_dict(), strict=True)  # copied into the bfloat16 tensors
+        reinit_non_persistent_buffers(model)
+        model.eval()
     floats = [(n, t) for n, t in _tensors(model) if t.is_floating_point()]
     assert floats, name
     wrong = [f'{n}: {t.dtype}' for n, t in floats if t.dtype != torch.bfloat16]
@@ -134,6 +161,12 @@ def test_bfloat16_build(reference, one_thread) -> None:
         out = model(_input(name).bfloat16())
     assert out.shape == (1, NUM_CLASSES) and out.dtype == torch.bfloat16
     assert torch.isfinite(out).all(), name
+
+
+def test_every_family_initialises_in_bfloat16() -> None:
+    """test_bfloat16_build initialises at least one model of every family in bfloat16."""
+    assert set(BF16_INIT) <= set(MODELS)
+    assert {family_of(n) for n in BF16_INIT} == {family_of(n) for n in MODELS}
 
 
 def _missing_grads(model: torch.nn.Module, allowed: tuple[str, ...] = ()) -> list[str]:
