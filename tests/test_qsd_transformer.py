@@ -91,14 +91,19 @@ def test_lsq_conv_initialises_step_on_first_training_batch() -> None:
     assert torch.allclose(conv.alpha, expected.expand(4))
 
 
-def test_lsq_act_placeholders_are_frozen_and_unused() -> None:
+def test_lsq_act_placeholders_are_unused_buffers() -> None:
     lin = LinearLSQ(8, 3)
-    assert not lin.act.alpha.requires_grad and not lin.act.zero_point.requires_grad
+    # persistent buffers (in the state dict under the official names), not parameters
+    assert {'act.alpha', 'act.zero_point', 'act.init_state', 'act.signed'} <= set(lin.state_dict())
+    assert sorted(n for n, _ in lin.named_parameters()) == ['alpha', 'bias', 'weight']
     x = torch.randn(2, 8)
-    lin.act.alpha.data.fill_(123.0)
+    ref = lin(x)
+    lin.act.alpha.fill_(123.0)
+    lin.act.zero_point.fill_(-5.0)
     out = lin(x)
+    assert torch.equal(out, ref)  # the forward never reads them
     out.sum().backward()
-    assert lin.act.alpha.grad is None and lin.weight.grad is not None and lin.alpha.grad is not None
+    assert lin.weight.grad is not None and lin.alpha.grad is not None
 
 
 # --------------------------------------------------------------------------------- neurons

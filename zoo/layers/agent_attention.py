@@ -96,7 +96,10 @@ class AgentAttentionCore(nn.Module):
         window_size: tuple[int, int] = (14, 14),
         num_prefix_tokens: int = 0,
         attn_drop: float = 0.0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         if num_prefix_tokens not in (0, 1):
             raise ValueError(f'num_prefix_tokens must be 0 or 1, got {num_prefix_tokens}')
@@ -111,15 +114,15 @@ class AgentAttentionCore(nn.Module):
         self.fused_attn: bool | None = None
         wh, ww = self.window_size
         h, n = num_heads, agent_num
-        self.an_bias = nn.Parameter(torch.zeros(h, n, 7, 7))
-        self.na_bias = nn.Parameter(torch.zeros(h, n, 7, 7))
-        self.ah_bias = nn.Parameter(torch.zeros(1, h, n, wh, 1))
-        self.aw_bias = nn.Parameter(torch.zeros(1, h, n, 1, ww))
-        self.ha_bias = nn.Parameter(torch.zeros(1, h, wh, 1, n))
-        self.wa_bias = nn.Parameter(torch.zeros(1, h, 1, ww, n))
+        self.an_bias = nn.Parameter(torch.zeros(h, n, 7, 7, **dd))
+        self.na_bias = nn.Parameter(torch.zeros(h, n, 7, 7, **dd))
+        self.ah_bias = nn.Parameter(torch.zeros(1, h, n, wh, 1, **dd))
+        self.aw_bias = nn.Parameter(torch.zeros(1, h, n, 1, ww, **dd))
+        self.ha_bias = nn.Parameter(torch.zeros(1, h, wh, 1, n, **dd))
+        self.wa_bias = nn.Parameter(torch.zeros(1, h, 1, ww, n, **dd))
         if num_prefix_tokens:
-            self.ac_bias = nn.Parameter(torch.zeros(1, h, n, 1))
-            self.ca_bias = nn.Parameter(torch.zeros(1, h, 1, n))
+            self.ac_bias = nn.Parameter(torch.zeros(1, h, n, 1, **dd))
+            self.ca_bias = nn.Parameter(torch.zeros(1, h, 1, n, **dd))
         self.init_agent_biases()
 
     def init_agent_biases(self) -> None:
@@ -225,21 +228,24 @@ class AgentAttention(AgentAttentionCore):
         num_prefix_tokens: int = 0,
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         if dim % num_heads:
             raise ValueError(f'dim ({dim}) must be divisible by num_heads ({num_heads})')
-        super().__init__(num_heads, agent_num, window_size, num_prefix_tokens, attn_drop)
+        dd = {'device': device, 'dtype': dtype}
+        super().__init__(num_heads, agent_num, window_size, num_prefix_tokens, attn_drop, **dd)
         self.dim = dim
         self.head_dim = dim // num_heads
         self.separate_q = separate_q
         if separate_q:
-            self.q = nn.Linear(dim, dim, bias=qkv_bias)
-            self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
+            self.q = nn.Linear(dim, dim, bias=qkv_bias, **dd)
+            self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias, **dd)
         else:
-            self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+            self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias, **dd)
+        self.proj = nn.Linear(dim, dim, **dd)
         self.proj_drop = nn.Dropout(proj_drop)
-        self.dwc = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim)
+        self.dwc = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim, **dd)
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         """

@@ -322,7 +322,9 @@ class GLCABlock(Block):
             qkv_bias=attn.qkv.bias is not None,
             drop_path=getattr(dp, 'drop_prob', 0.0) or 0.0,
             norm_layer=partial(nn.LayerNorm, eps=block.norm1.eps),
-        ).to(device=attn.qkv.weight.device, dtype=attn.qkv.weight.dtype)
+            device=attn.qkv.weight.device,
+            dtype=attn.qkv.weight.dtype,
+        )
         src = block.state_dict()
         missing = [k for k, v in new.state_dict().items() if k not in src or src[k].shape != v.shape]
         if missing:

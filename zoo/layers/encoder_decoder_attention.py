@@ -10,6 +10,7 @@ own; choices the sources leave open are marked in the docstrings and listed in `
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -61,9 +62,9 @@ def body_view(
     return (x - mu) / (sd + eps)
 
 
-def _conv_relu(cin: int, cout: int) -> nn.Sequential:
+def _conv_relu(cin: int, cout: int, **dd: Any) -> nn.Sequential:
     # Keras Conv2D(3x3, 'same', relu), bias on
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, **dd), nn.ReLU(inplace=True))
 
 
 class UNetBody(nn.Module):
@@ -86,7 +87,10 @@ class UNetBody(nn.Module):
         in_chans: int = 1,
         dims: Sequence[int] = (32, 64, 64, 128, 256),
         decoder_dims: Sequence[int] = (256, 256, 128, 64),
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         if len(dims) != 5 or len(decoder_dims) != 4:
             raise ValueError(f'UNetBody: dims needs 5 widths and decoder_dims 4, got {dims} and {decoder_dims}')
@@ -94,19 +98,19 @@ class UNetBody(nn.Module):
         self.decoder_dims = tuple(int(d) for d in decoder_dims)
         enc, cin = [], in_chans
         for d in self.dims[:4]:
-            enc.append(nn.Sequential(_conv_relu(cin, d), _conv_relu(d, d)))
+            enc.append(nn.Sequential(_conv_relu(cin, d, **dd), _conv_relu(d, d, **dd)))
             cin = d
         self.encoder = nn.ModuleList(enc)
-        self.bottleneck = _conv_relu(cin, self.dims[4])
+        self.bottleneck = _conv_relu(cin, self.dims[4], **dd)
         cin = self.dims[4]
         up, fuse = [], []
         for d, skip in zip(self.decoder_dims, reversed(self.dims[:4])):
-            up.append(nn.Sequential(_conv_relu(cin, d), _conv_relu(d, d)))
-            fuse.append(_conv_relu(d + skip, d))
+            up.append(nn.Sequential(_conv_relu(cin, d, **dd), _conv_relu(d, d, **dd)))
+            fuse.append(_conv_relu(d + skip, d, **dd))
             cin = d
         self.decoder = nn.ModuleList(up)
         self.fuse = nn.ModuleList(fuse)
-        self.out = nn.Conv2d(cin, 1, 3, padding=1)
+        self.out = nn.Conv2d(cin, 1, 3, padding=1, **dd)
 
     @property
     def stride(self) -> int:
@@ -140,9 +144,17 @@ class GateHead(nn.Module):
     ``forward(attn, size)``: ``(B, 1, h, w)`` body map -> ``(B, channels, *size)`` gate.
     """
 
-    def __init__(self, channels: int, kernel_size: int = 7, in_chans: int = 1) -> None:
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int = 7,
+        in_chans: int = 1,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
-        self.conv = nn.Conv2d(in_chans, channels, kernel_size, padding=kernel_size // 2)
+        self.conv = nn.Conv2d(in_chans, channels, kernel_size, padding=kernel_size // 2, **dd)
         fan_in = in_chans * kernel_size * kernel_size
         std = (2.0 / fan_in) ** 0.5
         trunc_normal_(self.conv.weight, std=std, a=-2 * std, b=2 * std)

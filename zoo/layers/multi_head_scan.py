@@ -142,19 +142,41 @@ class ScanRoutes(nn.Module):
     """Gathers a (b, d, h, w) map into the 4 sequences of one pattern and scatters them back.
 
     The K = 4 sequences are: route 0, route 0 reversed, route 1, route 1 reversed (official order).
-    Routes for the build-time grid are (non-persistent) buffers; other grids are generated on
-    first use and cached per device (the 16 most recently used).
+    Routes for the build-time grid are (non-persistent) buffers, computed from the pattern (again by
+    :meth:`init_non_persistent_buffers` after a meta-device build and ``to_empty``); other grids are
+    generated on first use and cached per device (the 16 most recently used).
     """
 
-    def __init__(self, pattern: str, grid_size: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        pattern: str,
+        grid_size: tuple[int, int] | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,  # accepted for the dd convention; the buffers are integer indices
+    ) -> None:
         super().__init__()
         self.pattern = pattern
         hw = tuple(grid_size) if grid_size is not None else (1, 1)
-        seq, pos = _sequence_indices(*pattern_routes(pattern, *hw))
-        self.register_buffer('seq_index', seq, persistent=False)
-        self.register_buffer('pixel_pos', pos, persistent=False)
         self._grid = hw
         self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        empty = torch.empty(4, hw[0] * hw[1], dtype=torch.long, device=device)
+        self.register_buffer('seq_index', empty, persistent=False)
+        self.register_buffer('pixel_pos', empty.clone(), persistent=False)
+        self._init_buffers()
+
+    def _init_buffers(self) -> None:
+        """Fill the build-time grid's route buffers (nothing to fill on the meta device)."""
+        self._cache.clear()
+        if self.seq_index.is_meta:
+            return
+        seq, pos = _sequence_indices(*pattern_routes(self.pattern, *self._grid))
+        with torch.no_grad():
+            self.seq_index.copy_(seq)
+            self.pixel_pos.copy_(pos)
+
+    def init_non_persistent_buffers(self) -> None:
+        """Recompute the route buffers (timm's hook, called by ``reinit_non_persistent_buffers``)."""
+        self._init_buffers()
 
     def routes(self, h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(4, h*w) sequence -> pixel indices and (4, h*w) pixel -> sequence positions."""
@@ -229,25 +251,39 @@ class MambaEngine(nn.Module):
         dt_min: float = 0.001,
         dt_max: float = 0.1,
         dt_init_floor: float = 1e-4,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         self.d_model = d_model
         self.d_state = d_state
         self.k = k
         self.dt_rank = math.ceil(d_model / 16)
-        out = self.dt_rank + 2 * d_state
-        bound = 1.0 / math.sqrt(d_model)  # nn.Linear's default init
-        self.x_proj_weight = nn.Parameter(torch.empty(k, out, d_model).uniform_(-bound, bound))
+        self._dt_range = (dt_min, dt_max, dt_init_floor)
+        self.x_proj_weight = nn.Parameter(torch.empty(k, self.dt_rank + 2 * d_state, d_model, **dd))
+        self.dt_projs_weight = nn.Parameter(torch.empty(k, d_model, self.dt_rank, **dd))
+        self.dt_projs_bias = nn.Parameter(torch.empty(k, d_model, **dd))
+        self.A_logs = nn.Parameter(torch.empty(k * d_model, d_state, **dd))
+        self.Ds = nn.Parameter(torch.empty(k * d_model, **dd))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The Mamba initialisation, in place (a no-op on the meta device)."""
+        bound = 1.0 / math.sqrt(self.d_model)  # nn.Linear's default init
+        self.x_proj_weight.uniform_(-bound, bound)
         std = self.dt_rank**-0.5
-        self.dt_projs_weight = nn.Parameter(torch.empty(k, d_model, self.dt_rank).uniform_(-std, std))
-        # softplus(bias) log-uniform in [dt_min, dt_max] (the Mamba initialisation)
-        dt = torch.exp(torch.rand(k, d_model) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
-        dt = dt.clamp(min=dt_init_floor)
-        self.dt_projs_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
+        self.dt_projs_weight.uniform_(-std, std)
+        # softplus(bias) log-uniform in [dt_min, dt_max], drawn in float32 on the parameter's device
+        dt_min, dt_max, floor = self._dt_range
+        u = torch.rand(self.dt_projs_bias.shape, device=self.dt_projs_bias.device)
+        dt = torch.exp(u * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=floor)
+        self.dt_projs_bias.copy_(dt + torch.log(-torch.expm1(-dt)))
         # S4D-real: A = -(1..N) for every channel and direction
-        a_init = torch.arange(1, d_state + 1, dtype=torch.float32)
-        self.A_logs = nn.Parameter(torch.log(a_init).repeat(k * d_model, 1))
-        self.Ds = nn.Parameter(torch.ones(k * d_model))
+        a_init = torch.arange(1, self.d_state + 1, dtype=torch.float32, device=self.A_logs.device)
+        self.A_logs.copy_(torch.log(a_init).expand_as(self.A_logs))
+        self.Ds.fill_(1.0)
 
     def forward(self, xs: torch.Tensor) -> torch.Tensor:
         """(b, K, d, L) -> (b, K, d, L), float32 (float64 for float64 inputs)."""
@@ -292,11 +328,14 @@ class ScanHead(nn.Module):
         pattern: str = 'C',
         gfu_t: float = 0.0,
         grid_size: tuple[int, int] | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         self.esfusion = ScanRouteAttention(gfu_t)
-        self.mambaeng = MambaEngine(dim_sub, d_state)
-        self.routes = ScanRoutes(pattern, grid_size)
+        self.mambaeng = MambaEngine(dim_sub, d_state, **dd)
+        self.routes = ScanRoutes(pattern, grid_size, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(b, d, h, w) -> (b, d, h*w) in row-major order."""
@@ -321,7 +360,10 @@ class MultiHeadScan(nn.Module):
         gfu_t: float = 0.0,
         with_proj: bool = True,
         grid_size: tuple[int, int] | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         if head_num not in (3, 4):
             raise ValueError(f'head_num: MHS-VM defines 3 or 4 heads (patterns C, X, S[, Z]), got {head_num}')
@@ -329,13 +371,13 @@ class MultiHeadScan(nn.Module):
         self.head_num = head_num
         self.dim_sub = d_model // head_num
         self.patterns = PATTERNS[:head_num]
-        self.x_ssproj = nn.Linear(d_model, self.dim_sub * head_num, bias=False)
+        self.x_ssproj = nn.Linear(d_model, self.dim_sub * head_num, bias=False, **dd)
         for p in self.patterns:
-            self.add_module(f'scanhead_{p}', ScanHead(self.dim_sub, d_state, p, gfu_t, grid_size))
+            self.add_module(f'scanhead_{p}', ScanHead(self.dim_sub, d_state, p, gfu_t, grid_size, **dd))
         self.with_proj = with_proj
         if with_proj:
-            self.cat_norm = nn.LayerNorm(self.dim_sub * head_num)
-            self.y_proj = nn.Linear(self.dim_sub * head_num, d_model, bias=False)
+            self.cat_norm = nn.LayerNorm(self.dim_sub * head_num, **dd)
+            self.y_proj = nn.Linear(self.dim_sub * head_num, d_model, bias=False, **dd)
 
     def set_gfu_t(self, t: float) -> None:
         for p in self.patterns:

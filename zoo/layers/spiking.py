@@ -12,8 +12,8 @@
   ``v_reset``, detached reset, sigmoid surrogate with alpha 4).
 * LSQ weight quantisers :class:`Conv2dLSQ`, :class:`Conv1dLSQ`, :class:`LinearLSQ` (per-output-channel
   learned step ``alpha``, initialised from the weights on the first training batch, gradient scale
-  ``1 / sqrt(numel * Qp)``), and :class:`ActLSQ`, the inert activation quantiser of the official code
-  whose parameters exist only so official checkpoints load strictly.
+  ``1 / sqrt(numel * Qp)``), and :class:`ActLSQ`, the inert activation quantiser of the official code,
+  whose tensors are kept as buffers only so official checkpoints load strictly.
 * :class:`RepConv` and :class:`BNAndPad` -- the re-parameterisable conv of Meta-SpikeFormer.
 
 Tensors inside spiking networks are ``(T * B, C, ...)``: time folded into batch, so every conv runs
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -257,19 +258,25 @@ def lsq_quantize(w: torch.Tensor, alpha: torch.Tensor, nbits: int) -> torch.Tens
 
 
 class ActLSQ(nn.Module):
-    """The official (commented-out) activation quantiser: an identity with frozen placeholder params.
+    """The official (commented-out) activation quantiser: an identity that only holds placeholders.
 
-    ``alpha`` and ``zero_point`` (``(in_features,)``) and buffers ``init_state`` / ``signed`` are
-    kept so QSD checkpoints load strictly and parameter counts match the official model; they are
-    frozen (``requires_grad=False``) because the official forward never uses them.
+    ``alpha`` and ``zero_point`` (``(in_features,)``), ``init_state`` and ``signed`` are persistent
+    buffers, not parameters: the official forward never uses them, so as parameters they would never
+    receive a gradient. They keep the official state-dict keys, so QSD checkpoints load strictly.
     """
 
-    def __init__(self, in_features: int) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
-        self.alpha = nn.Parameter(torch.ones(in_features), requires_grad=False)
-        self.zero_point = nn.Parameter(torch.zeros(in_features), requires_grad=False)
-        self.register_buffer('init_state', torch.zeros(1))
-        self.register_buffer('signed', torch.zeros(1))
+        self.register_buffer('alpha', torch.ones(in_features, **dd))
+        self.register_buffer('zero_point', torch.zeros(in_features, **dd))
+        self.register_buffer('init_state', torch.zeros(1, **dd))
+        self.register_buffer('signed', torch.zeros(1, **dd))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -281,7 +288,7 @@ class _LSQMixin:
     weight: torch.Tensor
     nbits: int | None
 
-    def _init_lsq(self, nbits: int | None, in_features: int, act_placeholder: bool) -> None:
+    def _init_lsq(self, nbits: int | None, in_features: int, act_placeholder: bool, **dd: Any) -> None:
         self.nbits = nbits
         out = self.weight.shape[0]
         if nbits is None:
@@ -289,10 +296,10 @@ class _LSQMixin:
         else:
             if nbits < 2:
                 raise ValueError(f'nbits must be >= 2 (signed LSQ), got {nbits}')
-            self.alpha = nn.Parameter(torch.ones(out))
-            self.register_buffer('init_state', torch.zeros(1))
+            self.alpha = nn.Parameter(torch.ones(out, **dd))
+            self.register_buffer('init_state', torch.zeros(1, **dd))
             self.reset_alpha()
-        self.act = ActLSQ(in_features) if act_placeholder else None
+        self.act = ActLSQ(in_features, **dd) if act_placeholder else None
 
     @torch.no_grad()
     def reset_alpha(self) -> None:
@@ -332,9 +339,12 @@ class Conv2dLSQ(_LSQMixin, nn.Conv2d):
         bias: bool = True,
         nbits: int | None = 4,
         act_placeholder: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
-        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
-        self._init_lsq(nbits, in_channels, act_placeholder)
+        dd = {'device': device, 'dtype': dtype}
+        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, **dd)
+        self._init_lsq(nbits, in_channels, act_placeholder, **dd)
 
     def linear(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         return self._conv_forward(x, w, b)
@@ -355,9 +365,12 @@ class Conv1dLSQ(_LSQMixin, nn.Conv1d):
         bias: bool = True,
         nbits: int | None = 4,
         act_placeholder: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
-        nn.Conv1d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
-        self._init_lsq(nbits, in_channels, act_placeholder)
+        dd = {'device': device, 'dtype': dtype}
+        nn.Conv1d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, **dd)
+        self._init_lsq(nbits, in_channels, act_placeholder, **dd)
 
     def linear(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         return self._conv_forward(x, w, b)
@@ -373,9 +386,12 @@ class LinearLSQ(_LSQMixin, nn.Linear):
         bias: bool = True,
         nbits: int | None = 4,
         act_placeholder: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
-        nn.Linear.__init__(self, in_features, out_features, bias)
-        self._init_lsq(nbits, in_features, act_placeholder)
+        dd = {'device': device, 'dtype': dtype}
+        nn.Linear.__init__(self, in_features, out_features, bias, **dd)
+        self._init_lsq(nbits, in_features, act_placeholder, **dd)
 
     def linear(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         return F.linear(x, w, b)
@@ -406,9 +422,16 @@ class BNAndPad(nn.Module):
     padded 3x3 conv after re-parameterisation (RepVGG style). Key layout: ``bn.*``.
     """
 
-    def __init__(self, pad: int, num_features: int) -> None:
+    def __init__(
+        self,
+        pad: int,
+        num_features: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
-        self.bn = nn.BatchNorm2d(num_features)
+        self.bn = nn.BatchNorm2d(num_features, **dd)
         self.pad = pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -433,15 +456,23 @@ class RepConv(nn.Module):
     ``body.2.1`` (1x1), ``body.2.2`` (BN). Shape ``(N, C_in, H, W) -> (N, C_out, H, W)``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, conv: ConvFactory = nn.Conv2d) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        conv: ConvFactory = nn.Conv2d,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         self.body = nn.Sequential(
-            conv(in_channels, in_channels, 1, 1, 0, bias=False),
-            BNAndPad(1, in_channels),
+            conv(in_channels, in_channels, 1, 1, 0, bias=False, **dd),
+            BNAndPad(1, in_channels, **dd),
             nn.Sequential(
-                conv(in_channels, in_channels, 3, 1, 0, groups=in_channels, bias=False),
-                conv(in_channels, out_channels, 1, 1, 0, bias=False),
-                nn.BatchNorm2d(out_channels),
+                conv(in_channels, in_channels, 3, 1, 0, groups=in_channels, bias=False, **dd),
+                conv(in_channels, out_channels, 1, 1, 0, bias=False, **dd),
+                nn.BatchNorm2d(out_channels, **dd),
             ),
         )
 

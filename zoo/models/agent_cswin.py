@@ -37,7 +37,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, Mlp, calculate_drop_path_rates
+from timm.layers import DropPath, Mlp, calculate_drop_path_rates, get_device_dtype
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
@@ -83,10 +83,20 @@ class LePEBranch(nn.Module):
     """CSWin attention in one branch: softmax attention in stripes + ``get_v`` (3x3 depthwise conv of V,
     per stripe)."""
 
-    def __init__(self, dim: int, num_heads: int, idx: int, split: int, attn_drop: float = 0.0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        idx: int,
+        split: int,
+        attn_drop: float = 0.0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         self.num_heads, self.idx, self.split, self.attn_drop = num_heads, idx, split, attn_drop
-        self.get_v = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim)
+        self.get_v = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim, **dd)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         """``q, k, v``: ``(B, H*W, C)`` -> ``(B, H*W, C)``."""
@@ -125,10 +135,13 @@ class AgentBranch(AgentAttentionCore):
         grid: tuple[int, int],
         agent_num: int = 49,
         attn_drop: float = 0.0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__(num_heads, agent_num, _window_shape(idx, grid, split), attn_drop=attn_drop)
+        dd = {'device': device, 'dtype': dtype}
+        super().__init__(num_heads, agent_num, _window_shape(idx, grid, split), attn_drop=attn_drop, **dd)
         self.idx, self.split = idx, split
-        self.get_v = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim)
+        self.get_v = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim, **dd)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         """``q, k, v``: ``(B, H*W, C)`` -> ``(B, H*W, C)``."""
@@ -165,23 +178,28 @@ class CSWinBlock(nn.Module):
         proj_drop: float = 0.0,
         attn_drop: float = 0.0,
         drop_path: float = 0.0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias, **dd)
+        self.norm1 = nn.LayerNorm(dim, **dd)
         one = last_stage or grid[0] == split
         self.branch_num = 1 if one else 2
         bdim, bheads = (dim, num_heads) if one else (dim // 2, num_heads // 2)
         idxs = [-1] if one else [0, 1]
         if kind == 'A':
-            self.attns = nn.ModuleList([AgentBranch(bdim, bheads, i, split, grid, agent_num, attn_drop) for i in idxs])
+            self.attns = nn.ModuleList(
+                [AgentBranch(bdim, bheads, i, split, grid, agent_num, attn_drop, **dd) for i in idxs]
+            )
         else:
-            self.attns = nn.ModuleList([LePEBranch(bdim, bheads, i, split, attn_drop) for i in idxs])
-        self.proj = nn.Linear(dim, dim)
+            self.attns = nn.ModuleList([LePEBranch(bdim, bheads, i, split, attn_drop, **dd) for i in idxs])
+        self.proj = nn.Linear(dim, dim, **dd)
         self.proj_drop = nn.Dropout(proj_drop)
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop)
+        self.norm2 = nn.LayerNorm(dim, **dd)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop, **dd)
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         """``(B, H*W, C)`` -> ``(B, H*W, C)``."""
@@ -209,17 +227,23 @@ class ConvStem(nn.Sequential):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x.flatten(2).transpose(1, 2)
 
-    def __init__(self, in_chans: int, dim: int) -> None:
-        super().__init__(nn.Conv2d(in_chans, dim, 7, 4, 2), self._Tokens(), nn.LayerNorm(dim))
+    def __init__(
+        self, in_chans: int, dim: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> None:
+        dd = {'device': device, 'dtype': dtype}
+        super().__init__(nn.Conv2d(in_chans, dim, 7, 4, 2, **dd), self._Tokens(), nn.LayerNorm(dim, **dd))
 
 
 class MergeBlock(nn.Module):
     """Conv 3x3 stride 2 + LayerNorm, on tokens: ``(B, H*W, C)`` -> ``(B, H/2 * W/2, C')``."""
 
-    def __init__(self, dim: int, dim_out: int) -> None:
+    def __init__(
+        self, dim: int, dim_out: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
-        self.conv = nn.Conv2d(dim, dim_out, 3, 2, 1)
-        self.norm = nn.LayerNorm(dim_out)
+        self.conv = nn.Conv2d(dim, dim_out, 3, 2, 1, **dd)
+        self.norm = nn.LayerNorm(dim_out, **dd)
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
         x = self.conv(x.transpose(1, 2).reshape(x.shape[0], -1, *hw))
@@ -261,7 +285,10 @@ class AgentCSWinTransformer(nn.Module):
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         global_pool: str = 'avg',
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         self.num_classes = num_classes
@@ -270,12 +297,12 @@ class AgentCSWinTransformer(nn.Module):
         kinds = expand_attn_type(attn_type, depths)
         n = sum(depths)
         dpr = calculate_drop_path_rates(drop_path_rate, n)
-        self.stage1_conv_embed = ConvStem(in_chans, embed_dim)
+        self.stage1_conv_embed = ConvStem(in_chans, embed_dim, **dd)
         self.feature_info = []
         dim, cur = embed_dim, 0
         for i, depth in enumerate(depths):
             if i > 0:
-                setattr(self, f'merge{i}', MergeBlock(dim, dim * 2))
+                setattr(self, f'merge{i}', MergeBlock(dim, dim * 2, **dd))
                 dim *= 2
             stride = 4 * 2**i
             grid = (img_size[0] // stride, img_size[1] // stride)
@@ -294,6 +321,7 @@ class AgentCSWinTransformer(nn.Module):
                         proj_drop=proj_drop_rate,
                         attn_drop=attn_drop_rate,
                         drop_path=dpr[cur + j],
+                        **dd,
                     )
                     for j in range(depth)
                 ]
@@ -302,9 +330,9 @@ class AgentCSWinTransformer(nn.Module):
             self.feature_info.append(dict(num_chs=dim, reduction=stride, module=f'stage{i + 1}'))
             cur += depth
         self.num_features = self.head_hidden_size = dim
-        self.norm = nn.LayerNorm(dim)
+        self.norm = nn.LayerNorm(dim, **dd)
         self.head_drop = nn.Dropout(drop_rate)
-        self.head = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = nn.Linear(dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
         self.grad_checkpointing = False
         self.apply(init_linear_layernorm)
         init_agent_biases(self)
@@ -334,7 +362,8 @@ class AgentCSWinTransformer(nn.Module):
             if global_pool not in ('avg', ''):
                 raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
             self.global_pool = global_pool
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        dd = get_device_dtype(self)
+        self.head = nn.Linear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
 
     def _run_stage(self, i: int, x: torch.Tensor, hw: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
         if i > 0:

@@ -27,7 +27,15 @@ from functools import partial
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, Mlp, PatchEmbed, calculate_drop_path_rates, resample_abs_pos_embed, trunc_normal_
+from timm.layers import (
+    DropPath,
+    Mlp,
+    PatchEmbed,
+    calculate_drop_path_rates,
+    get_device_dtype,
+    resample_abs_pos_embed,
+    trunc_normal_,
+)
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
@@ -66,9 +74,12 @@ class AgentBlock(nn.Module):
         attn_drop: float = 0.0,
         drop_path: float = 0.0,
         norm_layer=_LN6,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
-        self.norm1 = norm_layer(dim)
+        self.norm1 = norm_layer(dim, **dd)
         self.attn = AgentAttention(
             dim,
             num_heads,
@@ -78,10 +89,11 @@ class AgentBlock(nn.Module):
             num_prefix_tokens=1,
             attn_drop=attn_drop,
             proj_drop=proj_drop,
+            **dd,
         )
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
-        self.norm2 = norm_layer(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop)
+        self.norm2 = norm_layer(dim, **dd)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop, **dd)
         self.grid = grid  # set per forward by the model (blocks are called with x only)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -121,7 +133,10 @@ class AgentVisionTransformer(nn.Module):
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         global_pool: str = 'token',
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         self.num_classes = num_classes
@@ -132,11 +147,11 @@ class AgentVisionTransformer(nn.Module):
         norm_layer = partial(nn.LayerNorm, eps=1e-6)
         agent_layer = agent_layer if agent_layer > 0 else depth
         self.patch_embed = PatchEmbed(
-            img_size, patch_size, in_chans, embed_dim, output_fmt='NHWC', strict_img_size=False
+            img_size, patch_size, in_chans, embed_dim, output_fmt='NHWC', strict_img_size=False, **dd
         )
         self.grid = tuple(self.patch_embed.grid_size)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid[0] * self.grid[1], embed_dim))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim, **dd))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid[0] * self.grid[1], embed_dim, **dd))
         self.pos_drop = nn.Dropout(pos_drop_rate)
         dpr = calculate_drop_path_rates(drop_path_rate, depth)
         common = dict(
@@ -145,6 +160,7 @@ class AgentVisionTransformer(nn.Module):
             proj_drop=proj_drop_rate,
             attn_drop=attn_drop_rate,
             norm_layer=norm_layer,
+            **dd,
         )
         self.blocks = nn.Sequential(
             *[
@@ -162,9 +178,9 @@ class AgentVisionTransformer(nn.Module):
             ]
         )
         self.feature_info = [dict(num_chs=embed_dim, reduction=patch_size, module=f'blocks.{i}') for i in range(depth)]
-        self.norm = norm_layer(embed_dim)
+        self.norm = norm_layer(embed_dim, **dd)
         self.head_drop = nn.Dropout(drop_rate)
-        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = nn.Linear(embed_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
         self.grad_checkpointing = False
         self.apply(init_linear_layernorm)
         trunc_normal_(self.pos_embed, std=0.02)
@@ -196,7 +212,8 @@ class AgentVisionTransformer(nn.Module):
             if global_pool not in ('token', 'avg', ''):
                 raise ValueError(f"global_pool must be 'token', 'avg' or '', got {global_pool!r}")
             self.global_pool = global_pool
-        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        dd = get_device_dtype(self)
+        self.head = nn.Linear(self.embed_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
 
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """Image -> ``(B, 1 + H*W, C)`` tokens with position embedding, and the grid; tells the agent

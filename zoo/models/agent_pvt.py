@@ -30,7 +30,14 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, Mlp, calculate_drop_path_rates, resample_abs_pos_embed, trunc_normal_
+from timm.layers import (
+    DropPath,
+    Mlp,
+    calculate_drop_path_rates,
+    get_device_dtype,
+    resample_abs_pos_embed,
+    trunc_normal_,
+)
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
@@ -63,19 +70,22 @@ class SpatialReductionAttention(nn.Module):
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         sr_ratio: int = 1,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.attn_drop = attn_drop
-        self.q = nn.Linear(dim, dim, bias=qkv_bias)
-        self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.q = nn.Linear(dim, dim, bias=qkv_bias, **dd)
+        self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias, **dd)
+        self.proj = nn.Linear(dim, dim, **dd)
         self.proj_drop = nn.Dropout(proj_drop)
         self.sr_ratio = sr_ratio
         if sr_ratio > 1:
-            self.sr = nn.Conv2d(dim, dim, kernel_size=sr_ratio, stride=sr_ratio)
-            self.norm = nn.LayerNorm(dim)
+            self.sr = nn.Conv2d(dim, dim, kernel_size=sr_ratio, stride=sr_ratio, **dd)
+            self.norm = nn.LayerNorm(dim, **dd)
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         """``(B, H*W, C)`` -> ``(B, H*W, C)``."""
@@ -107,9 +117,12 @@ class Block(nn.Module):
         attn_drop: float = 0.0,
         drop_path: float = 0.0,
         norm_layer=_LN6,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
-        self.norm1 = norm_layer(dim)
+        self.norm1 = norm_layer(dim, **dd)
         if attn_type == 'A':
             self.attn = AgentAttention(
                 dim,
@@ -120,12 +133,13 @@ class Block(nn.Module):
                 separate_q=True,
                 attn_drop=attn_drop,
                 proj_drop=proj_drop,
+                **dd,
             )
         else:
-            self.attn = SpatialReductionAttention(dim, num_heads, qkv_bias, attn_drop, proj_drop, sr_ratio)
+            self.attn = SpatialReductionAttention(dim, num_heads, qkv_bias, attn_drop, proj_drop, sr_ratio, **dd)
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
-        self.norm2 = norm_layer(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop)
+        self.norm2 = norm_layer(dim, **dd)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop, **dd)
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x), hw))
@@ -135,11 +149,19 @@ class Block(nn.Module):
 class PatchEmbed(nn.Module):
     """Strided conv + LayerNorm: ``(B, C, H, W)`` -> tokens ``(B, H/s * W/s, D)`` and the grid."""
 
-    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
+    def __init__(
+        self,
+        patch_size: int,
+        in_chans: int,
+        embed_dim: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         self.patch_size = patch_size
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-        self.norm = nn.LayerNorm(embed_dim)
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size, **dd)
+        self.norm = nn.LayerNorm(embed_dim, **dd)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         x = self.proj(x)
@@ -163,12 +185,15 @@ class Stage(nn.Module):
         agent_num: int,
         sr_ratio: int,
         drop_path: list[float],
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
         **block_kwargs,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         self.grid = grid
-        self.patch_embed = PatchEmbed(patch_size, in_chans, dim)
-        self.pos_embed = nn.Parameter(torch.zeros(1, grid[0] * grid[1], dim))
+        self.patch_embed = PatchEmbed(patch_size, in_chans, dim, **dd)
+        self.pos_embed = nn.Parameter(torch.zeros(1, grid[0] * grid[1], dim, **dd))
         self.blocks = nn.ModuleList(
             [
                 Block(
@@ -181,6 +206,7 @@ class Stage(nn.Module):
                     sr_ratio,
                     drop_path=drop_path[j],
                     **block_kwargs,
+                    **dd,
                 )
                 for j in range(depth)
             ]
@@ -235,7 +261,10 @@ class AgentPyramidVisionTransformer(nn.Module):
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         global_pool: str = 'avg',
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         self.num_classes = num_classes
@@ -266,12 +295,13 @@ class AgentPyramidVisionTransformer(nn.Module):
                     qkv_bias=qkv_bias,
                     proj_drop=proj_drop_rate,
                     attn_drop=attn_drop_rate,
+                    **dd,
                 )
             )
             self.feature_info.append(dict(num_chs=embed_dims[i], reduction=stride, module=f'stages.{i}'))
             prev, cur = embed_dims[i], cur + depth
         self.head_drop = nn.Dropout(drop_rate)
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = nn.Linear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
         self.apply(init_linear_layernorm)
         for stage in self.stages:
             trunc_normal_(stage.pos_embed, std=0.02)
@@ -307,7 +337,8 @@ class AgentPyramidVisionTransformer(nn.Module):
             if global_pool not in ('avg', ''):
                 raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
             self.global_pool = global_pool
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        dd = get_device_dtype(self)
+        self.head = nn.Linear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.shape[-2] % 32 or x.shape[-1] % 32:

@@ -30,7 +30,14 @@ import re
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, Mlp, PatchEmbed, calculate_drop_path_rates, resize_rel_pos_bias_table
+from timm.layers import (
+    DropPath,
+    Mlp,
+    PatchEmbed,
+    calculate_drop_path_rates,
+    get_device_dtype,
+    resize_rel_pos_bias_table,
+)
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
@@ -67,9 +74,12 @@ class AgentSwinBlock(nn.Module):
         attn_drop: float = 0.0,
         drop_path: float = 0.0,
         norm_layer=nn.LayerNorm,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
-        self.norm1 = norm_layer(dim)
+        self.norm1 = norm_layer(dim, **dd)
         self.attn = AgentAttention(
             dim,
             num_heads,
@@ -78,10 +88,11 @@ class AgentSwinBlock(nn.Module):
             qkv_bias=qkv_bias,
             attn_drop=attn_drop,
             proj_drop=proj_drop,
+            **dd,
         )
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
-        self.norm2 = norm_layer(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop)
+        self.norm2 = norm_layer(dim, **dd)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape
@@ -111,9 +122,12 @@ class AgentSwinStage(nn.Module):
         proj_drop: float = 0.0,
         attn_drop: float = 0.0,
         norm_layer=nn.LayerNorm,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
-        self.downsample = PatchMerging(dim, out_dim, norm_layer) if downsample else nn.Identity()
+        self.downsample = PatchMerging(dim, out_dim, norm_layer, **dd) if downsample else nn.Identity()
         self.grad_checkpointing = False
         blocks = []
         swin_window = max(7, window_size // 8)
@@ -127,7 +141,7 @@ class AgentSwinStage(nn.Module):
                 norm_layer=norm_layer,
             )
             if kinds[j] == 'A':
-                blocks.append(AgentSwinBlock(out_dim, num_heads, grid, agent_num, **common))
+                blocks.append(AgentSwinBlock(out_dim, num_heads, grid, agent_num, **common, **dd))
             else:
                 blocks.append(
                     SwinTransformerBlock(
@@ -138,6 +152,7 @@ class AgentSwinStage(nn.Module):
                         shift_size=0 if j % 2 == 0 else swin_window // 2,
                         dynamic_mask=True,
                         **common,
+                        **dd,
                     )
                 )
         self.blocks = nn.Sequential(*blocks)
@@ -182,7 +197,10 @@ class AgentSwinTransformer(nn.Module):
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.1,
         global_pool: str = 'avg',
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         self.num_classes = num_classes
@@ -199,6 +217,7 @@ class AgentSwinTransformer(nn.Module):
             norm_layer=nn.LayerNorm,
             output_fmt='NHWC',
             strict_img_size=False,
+            **dd,
         )
         kinds = expand_attn_type(attn_type, depths)
         n = sum(depths)
@@ -226,13 +245,14 @@ class AgentSwinTransformer(nn.Module):
                     qkv_bias=qkv_bias,
                     proj_drop=proj_drop_rate,
                     attn_drop=attn_drop_rate,
+                    **dd,
                 )
             )
             self.feature_info.append(dict(num_chs=out_dim, reduction=stride, module=f'layers.{i}'))
             dim, cur = out_dim, cur + depth
-        self.norm = nn.LayerNorm(self.num_features)
+        self.norm = nn.LayerNorm(self.num_features, **dd)
         self.head_drop = nn.Dropout(drop_rate)
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = nn.Linear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
         self.apply(init_linear_layernorm)
         init_agent_biases(self)
 
@@ -275,7 +295,8 @@ class AgentSwinTransformer(nn.Module):
             if global_pool not in ('avg', ''):
                 raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
             self.global_pool = global_pool
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        dd = get_device_dtype(self)
+        self.head = nn.Linear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2] % self.total_stride or x.shape[-1] % self.total_stride:

@@ -41,6 +41,7 @@ import copy
 import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD
+from timm.layers import get_device_dtype
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._manipulate import checkpoint
 from timm.models.vision_transformer import VisionTransformer
@@ -131,7 +132,10 @@ class DCALLoss(nn.Module):
         task: str = 'fgvc',
         triplet_margin: float | None = 0.3,
         label_smoothing: float = 0.0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         unknown = [b for b in branches if b not in BRANCHES]
         if unknown or not branches:
@@ -142,7 +146,7 @@ class DCALLoss(nn.Module):
         self.task = task
         self.triplet_margin = triplet_margin
         self.label_smoothing = label_smoothing
-        self.w = nn.Parameter(torch.full((len(self.branches),), float(init)))
+        self.w = nn.Parameter(torch.full((len(self.branches),), float(init), **dd))
 
     def branch_loss(self, logits: torch.Tensor, emb: torch.Tensor | None, target: torch.Tensor) -> torch.Tensor:
         loss = _cross_entropy(logits, target, self.label_smoothing)
@@ -211,7 +215,9 @@ class DCALMixin:
         else:
             self.glca = self.glca_norm = self.glca_head = None
         branches = BRANCHES if use_glca else ('sa', 'pwca')
-        self.dcal_loss = DCALLoss(branches, init=loss_weight_init, task=task, triplet_margin=triplet_margin)
+        self.dcal_loss = DCALLoss(
+            branches, init=loss_weight_init, task=task, triplet_margin=triplet_margin, **get_device_dtype(self)
+        )
         self.set_inference_branches(*(('sa', 'glca') if use_glca else ('sa',)))
 
     # ---------------------------------------------------------------- configuration
@@ -415,9 +421,11 @@ class DCALVisionTransformer(DCALMixin, VisionTransformer):
         loss_weight_init: float = 0.0,
         rollout_residual: float = 0.5,
         triplet_margin: float | None = 0.3,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs, device=device, dtype=dtype)
         self._init_dcal(
             use_glca=use_glca,
             local_query_ratio=local_query_ratio,

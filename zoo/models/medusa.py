@@ -51,6 +51,7 @@ import timm
 import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import get_device_dtype
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
@@ -150,8 +151,11 @@ class MEDUSA(nn.Module):
         body_checkpoint: str | None = None,
         freeze_body: bool = False,
         trunk_kwargs: dict | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
         **kwargs: Any,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         kwargs.pop('pretrained_cfg', None)  # timm passes these through build_model_with_cfg
         kwargs.pop('pretrained_cfg_overlay', None)
@@ -170,11 +174,11 @@ class MEDUSA(nn.Module):
         self.grad_checkpointing = False
         self._gate_ctx: dict | None = None
 
-        self.body = UNetBody(1, body_dims, body_decoder_dims)
+        self.body = UNetBody(1, body_dims, body_decoder_dims, **dd)
         trunk_kwargs = dict(trunk_kwargs or {})
         if drop_path_rate is not None:
             trunk_kwargs['drop_path_rate'] = drop_path_rate
-        self.trunk = timm.create_model(trunk, pretrained=False, num_classes=0, in_chans=in_chans, **trunk_kwargs)
+        self.trunk = timm.create_model(trunk, pretrained=False, num_classes=0, in_chans=in_chans, **trunk_kwargs, **dd)
         self.trunk_nhwc = str(getattr(self.trunk, 'output_fmt', 'NCHW')).upper().endswith('NHWC')
         self.output_fmt = 'NHWC' if self.trunk_nhwc else 'NCHW'  # of forward_features, as timm's MambaOut
         info = list(self.trunk.feature_info)
@@ -207,7 +211,7 @@ class MEDUSA(nn.Module):
             channels = [found[n] if c < 0 else c for n, c in zip(names, channels)]
         self.gate_modules = tuple(names)
         self.gate_channels = tuple(channels)
-        self.heads = nn.ModuleList([GateHead(c, head_kernel) for c in channels])
+        self.heads = nn.ModuleList([GateHead(c, head_kernel, **dd) for c in channels])
         for k, n in enumerate(names):
             modules[n].register_forward_hook(functools.partial(MEDUSA._gate_hook, self, k))
 
@@ -234,7 +238,9 @@ class MEDUSA(nn.Module):
         was_training = self.trunk.training
         try:
             with torch.no_grad():
-                self.trunk.eval().forward_features(torch.zeros(1, self.in_chans, 64, 64))
+                self.trunk.eval().forward_features(
+                    torch.zeros(1, self.in_chans, 64, 64, **get_device_dtype(self.trunk))
+                )
         finally:
             for h in handles:
                 h.remove()
@@ -415,7 +421,8 @@ class MEDUSA(nn.Module):
         else:
             self.head_hidden_size = getattr(self.trunk, 'head_hidden_size', None) or self.trunk.num_features
         self.num_classes = num_classes
-        self.fc = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
+        dd = get_device_dtype(self.trunk)
+        self.fc = nn.Linear(self.head_hidden_size, num_classes, **dd) if num_classes > 0 else nn.Identity()
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:

@@ -115,10 +115,18 @@ def _check_input(x: torch.Tensor, multiple: int = 32) -> None:
 class PatchEmbed(nn.Module):
     """4x4 patchify conv + LayerNorm: (B, C, H, W) -> (B, H/4, W/4, D)."""
 
-    def __init__(self, in_chans: int = 3, embed_dim: int = 96, patch_size: int = 4) -> None:
+    def __init__(
+        self,
+        in_chans: int = 3,
+        embed_dim: int = 96,
+        patch_size: int = 4,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-        self.norm = nn.LayerNorm(embed_dim)
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size, **dd)
+        self.norm = nn.LayerNorm(embed_dim, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.proj(x).permute(0, 2, 3, 1))
@@ -127,10 +135,11 @@ class PatchEmbed(nn.Module):
 class PatchMerging(nn.Module):
     """2x2 space-to-channel, LayerNorm(4C), Linear(4C -> 2C): (B, H, W, C) -> (B, H/2, W/2, 2C)."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
-        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
-        self.norm = nn.LayerNorm(4 * dim)
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False, **dd)
+        self.norm = nn.LayerNorm(4 * dim, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # channel order (row, col) offsets (0,0), (1,0), (0,1), (1,1), as in the official weights
@@ -149,10 +158,11 @@ def _pixel_unshuffle_last(x: torch.Tensor, scale: int) -> torch.Tensor:
 class PatchExpand(nn.Module):
     """Linear(2d -> 4d) then 2x2 channel-to-space and LayerNorm(d): (B, H, W, 2d) -> (B, 2H, 2W, d)."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
-        self.expand = nn.Linear(2 * dim, 4 * dim, bias=False)
-        self.norm = nn.LayerNorm(dim)
+        self.expand = nn.Linear(2 * dim, 4 * dim, bias=False, **dd)
+        self.norm = nn.LayerNorm(dim, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(_pixel_unshuffle_last(self.expand(x), 2))
@@ -161,11 +171,14 @@ class PatchExpand(nn.Module):
 class FinalPatchExpand(nn.Module):
     """Linear(d -> 4d) then 4x4 channel-to-space and LayerNorm(d/4): (B, H, W, d) -> (B, 4H, 4W, d/4)."""
 
-    def __init__(self, dim: int, scale: int = 4) -> None:
+    def __init__(
+        self, dim: int, scale: int = 4, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         self.scale = scale
-        self.expand = nn.Linear(dim, scale * dim, bias=False)
-        self.norm = nn.LayerNorm(dim // scale)
+        self.expand = nn.Linear(dim, scale * dim, bias=False, **dd)
+        self.norm = nn.LayerNorm(dim // scale, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(_pixel_unshuffle_last(self.expand(x), self.scale))
@@ -185,13 +198,16 @@ class MHSGate(nn.Module):
         gfu_t: float = 0.5,
         with_proj: bool = True,
         grid_size: tuple[int, int] | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
-        self.in_proj = nn.Linear(dim, 2 * dim, bias=False)
-        self.conv2d = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim, bias=True)
+        self.in_proj = nn.Linear(dim, 2 * dim, bias=False, **dd)
+        self.conv2d = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim, bias=True, **dd)
         self.act = nn.SiLU()
-        self.mhs = MultiHeadScan(dim, d_state, head_num, gfu_t, with_proj, grid_size)
-        self.out_norm = nn.LayerNorm(dim)
+        self.mhs = MultiHeadScan(dim, d_state, head_num, gfu_t, with_proj, grid_size, **dd)
+        self.out_norm = nn.LayerNorm(dim, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, z = self.in_proj(x).chunk(2, dim=-1)
@@ -203,10 +219,18 @@ class MHSGate(nn.Module):
 class MHSBlock(nn.Module):
     """x + DropPath(MHSGate(LN(x))) (no MLP, as the official ``VSSBlock``). (B, H, W, C) in and out."""
 
-    def __init__(self, dim: int, drop_path: float = 0.0, **gate_kwargs) -> None:
+    def __init__(
+        self,
+        dim: int,
+        drop_path: float = 0.0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **gate_kwargs,
+    ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
-        self.ln_1 = nn.LayerNorm(dim)
-        self.self_attention = MHSGate(dim, **gate_kwargs)
+        self.ln_1 = nn.LayerNorm(dim, **dd)
+        self.self_attention = MHSGate(dim, **gate_kwargs, **dd)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -216,11 +240,21 @@ class MHSBlock(nn.Module):
 class MHSStage(nn.Module):
     """Encoder stage (official ``VSSLayer``): blocks, then an optional PatchMerging."""
 
-    def __init__(self, dim: int, depth: int, drop_path: Sequence[float], downsample: bool, **gate_kwargs) -> None:
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        drop_path: Sequence[float],
+        downsample: bool,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **gate_kwargs,
+    ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         self.grad_checkpointing = False
-        self.blocks = nn.ModuleList([MHSBlock(dim, drop_path[i], **gate_kwargs) for i in range(depth)])
-        self.downsample = PatchMerging(dim) if downsample else None
+        self.blocks = nn.ModuleList([MHSBlock(dim, drop_path[i], **gate_kwargs, **dd) for i in range(depth)])
+        self.downsample = PatchMerging(dim, **dd) if downsample else None
 
     def forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
         for blk in self.blocks:
@@ -235,11 +269,21 @@ class MHSStage(nn.Module):
 class MHSStageUp(nn.Module):
     """Decoder stage (official ``VSSLayer_up``): an optional PatchExpand, then blocks."""
 
-    def __init__(self, dim: int, depth: int, drop_path: Sequence[float], upsample: bool, **gate_kwargs) -> None:
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        drop_path: Sequence[float],
+        upsample: bool,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **gate_kwargs,
+    ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         self.grad_checkpointing = False
-        self.upsample = PatchExpand(dim) if upsample else None
-        self.blocks = nn.ModuleList([MHSBlock(dim, drop_path[i], **gate_kwargs) for i in range(depth)])
+        self.upsample = PatchExpand(dim, **dd) if upsample else None
+        self.blocks = nn.ModuleList([MHSBlock(dim, drop_path[i], **gate_kwargs, **dd) for i in range(depth)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.upsample is not None:
@@ -260,10 +304,13 @@ def _build_encoder(
     with_proj: bool,
     drop_path_rate: float,
     img_size: int | tuple[int, int],
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
 ) -> None:
     """Adds ``patch_embed`` and ``layers`` (official names) to ``module``."""
+    dd = {'device': device, 'dtype': dtype}
     hw = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-    module.patch_embed = PatchEmbed(in_chans, dims[0])
+    module.patch_embed = PatchEmbed(in_chans, dims[0], **dd)
     dpr = calculate_drop_path_rates(drop_path_rate, sum(depths))
     module.layers = nn.ModuleList()
     for i, (dim, depth) in enumerate(zip(dims, depths)):
@@ -279,6 +326,7 @@ def _build_encoder(
                 gfu_t=gfu_t,
                 with_proj=with_proj,
                 grid_size=grid,
+                **dd,
             )
         )
 
@@ -319,16 +367,21 @@ class MHSVMEncoder(nn.Module):
         global_pool: str = 'avg',
         drop_rate: float = 0.0,
         img_size: int | tuple[int, int] = 256,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         self.num_classes = num_classes
         self.global_pool = global_pool
         self.num_features = self.head_hidden_size = dims[-1]
         self.grad_checkpointing = False
-        _build_encoder(self, in_chans, dims, depths, d_state, head_num, gfu_t, with_proj, drop_path_rate, img_size)
+        _build_encoder(
+            self, in_chans, dims, depths, d_state, head_num, gfu_t, with_proj, drop_path_rate, img_size, **dd
+        )
         self.feature_info = [dict(num_chs=d, reduction=4 * 2**i, module=f'layers.{i}') for i, d in enumerate(dims)]
         self.head = NormMlpClassifierHead(
-            dims[-1], num_classes, pool_type=global_pool, drop_rate=drop_rate, norm_layer=LayerNorm2d
+            dims[-1], num_classes, pool_type=global_pool, drop_rate=drop_rate, norm_layer=LayerNorm2d, **dd
         )
         self.apply(init_linear_layernorm)  # the official VSSM init
 
@@ -465,14 +518,17 @@ class MHSVMUNet(nn.Module):
         with_proj: bool = True,
         drop_path_rate: float = 0.2,
         img_size: int | tuple[int, int] = 256,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         if len(depths_decoder) != len(depths):
             raise ValueError(f'depths_decoder: needs {len(depths)} entries like depths, got {depths_decoder}')
         self.in_chans = in_chans
         self.num_classes = num_classes
         hw = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-        _build_encoder(self, in_chans, dims, depths, d_state, head_num, gfu_t, with_proj, drop_path_rate, hw)
+        _build_encoder(self, in_chans, dims, depths, d_state, head_num, gfu_t, with_proj, drop_path_rate, hw, **dd)
         dims_dec = list(dims)[::-1]
         n = len(dims)
         dpr = calculate_drop_path_rates(drop_path_rate, sum(depths_decoder))[::-1]
@@ -491,10 +547,11 @@ class MHSVMUNet(nn.Module):
                     gfu_t=gfu_t,
                     with_proj=with_proj,
                     grid_size=grid,
+                    **dd,
                 )
             )
-        self.final_up = FinalPatchExpand(dims_dec[-1], 4)
-        self.final_conv = nn.Conv2d(dims_dec[-1] // 4, num_classes, 1)
+        self.final_up = FinalPatchExpand(dims_dec[-1], 4, **dd)
+        self.final_conv = nn.Conv2d(dims_dec[-1] // 4, num_classes, 1, **dd)
         self.apply(init_linear_layernorm)  # the official VSSM init
 
     def set_gfu_t(self, t: float) -> None:

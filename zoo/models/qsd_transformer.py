@@ -30,10 +30,12 @@ Checkpoints: parameter and buffer names are the official ones (``downsample1_1.e
 ``model`` / ``state_dict`` / ``state_dict_ema``, strips ``module.`` and handles these cases:
 
 * QSD's unused ``ActLSQ`` keys (``*.act.alpha``, ``*.act.zero_point``, ``*.act.init_state``,
-  ``*.act.signed``): **kept** by default (our LSQ layers carry the same frozen, unused placeholders,
-  so the state dict is 1:1 with the official 1669 tensors and the parameter count is the 15.25M /
-  31.53M / 55.61M counted from the official ``classification/models.py``); **dropped** when the model
-  is built with ``act_placeholders=False``.
+  ``*.act.signed``): **kept** by default as persistent buffers (our LSQ layers carry the same unused
+  placeholders, so the state dict is 1:1 with the official 1669 tensors); **dropped** when the model is
+  built with ``act_placeholders=False``. Being buffers, they are not parameters: nothing uses them, so
+  they could never be trained, and the parameter count is that of the real parameters (15.16M / 31.40M /
+  55.44M: the official ``classification/models.py`` count of 15.25M / 31.53M / 55.61M less the
+  placeholders' 0.09M / 0.12M / 0.17M).
 * QSD weights into a full-precision model (``wbits=None``): each weight becomes its dequantised
   4-bit value ``round(clamp(w / alpha, -8, 7)) * alpha`` and ``alpha`` / ``init_state`` are dropped,
   so the FP model computes the same function.
@@ -51,8 +53,8 @@ Choices the papers / code leave open (documented here and in ``docs/qsd_transfor
 1. LSQ step init: the official rule ``2 * mean|w| / sqrt(Qp)`` computed over the whole tensor and
    copied to every output channel, on the first training batch (``init_state``); we also apply it at
    construction so an untrained model in eval mode is well defined.
-2. ``ActLSQ`` is an identity in the released code; we keep its parameters frozen (``requires_grad=False``)
-   only for checkpoint compatibility and parameter counts.
+2. ``ActLSQ`` is an identity in the released code; we keep its tensors as persistent buffers, only for
+   checkpoint compatibility (as parameters they would never receive a gradient).
 3. The LIF for Meta-SpikeFormer follows spikingjelly 0.0.0.0.12 ``MultiStepLIFNode`` (decay_input, hard
    reset to 0, detached reset, sigmoid surrogate alpha 4); the membrane starts at 0 in every forward.
 4. ``drop_path_rate`` is accepted and applied to both residual branches (the official blocks build
@@ -69,7 +71,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, calculate_drop_path_rates, trunc_normal_
+from timm.layers import DropPath, calculate_drop_path_rates, get_device_dtype, trunc_normal_
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
@@ -92,7 +94,9 @@ QSD_HF = 'https://huggingface.co/Xuerui123/QSD_Transformer'
 SDT2_DRIVE = 'https://drive.google.com/drive/folders/12JcIRG8BF6JcgPsXIetSS14udtHXeSSx'
 
 # params_m: counted by instantiating the official model definitions, classification/models.py of
-# bollossom/QSD-Transformer (QSD counts include the LSQ steps and the unused ActLSQ parameters) and of
+# bollossom/QSD-Transformer (QSD counts include the LSQ steps but not the unused ActLSQ placeholders, which
+# the official code declares as parameters -- 15.25M / 31.53M / 55.61M with them -- and the zoo keeps as
+# buffers) and of
 # BICLab/Spike-Driven-Transformer-V2 (31.3M / 55.35M; its paper's 15.1M size exists only as QSD's 15M
 # builder, counted without LSQ steps). paper_size_m: the QSD paper's 1.8M / 3.9M / 6.8M (arXiv
 # 2501.13492); which builder each one is, is inferred (full-precision params / 8, and the checkpoint names
@@ -105,7 +109,7 @@ SDT2_DRIVE = 'https://drive.google.com/drive/folders/12JcIRG8BF6JcgPsXIetSS14udt
 # issue #5.
 PAPER_FACTS: dict[str, dict] = {
     'qsd_transformer_15m': dict(
-        params_m=15.25,
+        params_m=15.16,
         paper_size_m=1.8,
         gmacs=None,
         top1=74.5,
@@ -116,7 +120,7 @@ PAPER_FACTS: dict[str, dict] = {
         source='official models.py count; top-1 from checkpoint file name',
     ),
     'qsd_transformer_31m': dict(
-        params_m=31.53,
+        params_m=31.40,
         paper_size_m=3.9,
         gmacs=None,
         top1=None,
@@ -127,7 +131,7 @@ PAPER_FACTS: dict[str, dict] = {
         source='official models.py count; 3.9M top-1 not stated',
     ),
     'qsd_transformer_55m': dict(
-        params_m=55.61,
+        params_m=55.44,
         paper_size_m=6.8,
         gmacs=None,
         top1=80.3,
@@ -193,11 +197,21 @@ class MS_DownSampling(nn.Module):
     """(spike ->) conv (with bias) -> BN. The first one takes the real-valued image (no spike)."""
 
     def __init__(
-        self, spec: _Spec, in_chs: int, out_chs: int, kernel_size: int, stride: int, padding: int, first_layer: bool
+        self,
+        spec: _Spec,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int,
+        stride: int,
+        padding: int,
+        first_layer: bool,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
-        self.encode_conv = spec.conv(in_chs, out_chs, kernel_size, stride, padding)
-        self.encode_bn = nn.BatchNorm2d(out_chs)
+        self.encode_conv = spec.conv(in_chs, out_chs, kernel_size, stride, padding, **dd)
+        self.encode_bn = nn.BatchNorm2d(out_chs, **dd)
         self.encode_lif = None if first_layer else spec.neuron()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -210,16 +224,25 @@ class MS_DownSampling(nn.Module):
 class SepConv(nn.Module):
     """Spike -> pw 1x1 (2x) -> BN -> spike -> dw 7x7 -> pw 1x1 -> BN (inverted separable conv)."""
 
-    def __init__(self, spec: _Spec, dim: int, expansion: int = 2, kernel_size: int = 7) -> None:
+    def __init__(
+        self,
+        spec: _Spec,
+        dim: int,
+        expansion: int = 2,
+        kernel_size: int = 7,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         med = dim * expansion
         self.lif1 = spec.neuron()
-        self.pwconv1 = spec.conv(dim, med, 1, 1, 0, bias=False)
-        self.bn1 = nn.BatchNorm2d(med)
+        self.pwconv1 = spec.conv(dim, med, 1, 1, 0, bias=False, **dd)
+        self.bn1 = nn.BatchNorm2d(med, **dd)
         self.lif2 = spec.neuron()
-        self.dwconv = spec.conv(med, med, kernel_size, 1, kernel_size // 2, groups=med, bias=False)
-        self.pwconv2 = spec.conv(med, dim, 1, 1, 0, bias=False)
-        self.bn2 = nn.BatchNorm2d(dim)
+        self.dwconv = spec.conv(med, med, kernel_size, 1, kernel_size // 2, groups=med, bias=False, **dd)
+        self.pwconv2 = spec.conv(med, dim, 1, 1, 0, bias=False, **dd)
+        self.bn2 = nn.BatchNorm2d(dim, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn1(integrate(self.lif1, x, self.pwconv1))
@@ -229,15 +252,23 @@ class SepConv(nn.Module):
 class MS_ConvBlock(nn.Module):
     """``x += SepConv(x)``; ``x += BN(conv3x3(spike(BN(conv3x3(spike(x))))))`` with 4x expansion."""
 
-    def __init__(self, spec: _Spec, dim: int, mlp_ratio: int = 4) -> None:
+    def __init__(
+        self,
+        spec: _Spec,
+        dim: int,
+        mlp_ratio: int = 4,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
-        self.Conv = SepConv(spec, dim)
+        self.Conv = SepConv(spec, dim, **dd)
         self.lif1 = spec.neuron()
-        self.conv1 = spec.conv(dim, dim * mlp_ratio, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(dim * mlp_ratio)
+        self.conv1 = spec.conv(dim, dim * mlp_ratio, 3, 1, 1, bias=False, **dd)
+        self.bn1 = nn.BatchNorm2d(dim * mlp_ratio, **dd)
         self.lif2 = spec.neuron()
-        self.conv2 = spec.conv(dim * mlp_ratio, dim, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(dim)
+        self.conv2 = spec.conv(dim * mlp_ratio, dim, 3, 1, 1, bias=False, **dd)
+        self.bn2 = nn.BatchNorm2d(dim, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.Conv(x) + x
@@ -248,13 +279,21 @@ class MS_ConvBlock(nn.Module):
 class MS_MLP(nn.Module):
     """Token MLP as 1x1 Conv1d: spike -> fc1 (4x) -> BN1d -> spike -> fc2 -> BN1d. ``(N, C, H, W)`` in/out."""
 
-    def __init__(self, spec: _Spec, dim: int, hidden: int) -> None:
+    def __init__(
+        self,
+        spec: _Spec,
+        dim: int,
+        hidden: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
-        self.fc1_conv = spec.conv1d(dim, hidden, 1, 1)
-        self.fc1_bn = nn.BatchNorm1d(hidden)
+        self.fc1_conv = spec.conv1d(dim, hidden, 1, 1, **dd)
+        self.fc1_bn = nn.BatchNorm1d(hidden, **dd)
         self.fc1_lif = spec.neuron()
-        self.fc2_conv = spec.conv1d(hidden, dim, 1, 1)
-        self.fc2_bn = nn.BatchNorm1d(dim)
+        self.fc2_conv = spec.conv1d(hidden, dim, 1, 1, **dd)
+        self.fc2_bn = nn.BatchNorm1d(dim, **dd)
         self.fc2_lif = spec.neuron()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -272,21 +311,30 @@ class SpikeDrivenSelfAttention(nn.Module):
     ``(N, C, H, W)`` in and out, ``N = T * B``.
     """
 
-    def __init__(self, spec: _Spec, dim: int, num_heads: int, scale: float) -> None:
+    def __init__(
+        self,
+        spec: _Spec,
+        dim: int,
+        num_heads: int,
+        scale: float,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         if dim % num_heads:
             raise ValueError(f'dim {dim} must be divisible by num_heads {num_heads}')
         self.num_heads = num_heads
         self.scale = scale
         self.head_lif = spec.neuron()
-        self.q_conv = nn.Sequential(RepConv(dim, dim, spec.conv), nn.BatchNorm2d(dim))
-        self.k_conv = nn.Sequential(RepConv(dim, dim, spec.conv), nn.BatchNorm2d(dim))
-        self.v_conv = nn.Sequential(RepConv(dim, dim, spec.conv), nn.BatchNorm2d(dim))
+        self.q_conv = nn.Sequential(RepConv(dim, dim, spec.conv, **dd), nn.BatchNorm2d(dim, **dd))
+        self.k_conv = nn.Sequential(RepConv(dim, dim, spec.conv, **dd), nn.BatchNorm2d(dim, **dd))
+        self.v_conv = nn.Sequential(RepConv(dim, dim, spec.conv, **dd), nn.BatchNorm2d(dim, **dd))
         self.q_lif = spec.neuron()
         self.k_lif = spec.neuron()
         self.v_lif = spec.neuron()
         self.attn_lif = spec.attn_neuron()
-        self.proj_conv = nn.Sequential(RepConv(dim, dim, spec.conv), nn.BatchNorm2d(dim))
+        self.proj_conv = nn.Sequential(RepConv(dim, dim, spec.conv, **dd), nn.BatchNorm2d(dim, **dd))
 
     def _heads(self, t: torch.Tensor) -> torch.Tensor:
         # (..., C, H, W) -> (..., heads, HW, C / heads); channel c = head * d + j as in the official code
@@ -335,13 +383,16 @@ class MS_Block(nn.Module):
         attn_scale: float,
         layer_scale_init: float | None,
         drop_path: float = 0.0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
-        self.attn = SpikeDrivenSelfAttention(spec, dim, num_heads, attn_scale)
-        self.mlp = MS_MLP(spec, dim, int(dim * mlp_ratio))
+        self.attn = SpikeDrivenSelfAttention(spec, dim, num_heads, attn_scale, **dd)
+        self.mlp = MS_MLP(spec, dim, int(dim * mlp_ratio), **dd)
         if layer_scale_init is not None:
-            self.layer_scale1 = nn.Parameter(torch.full((dim,), float(layer_scale_init)))
-            self.layer_scale2 = nn.Parameter(torch.full((dim,), float(layer_scale_init)))
+            self.layer_scale1 = nn.Parameter(torch.full((dim,), float(layer_scale_init), **dd))
+            self.layer_scale2 = nn.Parameter(torch.full((dim,), float(layer_scale_init), **dd))
         else:
             self.layer_scale1 = self.layer_scale2 = None
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -383,7 +434,7 @@ class SpikeDrivenMetaFormer(nn.Module):
         spike_levels: ``D`` of the multi-spike neurons (virtual time steps at inference).
         wbits: LSQ weight bits; ``None`` or 32 for full-precision convs (timm's ``create_model`` drops
             ``None`` kwargs, so pass ``wbits=32`` there).
-        act_placeholders: keep the official unused ``ActLSQ`` parameters (checkpoint compatibility).
+        act_placeholders: keep the official unused ``ActLSQ`` tensors as buffers (checkpoint compatibility).
         attn_scale: ``q (k^T v)`` scale (QSD 0.25, SDT v2 0.125).
         layer_scale_init: LayerScale init (QSD 1e-6), ``None`` or 0 for none (SDT v2).
         kd_head: add SDT v2's distillation head ``head_kd`` (training returns the mean of both heads).
@@ -409,7 +460,10 @@ class SpikeDrivenMetaFormer(nn.Module):
         drop_path_rate: float = 0.0,
         kd_head: bool = False,
         img_size: Any = None,  # accepted for timm / config compatibility; any multiple of 16 works
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        dd = {'device': device, 'dtype': dtype}
         super().__init__()
         if T < 1:
             raise ValueError(f'T must be >= 1, got {T}')
@@ -428,20 +482,23 @@ class SpikeDrivenMetaFormer(nn.Module):
         n3, n4 = int(depths * 0.75), int(depths * 0.25)
         dpr = calculate_drop_path_rates(drop_path_rate, n3 + n4)  # one linear rule over both transformer stages
 
-        self.downsample1_1 = MS_DownSampling(spec, in_chans, c0 // 2, 7, 2, 3, first_layer=True)
-        self.ConvBlock1_1 = nn.ModuleList([MS_ConvBlock(spec, c0 // 2)])
-        self.downsample1_2 = MS_DownSampling(spec, c0 // 2, c0, 3, 2, 1, first_layer=False)
-        self.ConvBlock1_2 = nn.ModuleList([MS_ConvBlock(spec, c0)])
-        self.downsample2 = MS_DownSampling(spec, c0, c1, 3, 2, 1, first_layer=False)
-        self.ConvBlock2_1 = nn.ModuleList([MS_ConvBlock(spec, c1)])
-        self.ConvBlock2_2 = nn.ModuleList([MS_ConvBlock(spec, c1)])
-        self.downsample3 = MS_DownSampling(spec, c1, c2, 3, 2, 1, first_layer=False)
+        self.downsample1_1 = MS_DownSampling(spec, in_chans, c0 // 2, 7, 2, 3, first_layer=True, **dd)
+        self.ConvBlock1_1 = nn.ModuleList([MS_ConvBlock(spec, c0 // 2, **dd)])
+        self.downsample1_2 = MS_DownSampling(spec, c0 // 2, c0, 3, 2, 1, first_layer=False, **dd)
+        self.ConvBlock1_2 = nn.ModuleList([MS_ConvBlock(spec, c0, **dd)])
+        self.downsample2 = MS_DownSampling(spec, c0, c1, 3, 2, 1, first_layer=False, **dd)
+        self.ConvBlock2_1 = nn.ModuleList([MS_ConvBlock(spec, c1, **dd)])
+        self.ConvBlock2_2 = nn.ModuleList([MS_ConvBlock(spec, c1, **dd)])
+        self.downsample3 = MS_DownSampling(spec, c1, c2, 3, 2, 1, first_layer=False, **dd)
         self.block3 = nn.ModuleList(
-            [MS_Block(spec, c2, num_heads, mlp_ratio, attn_scale, layer_scale_init, dpr[j]) for j in range(n3)]
+            [MS_Block(spec, c2, num_heads, mlp_ratio, attn_scale, layer_scale_init, dpr[j], **dd) for j in range(n3)]
         )
-        self.downsample4 = MS_DownSampling(spec, c2, c3, 3, 1, 1, first_layer=False)
+        self.downsample4 = MS_DownSampling(spec, c2, c3, 3, 1, 1, first_layer=False, **dd)
         self.block4 = nn.ModuleList(
-            [MS_Block(spec, c3, num_heads, mlp_ratio, attn_scale, layer_scale_init, dpr[n3 + j]) for j in range(n4)]
+            [
+                MS_Block(spec, c3, num_heads, mlp_ratio, attn_scale, layer_scale_init, dpr[n3 + j], **dd)
+                for j in range(n4)
+            ]
         )
 
         self.num_features = self.head_hidden_size = c3
@@ -466,11 +523,12 @@ class SpikeDrivenMetaFormer(nn.Module):
         """Classifier ``(N, num_features) -> (N, num_classes)``: LSQ-quantised when the model is."""
         if num_classes <= 0:
             return nn.Identity()
+        dd = get_device_dtype(self)
         if self._head_wbits is not None:
             return LinearLSQ(
-                self.num_features, num_classes, nbits=self._head_wbits, act_placeholder=self._act_placeholders
+                self.num_features, num_classes, nbits=self._head_wbits, act_placeholder=self._act_placeholders, **dd
             )
-        return nn.Linear(self.num_features, num_classes)
+        return nn.Linear(self.num_features, num_classes, **dd)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -656,7 +714,7 @@ def checkpoint_filter_fn(state_dict: dict[str, Any], model: SpikeDrivenMetaForme
     out: dict[str, torch.Tensor] = {}
     for k, v in sd.items():
         if '.act.' in k and not has_act:
-            continue  # QSD's unused ActLSQ parameters: dropped unless the model keeps placeholders
+            continue  # QSD's unused ActLSQ placeholders: dropped unless the model keeps them (as buffers)
         if (k.endswith('.alpha') or k.endswith('.init_state')) and k not in own:
             continue  # LSQ step of a layer that is full precision here: folded into the weight below
         if k.endswith('.weight') and k[:-7] + '.alpha' in sd and k[:-7] + '.alpha' not in own:
