@@ -264,19 +264,26 @@ class DCALMixin:
         x = self.patch_drop(x)
         return self.norm_pre(x)
 
-    def _run_block(self, blk: nn.Module, x: torch.Tensor, partner_kv=None, need_map: bool = False):
+    def _run_block(
+        self, blk: nn.Module, x: torch.Tensor, partner_kv=None, need_map: bool = False, map_rows: int | None = None
+    ):
         if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
-            return checkpoint(block_forward, blk, x, partner_kv, need_map)
-        return block_forward(blk, x, partner_kv=partner_kv, need_map=need_map)
+            return checkpoint(block_forward, blk, x, partner_kv, need_map, map_rows)
+        return block_forward(blk, x, partner_kv=partner_kv, need_map=need_map, map_rows=map_rows)
 
     def _sa_stream(self, x: torch.Tensor, need_maps: bool):
-        """SA blocks; returns the last block's output, the per-block maps, keys / values and the last block's input."""
+        """SA blocks; returns the last block's output, the per-block maps, keys / values and the last block's input.
+
+        The class-token rollout uses only the class-token row of the last block's map, so that block returns
+        that row alone ``(B, 1, N)`` and keeps the fused attention kernel.
+        """
         maps, kvs = [], []
         last_in = x
         for i, blk in enumerate(self.blocks):
-            if i == len(self.blocks) - 1:
+            last = i == len(self.blocks) - 1
+            if last:
                 last_in = x
-            x, amap, kv = self._run_block(blk, x, need_map=need_maps)
+            x, amap, kv = self._run_block(blk, x, need_map=need_maps, map_rows=1 if last else None)
             maps.append(amap)
             kvs.append(kv)
         return x, maps, kvs, last_in
