@@ -98,6 +98,7 @@ def multi_head_attention(
     v: torch.Tensor,
     need_map: bool = False,
     map_rows: int | None = None,
+    map_out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``softmax(q kᵀ · scale) v`` with the dropout of ``attn``; optionally the head-mean map too.
 
@@ -110,6 +111,8 @@ def multi_head_attention(
         need_map: also return the head-mean attention ``(B, n, m)`` (detached).
         map_rows: return only the first ``map_rows`` query rows of the map, ``(B, map_rows, m)``. The last block
             of a class-token rollout needs only its class-token row, so its output keeps the fused kernel.
+        map_out: a ``(B, n, m)`` buffer for the map of the explicit eval path (it is then the returned map);
+            other paths allocate their own.
     """
     scale = getattr(attn, 'scale', q.shape[-1] ** -0.5)
     drop = attn.attn_drop.p if attn.training and isinstance(getattr(attn, 'attn_drop', None), nn.Dropout) else 0.0
@@ -127,7 +130,7 @@ def multi_head_attention(
         with torch.no_grad():
             return out, fuse_heads(_probs(q, k, scale))
     if need_map and not drop and not torch.is_grad_enabled():
-        return attention_with_head_mean(q, k, v, scale)
+        return attention_with_head_mean(q, k, v, scale, map_out=map_out)
     probs = _probs(q, k, scale)
     out = (F.dropout(probs, drop) if drop else probs) @ v
     return out, (fuse_heads(probs.detach()) if need_map else None)
@@ -139,7 +142,12 @@ def _probs(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 def attention_with_head_mean(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, rows: int = 128
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scale: float,
+    rows: int = 128,
+    map_out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Explicit ``softmax(q kᵀ · scale) v`` and its head mean ``(B, n, m)``, one image and ``rows`` query rows at a
     time.
@@ -153,6 +161,8 @@ def attention_with_head_mean(
 
     Args:
         q: ``(B, h, n, d)``; k, v: ``(B, h, m, d)``; scale: the logit scale.
+        map_out: ``(B, n, m)`` buffer to write the map into (e.g. one slice of a buffer holding every block's
+            map, allocated once per forward); default a new tensor.
 
     Returns:
         ``(out (B, h, n, d), head-mean map (B, n, m))``.
@@ -162,7 +172,9 @@ def attention_with_head_mean(
     qs = q * scale
     kt = k.transpose(-2, -1)
     out = q.new_empty(B, h, n, v.shape[-1])
-    amap = q.new_empty(B, n, m)
+    amap = q.new_empty(B, n, m) if map_out is None else map_out
+    if amap.shape != (B, n, m):
+        raise ValueError(f'map_out has shape {tuple(amap.shape)}, expected {(B, n, m)}')
     rows = min(rows, n)
     scores = q.new_empty(h, rows, m)
     probs = q.new_empty(h, rows, m)
@@ -183,6 +195,7 @@ def block_forward(
     partner_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
     need_map: bool = False,
     map_rows: int | None = None,
+    map_out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
     """timm ``Block.forward`` that also returns what DCAL needs; the output equals ``block(x)`` when
     ``partner_kv`` is None.
@@ -194,6 +207,7 @@ def block_forward(
             partner), appended to this block's own keys and values under one softmax.
         need_map: return the head-mean self-attention map ``(B, N, N)`` for rollout (not with ``partner_kv``).
         map_rows: only the first ``map_rows`` rows of that map, ``(B, map_rows, N)``.
+        map_out: ``(B, N, N)`` buffer for the map (see :func:`multi_head_attention`).
 
     Returns:
         ``(out (B, N, C), map or None, (k, v))``, ``k`` / ``v`` this block's own ``(B, h, N, d)`` keys and
@@ -214,7 +228,7 @@ def block_forward(
             raise ValueError(f'partner keys {tuple(k2.shape)} do not match the block keys {tuple(k.shape)}')
         out, amap = multi_head_attention(block.attn, q, torch.cat([k, k2], dim=2), torch.cat([v, v2], dim=2))
     else:
-        out, amap = multi_head_attention(block.attn, q, k, v, need_map=need_map, map_rows=map_rows)
+        out, amap = multi_head_attention(block.attn, q, k, v, need_map, map_rows, map_out)
     x = x + _residual(block, 1, project_output(block.attn, out, y))
     x = x + _residual(block, 2, block.mlp(block.norm2(x)))
     return x, amap, (k, v)
