@@ -188,6 +188,36 @@ def test_model_branches_and_outputs() -> None:
     assert torch.allclose(out['logits_glca'], out['logits_sa'], atol=1e-5)
 
 
+def _explicit_rollout(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Class-token rollout written out: every block's full softmax from its own qkv, N x N products."""
+    t = model._embed_tokens(x)
+    B, N, C = t.shape
+    chain = torch.eye(N).expand(B, N, N)
+    for blk in model.blocks:
+        attn = blk.attn
+        h = attn.num_heads
+        q, k, _ = attn.qkv(blk.norm1(t)).reshape(B, N, 3, h, C // h).permute(2, 0, 3, 1, 4)
+        s = (q @ k.transpose(-2, -1) * (C // h) ** -0.5).softmax(-1).mean(1)
+        chain = (0.5 * s + 0.5 * torch.eye(N)) @ chain
+        t = blk(t)
+    return chain[:, 0]
+
+
+@pytest.mark.parametrize('train', [False, True])
+def test_model_rollout_equals_the_explicit_chain_in_eval_and_training(train: bool) -> None:
+    # eval takes the row-blocked explicit path for blocks 1..L-1 and only the class-token row of block L;
+    # training takes the fused kernel plus side maps: both must be the rollout of the definition
+    model = _tiny(depth=4, drop_path_rate=0.0)
+    model.train(train)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.set_grad_enabled(train):
+        out = model.forward_branches(x, pwca=False)
+    with torch.no_grad():
+        ref = _explicit_rollout(model.eval(), x)
+    assert torch.allclose(out['rollout'].detach(), ref, atol=1e-6)
+    assert torch.equal(out['query_idx'], select_local_queries(ref, model.local_query_ratio, 1))
+
+
 def test_stacked_placement_feeds_glca_the_last_block_output() -> None:
     model = _tiny(glca_placement='stacked')
     x = torch.randn(2, 3, 64, 64)

@@ -151,7 +151,7 @@ def test_dcal_benchmark_suite_tiny(tmp_path: Path, one_thread) -> None:
     argv = ['dcal', '--models', 'dcal_deit_tiny_patch16_448', '--img-size', '64', '--batch-size', '2']
     main([*argv, '--rounds', '1', '--model-kwargs', '{"depth": 2}', '--out-dir', str(out)])
     tables = {}
-    for part in ('inference', 'training', 'rollout'):
+    for part in ('inference', 'attention', 'training', 'rollout'):
         assert (out / f'dcal_{part}.png').stat().st_size > 1000, part
         with open(out / f'dcal_{part}.csv') as f:
             tables[part] = list(csv.DictReader(f))
@@ -178,6 +178,11 @@ def test_dcal_benchmark_suite_tiny(tmp_path: Path, one_thread) -> None:
     positive(tr, 'sa_step_s', 'dcal_step_s', 'step_ratio', 'sa_fwd_gmacs', 'train_fwd_gmacs', 'fwd_gmacs_ratio')
     assert abs(float(tr['paper_train_time_ratio']) - 3.8 / 2.1) < 1e-3
     assert float(tr['train_fwd_gmacs']) > float(tr['sa_fwd_gmacs'])  # GLCA + PWCA on top of SA
+
+    att = tables['attention'][0]
+    assert (att['heads'], att['head_dim'], att['tokens']) == ('3', '64', '17')  # DeiT-T: 192 = 3 x 64
+    positive(att, 'fused_ms', 'eval_path_ms', 'gemm_floor_ms', 'eval_path_over_fused', 'gemm_floor_over_fused')
+    assert float(att['max_abs_diff']) < 1e-5  # the eval path computes the same attention output
 
     ro = tables['rollout'][0]
     assert (ro['tokens'], ro['layers']) == ('17', '12')  # (64 / 16)^2 + 1 tokens

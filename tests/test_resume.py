@@ -277,9 +277,10 @@ def _make_bags(root: Path, n_train: int = 8, n_val: int = 2, dim: int = 64, seed
 
 
 @pytest.mark.slow
-def test_mil_kill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path) -> None:
+def test_mil_kill_mid_epoch_and_while_saving_then_resume_is_bit_identical(tmp_path: Path) -> None:
     """ACMIL-GA smoke config (STKIM random instance masking) on 8 generated feature bags, 8 iterations
-    per epoch, checkpoints every 3: killed after iteration 11 (epoch 2, batch 3), resumed from iter_9."""
+    per epoch, checkpoints every 3: killed after iteration 11 (epoch 2, batch 3), resumed from iter_9, that
+    resumed run killed half-way through writing iter_12.pth, resumed from iter_9 again."""
     pytest.importorskip('h5py')
     _make_bags(tmp_path / 'fx' / 'wsi')
     env = dict(ENV, ZOO_FIXTURES=str(tmp_path / 'fx'))
@@ -296,7 +297,13 @@ def test_mil_kill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path) -> None
     out = run_tool('tools/train.py', cfg, '--work-dir', str(work), *opts, env=dict(env, ZOO_FAULT_INJECT='iter:11'))
     _killed(out, 'after iteration 11')
     assert (work / 'last_checkpoint').read_text().strip().endswith('iter_9.pth')
-    out = run_tool('tools/train.py', cfg, '--work-dir', str(work), '--resume', *opts, env=env)
+    resume = ('tools/train.py', cfg, '--work-dir', str(work), '--resume', *opts)
+    out = run_tool(*resume, env=dict(env, ZOO_FAULT_INJECT='save:1:partial'))
+    _killed(out, "during checkpoint save 1 at stage 'partial'")
+    assert 'exact resume: epoch 2, batch 1/8, iteration 9' in out.stdout + out.stderr
+    assert (work / 'iter_12.pth.tmp').is_file() and not (work / 'iter_12.pth').exists()
+    assert (work / 'last_checkpoint').read_text().strip().endswith('iter_9.pth')
+    out = run_tool(*resume, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'exact resume: epoch 2, batch 1/8, iteration 9' in out.stdout + out.stderr
     a = torch.load(ref / 'iter_16.pth', weights_only=True)

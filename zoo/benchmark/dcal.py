@@ -13,6 +13,11 @@ the paper's figures. Three parts, each ``<out-dir>/dcal_<part>.csv`` and ``.png`
   paper's 1.8x is its training time (3.8 h vs 2.1 h, DeiT-T, CUB, 4 V100), data loading included. On CPU
   the default input side is capped at 224 (--train-img-size): a DCAL step at 448, batch 8 is ~0.4 TMAC
   (17 GMACs forward per image, backward twice that), tens of seconds on a few cores.
+``attention``: one block's attention at each model's shapes (heads, head width, ``(side / 16)² + 1`` tokens,
+  batch): the fused SDPA kernel the plain ViT runs, DCAL's eval path (:func:`attention_with_head_mean`:
+  output plus the head-mean probabilities the rollout needs), and the two matrix products ``q kᵀ`` and
+  ``P v`` alone into reused buffers, the floor of any method that writes the probabilities out with the same
+  GEMMs. When that floor is above the fused kernel, no exact rollout can reach the plain ViT's speed.
 ``rollout``: the class-token row of the rollout as ``L`` vector-matrix products
   (:func:`zoo.layers.rollout.rollout_cls_row`) against the full chain of ``N x N`` matrix products
   ``S̄_L ⋯ S̄_1`` (its row 0), on random row-stochastic maps of ``N`` tokens (default ``(side / 16)² + 1``:
@@ -36,12 +41,14 @@ __all__ = [
     'DCAL_MODELS',
     'PAPER_TRAIN_RATIO',
     'PLAIN_OF',
+    'bench_attention',
     'bench_inference',
     'bench_rollout',
     'bench_training',
     'full_chain_cls_row',
     'plain_model_of',
     'random_maps',
+    'write_attention',
     'write_inference',
     'write_rollout',
     'write_training',
@@ -295,6 +302,72 @@ def write_training(rows: list[dict], out: str) -> tuple[str, str]:
         ),
     ]
     return write_report(rows, panels, out, title='DCAL training step against SA alone (same model)')
+
+
+def bench_attention(
+    models: list[str], img_size: int, batch: int, rounds: int = 5, device: str = 'cpu', kwargs: dict | None = None
+) -> list[dict]:
+    """One row per model: milliseconds of one block's attention (fused SDPA, DCAL's eval path, and the floor
+    of the two GEMMs alone), median of ``rounds`` interleaved rounds, and the max |difference| between the
+    fused and the eval-path outputs."""
+    return [_attention_row(name, img_size, batch, rounds, device, kwargs or {}) for name in models]
+
+
+def _attention_row(name: str, img_size: int, batch: int, rounds: int, device: str, kwargs: dict) -> dict:
+    from zoo.layers.cross_attention import attention_with_head_mean
+
+    model = _build(name, img_size, 'cpu', kwargs)
+    h = model.blocks[0].attn.num_heads
+    d = model.embed_dim // h
+    n = model.patch_embed.num_patches + model.num_prefix_tokens
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(batch, h, n, d, generator=g).to(device) for _ in range(3))
+    scale = d**-0.5
+    qs, kt, v3 = (q * scale).flatten(0, 1), k.flatten(0, 1).transpose(1, 2), v.flatten(0, 1)
+    scores, out = qs.new_empty(batch * h, n, n), qs.new_empty(batch * h, n, d)
+    with torch.no_grad():
+        fused_out = F.scaled_dot_product_attention(q, k, v, scale=scale)
+        eval_out, _ = attention_with_head_mean(q, k, v, scale)
+        jobs = {
+            'fused': lambda: F.scaled_dot_product_attention(q, k, v, scale=scale),
+            'eval_path': lambda: attention_with_head_mean(q, k, v, scale),
+            'gemm_floor': lambda: (torch.bmm(qs, kt, out=scores), torch.bmm(scores, v3, out=out)),
+        }
+        samples = round_robin(jobs, rounds, iters=3, warmup=1, device=device, desc=f'attention {name}')
+    ms = {j: median(samples[j]) * 1e3 for j in jobs}
+    return dict(
+        model=name,
+        img_size=img_size,
+        batch_size=batch,
+        heads=h,
+        head_dim=d,
+        tokens=n,
+        fused_ms=round(ms['fused'], 3),
+        eval_path_ms=round(ms['eval_path'], 3),
+        gemm_floor_ms=round(ms['gemm_floor'], 3),
+        eval_path_over_fused=round(ms['eval_path'] / ms['fused'], 3),
+        gemm_floor_over_fused=round(ms['gemm_floor'] / ms['fused'], 3),
+        max_abs_diff=float((fused_out - eval_out).abs().max()),
+        rounds=rounds,
+        device=device,
+        threads=torch.get_num_threads(),
+    )
+
+
+def write_attention(rows: list[dict], out: str) -> tuple[str, str]:
+    """``<out>.csv`` and ``<out>.png``: milliseconds per block attention for each model, three bars."""
+    panel = Panel(
+        'milliseconds per block attention',
+        {
+            'fused SDPA (plain ViT)': [r['fused_ms'] for r in rows],
+            'DCAL eval path (output + map)': [r['eval_path_ms'] for r in rows],
+            'q kT and P v GEMMs alone': [r['gemm_floor_ms'] for r in rows],
+        },
+        kind='bar',
+        groups=[r['model'].removeprefix('dcal_') for r in rows],
+        title=f'one block, batch {rows[0]["batch_size"]}, {rows[0]["img_size"]}², {rows[0]["threads"]} thread(s)',
+    )
+    return write_report(rows, [panel], out, digits=4)
 
 
 def random_maps(

@@ -202,9 +202,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument(
         '--what',
         nargs='+',
-        choices=['inference', 'training', 'rollout'],
-        default=['inference', 'training', 'rollout'],
-        help='parts to run (default all three)',
+        choices=['inference', 'attention', 'training', 'rollout'],
+        default=['inference', 'attention', 'training', 'rollout'],
+        help='parts to run (default all four)',
     )
     d.add_argument('--models', nargs='+', default=list(dcal.DCAL_MODELS), help='DCAL models (default all four)')
     d.add_argument('--img-size', type=int, default=448, help="square input side (default 448, the paper's)")
@@ -438,6 +438,20 @@ def _main_dcal(args: argparse.Namespace) -> list[dict]:
                 f'/ {r["plain_params_m"]:.3f}M = {r["params_ratio"]:.3f}x, GMACs {r["gmacs"]:.3f} / '
                 f'{r["plain_gmacs"]:.3f} = {r["gmacs_ratio"]:.3f}x, {r["img_s"]:.2f} / {r["plain_img_s"]:.2f} img/s '
                 f'= {r["img_s_ratio"]:.2f}x',
+                flush=True,
+            )
+        print(f'benchmark dcal: -> {", ".join(paths)}', flush=True)
+        rows += res
+    if 'attention' in args.what:
+        res = dcal.bench_attention(
+            args.models, args.img_size, args.batch_size, max(args.rounds, 3), args.device, kwargs
+        )
+        paths = dcal.write_attention(res, os.path.join(args.out_dir, 'dcal_attention'))
+        for r in res:
+            print(
+                f'benchmark dcal: {r["model"]} one block, {r["tokens"]} tokens: fused {r["fused_ms"]:.1f} ms, '
+                f'eval path {r["eval_path_ms"]:.1f} ms ({r["eval_path_over_fused"]:.2f}x), '
+                f'GEMMs alone {r["gemm_floor_ms"]:.1f} ms ({r["gemm_floor_over_fused"]:.2f}x)',
                 flush=True,
             )
         print(f'benchmark dcal: -> {", ".join(paths)}', flush=True)

@@ -48,7 +48,8 @@ def rollout_cls_row(
 
     Args:
         attn_maps: the softmax attention of blocks ``1..L`` in forward order, each ``(B, N, N)`` or
-            ``(B, H, N, N)`` (heads fused with ``head_fusion``).
+            ``(B, H, N, N)`` (heads fused with ``head_fusion``). Only row ``index`` of block ``L`` is used, so its
+            map may hold just the first rows, ``(B, r, N)`` with ``r > index``.
         residual: weight of the identity (0.5 in DCAL's Eq. 3).
         head_fusion: ``'mean'``, ``'max'`` or ``'min'`` over heads.
         index: the row to return (0 = class token).
