@@ -1,6 +1,14 @@
 """Distillation losses, registered in the zoo's MODELS registry (MMRazor's vocabulary: ``distill_losses``)."""
 
-from .acam_kd import ACAMKDLoss, ASCMasks, STCAFusion, dice_diversity, masked_feature_losses
+from .acam_kd import (
+    ACAMKDLoss,
+    ASCMasks,
+    STCAFusion,
+    dice_diversity,
+    mask_contrast,
+    mask_spatial_spread,
+    masked_feature_losses,
+)
 from .focal_global import FocalGlobalLoss, focal_attention, foreground_masks
 from .maskd import MasKDLoss, teacher_masks
 from .qsd_fine_grained import QSDFineGrainedLoss
@@ -18,6 +26,8 @@ __all__ = [
     'dice_diversity',
     'focal_attention',
     'foreground_masks',
+    'mask_contrast',
+    'mask_spatial_spread',
     'masked_feature_losses',
     'teacher_masks',
 ]

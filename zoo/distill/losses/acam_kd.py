@@ -22,7 +22,15 @@ import torch.nn.functional as F
 
 from zoo.registry import MODELS
 
-__all__ = ['ACAMKDLoss', 'ASCMasks', 'STCAFusion', 'dice_diversity', 'masked_feature_losses']
+__all__ = [
+    'ACAMKDLoss',
+    'ASCMasks',
+    'STCAFusion',
+    'dice_diversity',
+    'mask_spatial_spread',
+    'masked_feature_losses',
+    'mask_contrast',
+]
 
 
 class STCAFusion(nn.Module):
@@ -93,14 +101,21 @@ class ASCMasks(nn.Module):
     Args:
         channels: ``C``.
         num_masks: ``M`` (6 for detection, 19 = classes for Cityscapes in the paper).
+        standardize: bring each channel of the fused map to zero mean and unit variance over the positions
+            before the spatial token product (our addition, default off here, on in ``ACAMKDLoss``): the
+            spatial logits then hold no offset common to all positions, so a mask cannot saturate to a map
+            that is 0 or 1 everywhere.
         channel_mask: ``'elementwise'`` (default): ``m_c (M, C)`` and ``M^c_{m,k} = sigmoid(m_c[m, k] v_k)``.
             ``'outer'``: ``m_c (M, 1)`` as the formula is transcribed, an outer product; every channel mask is
             then a monotone function of the same ``v`` (one scalar per mask), so ``M`` masks can hardly
             differ and the diversity loss has little to act on, which is why it is not the default.
     """
 
-    def __init__(self, channels: int, num_masks: int, channel_mask: str = 'elementwise') -> None:
+    def __init__(
+        self, channels: int, num_masks: int, channel_mask: str = 'elementwise', standardize: bool = False
+    ) -> None:
         super().__init__()
+        self.standardize = standardize
         if channel_mask not in ('elementwise', 'outer'):
             raise ValueError(f"channel_mask must be 'elementwise' or 'outer', got {channel_mask!r}")
         self.channel_mask = channel_mask
@@ -112,6 +127,11 @@ class ASCMasks(nn.Module):
     def forward(self, fused: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, C, H, W)`` -> spatial masks ``(B, M, H * W)`` and channel masks ``(B, M, C)``."""
         z = fused.flatten(2)  # (B, C, HW)
+        if self.standardize:
+            # each channel to zero mean and unit variance over the positions: the spatial logits then carry
+            # only where a channel is high, never a constant offset, so no mask can be switched on or off
+            # everywhere at once
+            z = (z - z.mean(-1, keepdim=True)) / (z.std(-1, keepdim=True, unbiased=False) + 1e-5)
         spatial = torch.sigmoid(torch.einsum('mc,bcn->bmn', self.spatial_tokens, z))
         v = fused.mean(dim=(2, 3))  # (B, C)
         channel = torch.sigmoid(self.channel_tokens.unsqueeze(0) * v.unsqueeze(1))  # (B, M, C)
@@ -186,6 +206,35 @@ def dice_diversity(masks: torch.Tensor, mode: str = 'pairwise', eps: float = 1e-
     raise ValueError(f"mode must be 'pairwise' or 'global', got {mode!r}")
 
 
+def mask_contrast(masks: torch.Tensor, dist: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """How much of the student-teacher distance each mask selects: the objective the masks *ascend* under
+    ``mask_grad='adversarial'``.
+
+    ``dist`` is rescaled by its mean over the ``N`` entries, so the value does not depend on the feature
+    scale, then each mask's squared weights select it, divided by the mask's mass (MasKD's normalisation):
+    ``G = mean_{b,m} sum_n M_{m,n}^2 d_n / sum_n M_{m,n}`` with ``d = dist / mean_n dist``.
+    A mask that covers everything scores 1 (up to the ``M^2``/``M`` ratio), one that keeps only the entries
+    where the student is farthest from the teacher scores ``max d``; an empty mask scores 0, so ascending
+    ``G`` holds masks up where the Dice term alone would switch them off.
+
+    Args:
+        masks: ``(B, M, N)`` in ``[0, 1]``.
+        dist: ``(B, N)`` non-negative distances (treated as constants by the caller).
+
+    Returns:
+        a scalar.
+    """
+    d = dist / (dist.mean(-1, keepdim=True) + eps)  # (B, N)
+    sel = torch.einsum('bmn,bn->bm', masks.pow(2), d)
+    return (sel / (masks.sum(-1) + eps)).mean()
+
+
+def mask_spatial_spread(masks: torch.Tensor) -> torch.Tensor:
+    """``(B, M, N)`` -> the mean over the batch and masks of each mask's standard deviation over ``N``
+    (0 for a mask that is constant over the image, saturated or not; at most 0.5 for values in [0, 1])."""
+    return masks.std(-1, unbiased=False).mean()
+
+
 @MODELS.register_module()
 class ACAMKDLoss(nn.Module):
     """ACAM-KD at one distillation point: STCA-FF, ASCM masks, ``alpha (L^s + L^c) + lambda L_div``.
@@ -201,17 +250,28 @@ class ACAMKDLoss(nn.Module):
         channel_mask: see ``ASCMasks``; normalize: see ``masked_feature_losses``; dice: see ``dice_diversity``.
         diversity_on: which masks the Dice loss applies to (``'spatial'``, ``'channel'``; the paper's
             wording covers the masks in general, so both by default).
-        mask_grad: ``'diversity_only'`` (default): the distances see detached masks, so the fusion and the
-            masks learn from ``L_div`` only. ``'joint'``: the total loss as written, where the distances
-            also train the fusion and the masks. Under ``'joint'`` the distances pull every mask towards 0,
-            and Dice is scale-invariant, so nothing holds the masks up. On the COCO fixture, the spatial
-            mask mass fell from 0.49 to about 0.01 within 40 steps, and that collapse is why ``'joint'``
-            is not the default (docs/distillation.md).
+        mask_norm: ``'standardize'`` (default): see ``ASCMasks(standardize=True)``; ``'none'``: the paper's
+            ``sigmoid(m_s z)`` on the raw fused map, whose masks end constant over the image (measured).
+        mask_grad: ``'adversarial'`` (default): the distances that train the student see detached masks,
+            and the fusion and the masks *ascend* ``mask_contrast`` (the share of the detached
+            student-teacher distance that each mask selects, mass-normalised) while descending ``L_div``:
+            the masks look for the regions where the student still differs from the teacher, and the Dice
+            term spreads them over different regions. The student's features enter the fusion detached
+            (they still shape the masks, but the ascent never trains the student). The term is added as
+            ``G.detach() - G``: value 0, so the logged losses keep the paper's values, and the mask's
+            ascent gradient is scaled by ``alpha``. ``'diversity_only'``: the distances see detached masks,
+            and the masks learn from ``L_div`` alone, which is minimised by switching masks off; they end
+            at about 0 or 1 everywhere (measured, docs/distillation.md). ``'joint'``: the total loss as
+            written, where the distances also train the fusion and the masks: their gradient with respect
+            to every mask weight is ``2 M D^2 >= 0``, so they pull every mask towards 0, and Dice is
+            scale-invariant, so nothing holds the masks up. On the COCO fixture, the spatial mask mass fell
+            from 0.49 to about 0.01 within 40 steps (docs/distillation.md).
         loss_weight: overall factor.
 
     ``forward(s_feature, t_feature)`` takes ``(B, C, H, W)`` maps and returns
-    ``dict(spatial=, channel=, div=)`` (weighted scalars; the distiller sums them) and the mean mask values
-    ``stat_spatial_mass``, ``stat_channel_mass`` (logged only).
+    ``dict(spatial=, channel=, div=)`` (weighted scalars; the distiller sums them) and statistics, logged only:
+    the mean mask values ``stat_spatial_mass``, ``stat_channel_mass``, the masks' mean spread over the image
+    ``stat_spatial_std``, and under ``'adversarial'`` the contrast ``stat_contrast``.
     """
 
     def __init__(
@@ -226,14 +286,17 @@ class ACAMKDLoss(nn.Module):
         normalize: str = 'paper',
         dice: str = 'pairwise',
         diversity_on: tuple[str, ...] = ('spatial', 'channel'),
-        mask_grad: str = 'diversity_only',
+        mask_grad: str = 'adversarial',
+        mask_norm: str = 'standardize',
         loss_weight: float = 1.0,
     ) -> None:
         super().__init__()
-        if mask_grad not in ('joint', 'diversity_only'):
-            raise ValueError(f"mask_grad must be 'joint' or 'diversity_only', got {mask_grad!r}")
-        self.fusion = STCAFusion(channels, qk_channels, detach_student)
-        self.masks = ASCMasks(channels, num_masks, channel_mask)
+        if mask_norm not in ('standardize', 'none'):
+            raise ValueError(f"mask_norm must be 'standardize' or 'none', got {mask_norm!r}")
+        if mask_grad not in ('adversarial', 'joint', 'diversity_only'):
+            raise ValueError(f"mask_grad must be 'adversarial', 'joint' or 'diversity_only', got {mask_grad!r}")
+        self.fusion = STCAFusion(channels, qk_channels, detach_student or mask_grad == 'adversarial')
+        self.masks = ASCMasks(channels, num_masks, channel_mask, standardize=mask_norm == 'standardize')
         self.alpha, self.lambda_div, self.loss_weight = alpha, lambda_div, loss_weight
         self.normalize, self.dice, self.mask_grad = normalize, dice, mask_grad
         self.diversity_on = tuple(diversity_on)
@@ -246,18 +309,27 @@ class ACAMKDLoss(nn.Module):
         fused = self.fusion(t_feature, s_feature)
         spatial, channel = self.masks(fused)
         self.last_masks = (spatial.detach(), channel.detach())
-        ws, wc = (spatial.detach(), channel.detach()) if self.mask_grad == 'diversity_only' else (spatial, channel)
+        ws, wc = (spatial, channel) if self.mask_grad == 'joint' else (spatial.detach(), channel.detach())
         ls, lc = masked_feature_losses(t_feature, s_feature, ws, wc, self.normalize)
         div = fused.new_zeros(())
         for kind, m in (('spatial', spatial), ('channel', channel)):
             if kind in self.diversity_on:
                 div = div + dice_diversity(m, self.dice)
         w = self.loss_weight
-        return dict(
+        out = dict(
             spatial=w * self.alpha * ls,
             channel=w * self.alpha * lc,
             div=w * self.lambda_div * div,
-            # mean mask values, logged (not summed) to watch for the masks collapsing towards 0
+            # mask statistics, logged (not summed): the mean value (collapse towards 0) and each mask's spread
+            # over the image (saturation to a constant map, which the mean cannot see)
             stat_spatial_mass=spatial.detach().mean(),
             stat_channel_mass=channel.detach().mean(),
+            stat_spatial_std=mask_spatial_spread(spatial.detach()),
         )
+        if self.mask_grad == 'adversarial':
+            d2 = (t_feature - s_feature.detach()).pow(2).flatten(2)  # (B, C, N)
+            g = mask_contrast(spatial, d2.sum(1)) + mask_contrast(channel, d2.sum(2))
+            # value 0, gradient -alpha * dG: the masks ascend G; summed with the distances, so it is logged
+            out['spatial'] = out['spatial'] + w * self.alpha * (g.detach() - g)
+            out['stat_contrast'] = g.detach()
+        return out
