@@ -135,3 +135,40 @@ def test_export_tool_errors_are_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2 and proc.stderr.strip() == f'error: --weights {missing} does not exist'
     proc = run_tool('tools/export.py', 'mambaout_fento', '--format', 'onnx', '--out', str(tmp_path / 'm.onnx'))
     assert proc.returncode == 2 and "unknown model 'mambaout_fento'" in proc.stderr and 'Traceback' not in proc.stderr
+
+
+@pytest.mark.slow
+def test_hf_hub_folder_loads_with_local_dir(tmp_path: Path, one_thread) -> None:
+    """--format hf-hub (issue 17, item 6): timm's save_for_hf folder plus a model card; timm.create_model(
+    'local-dir:DIR') after ``import zoo`` rebuilds the architecture (model_args) and loads the same weights."""
+    torch.manual_seed(321)
+    source = timm.create_model('agent_deit_tiny', num_classes=5, img_size=32, depth=2).eval()
+    weights = save_safetensors(source.state_dict(), tmp_path / 'deit.safetensors')
+    out = tmp_path / 'hub'
+    proc = run_tool(
+        'tools/export.py',
+        'agent_deit_tiny',
+        '--weights',
+        weights,
+        '--img-size',
+        '32',
+        '--model-kwargs',
+        '{"depth": 2}',
+        '--format',
+        'hf-hub',
+        '--out',
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {p.name for p in out.iterdir()} == {'config.json', 'model.safetensors', 'README.md'}
+    card = (out / 'README.md').read_text()
+    params = sum(p.numel() for p in source.parameters())
+    assert f'| Parameters | {params / 1e6:.2f}M |' in card and 'GMACs |' in card and 'not counted' not in card
+    license_ = timm.models.get_pretrained_cfg('agent_deit_tiny').license
+    assert license_ and f'| License | {license_} |' in card
+    assert 'https://arxiv.org/abs/' in card and '@misc{agent_deit_tiny' in card
+    loaded = timm.create_model(f'local-dir:{out}', pretrained=True).eval()
+    assert type(loaded) is type(source) and len(loaded.blocks) == 2
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), source(x))

@@ -12,6 +12,10 @@ Formats:
                      symbolic sizes), one ``.onnx`` file with input ``x`` and output ``logits``.
   exported-program   ``torch.export.save`` of the ExportedProgram (``.pt2``); load with ``torch.export.load(PATH)
                      .module()``.
+  hf-hub             a timm Hugging Face Hub folder written by timm's own ``save_for_hf`` (config.json,
+                     model.safetensors) plus a README.md model card (params, GMACs, the paper's top-1, license,
+                     paper); ``timm.create_model('local-dir:DIR')`` loads it after ``import zoo``, and
+                     ``huggingface-cli upload ORG/NAME DIR`` publishes it for ``'hf-hub:ORG/NAME'``. No trace.
 
 After writing, the file is read back (ONNX Runtime on the CPU for onnx, ``torch.export.load`` for
 exported-program) and run on a random input of another batch size (3), and on a 2x larger image when height
@@ -29,6 +33,7 @@ Examples:
   python tools/export.py agent_swin_tiny --weights agent_swin_tiny.safetensors --format exported-program \\
       --out agent_swin_tiny.pt2
   python tools/export.py agent_deit_tiny --img-size 224 --format onnx --out agent_deit_tiny.onnx --atol 1e-5
+  python tools/export.py mambaout_femto --weights mambaout_femto.safetensors --format hf-hub --out hub/mambaout_femto
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 
@@ -46,8 +52,8 @@ from zoo.cli.common import UsageError
 
 __all__ = ['ExportResult', 'build_model', 'export_program', 'main', 'max_abs_diff', 'write_export']
 
-FORMATS = ('onnx', 'exported-program')
-SUFFIX = {'onnx': '.onnx', 'exported-program': '.pt2'}
+FORMATS = ('onnx', 'exported-program', 'hf-hub')
+SUFFIX = {'onnx': '.onnx', 'exported-program': '.pt2'}  # hf-hub writes a folder
 SAMPLE_BATCH = 2  # batch of the tracing input: 1 would let torch.export specialise the batch dimension
 CHECK_BATCH = 3  # batch of the verification input: another size than the trace's, so a dynamic batch is tested
 
@@ -83,13 +89,17 @@ def _input_side(model: nn.Module, img_size: int | None) -> int:
 
 def build_model(
     name: str, weights: str | None = None, img_size: int | None = None, model_kwargs: dict | None = None
-) -> nn.Module:
+) -> tuple[nn.Module, dict]:
     """A timm / zoo model in eval mode, with the weights of ``weights`` (``.safetensors`` / ``.pth``) if given.
 
     The file goes through the zoo's weight route (:func:`zoo.hub.create_model` with ``pretrained_cfg_overlay=
     dict(file=...)``: checked, read without unpickling, mapped by the model's ``checkpoint_filter_fn``);
     ``num_classes`` is taken from its classifier, so the head loads too. ``img_size`` is passed to models that
     take it (fully convolutional ones such as MambaOut take any size without it).
+
+    Returns:
+        ``(model, arch_kwargs)``: the ``create_model`` keywords that rebuild the architecture (``model_kwargs``,
+        plus ``img_size`` where the model took it).
     """
     from zoo.cli.common import CaptureLoadReport, check_model_names
     from zoo.hub import create_model, load_checkpoint_file, unwrap_state_dict
@@ -107,9 +117,12 @@ def build_model(
             overlay['num_classes'] = kwargs['num_classes']
         kwargs['pretrained_cfg_overlay'] = overlay
         pretrained = True
+    arch = dict(model_kwargs or {})
     with CaptureLoadReport() as report:
         try:
-            model = create_model(name, pretrained=pretrained, **kwargs, **({'img_size': img_size} if img_size else {}))
+            sized = {'img_size': img_size} if img_size else {}
+            model = create_model(name, pretrained=pretrained, **kwargs, **sized)
+            arch.update(sized)
         except TypeError as err:
             if not img_size or 'img_size' not in str(err):
                 raise UsageError(f'{name} does not take these arguments ({err})') from None
@@ -117,7 +130,9 @@ def build_model(
     problem = report.problem()
     if problem:
         raise UsageError(f'weights {weights} do not fit {name} (another architecture?): {problem}')
-    return model.eval()
+    if 'num_classes' in kwargs:
+        arch['num_classes'] = kwargs['num_classes']
+    return model.eval(), arch
 
 
 def _classifier(name: str) -> str:
@@ -168,6 +183,86 @@ def export_program(
                     raise
             program = torch.export.export(model, (x,), dynamic_shapes=({0: batch},))
     return program, False
+
+
+def write_hub_folder(model: nn.Module, name: str, out: str, model_args: dict, side: int) -> str:
+    """Write ``model`` as a timm Hub folder (timm's ``save_for_hf``: ``config.json`` with the architecture,
+    ``num_classes``, the pretrained cfg and ``model_args``; ``model.safetensors``) and a ``README.md`` model card.
+
+    Args:
+        model: eval-mode model taking ``(B, 3, side, side)``.
+        model_args: the ``create_model`` keywords that rebuild the same architecture (``img_size``, depths, ...).
+
+    Returns:
+        A short summary of the card (params, GMACs).
+    """
+    from timm.models import get_pretrained_cfg
+    from timm.models._hub import save_for_hf
+
+    from zoo.benchmark.macs import count_macs
+    from zoo.models import paper_facts
+
+    arch = name.split('.')[0]
+    args = {k: v for k, v in model_args.items() if k != 'num_classes'}
+    save_for_hf(model, out, model_args=args or None, safe_serialization=True)
+    params = sum(p.numel() for p in model.parameters())
+    try:
+        with torch.no_grad():
+            gmacs = f'{count_macs(model, torch.zeros(1, 3, side, side)).total:.2f}'
+    except Exception as err:  # a model the MAC counter cannot run: the card says so instead of a number
+        gmacs = f'not counted ({type(err).__name__})'
+    cfg = get_pretrained_cfg(arch)
+    cfg = cfg.to_dict() if cfg is not None else {}
+    facts = paper_facts().get(arch, {})
+    paper_ids = cfg.get('paper_ids') or ''
+    paper_ids = [paper_ids] if isinstance(paper_ids, str) else list(paper_ids)
+    links = [f'https://arxiv.org/abs/{p.split(":", 1)[1]}' if p.startswith('arXiv:') else p for p in paper_ids if p]
+    paper = cfg.get('paper_name') or 'see the links'
+    license_ = cfg.get('license') or 'see the source repository'
+    top1 = f'{facts["top1"]}' if facts.get('top1') is not None else 'not reported'
+    cite_key = re.sub(r'\W+', '_', arch)
+    lines = [
+        '---',
+        'library_name: timm',
+        f'license: {license_}',
+        'tags: [image-classification, timm, attention-zoo]',
+        '---',
+        f'# {arch}',
+        '',
+        f'A [timm](https://github.com/huggingface/pytorch-image-models) model from attention-zoo ({paper}).',
+        '',
+        '| | |',
+        '|---|---|',
+        f'| Parameters | {params / 1e6:.2f}M |',
+        f'| GMACs | {gmacs} (at {side}x{side}) |',
+        f'| Classes | {getattr(model, "num_classes", "?")} |',
+        f"| Paper's top-1 (ImageNet-1k, the published weights) | {top1} |",
+        f'| License | {license_} |',
+        f'| Paper | {", ".join(links) or paper} |',
+        f'| Source | {cfg.get("origin_url") or "-"} |',
+        '',
+        '## Usage',
+        '',
+        '```python',
+        'import timm',
+        'import zoo  # registers the attention-zoo architectures with timm',
+        '',
+        f"model = timm.create_model('hf-hub:ORG/{arch}', pretrained=True)  # or 'local-dir:PATH'",
+        '```',
+        '',
+        '## Citation',
+        '',
+        '```bibtex',
+        f'@misc{{{cite_key},',
+        f'  title = {{{paper}}},',
+        f'  note = {{{", ".join(links) or "-"}}},',
+        '}',
+        '```',
+        '',
+    ]
+    with open(os.path.join(out, 'README.md'), 'w') as f:
+        f.write('\n'.join(lines))
+    return f'{params / 1e6:.2f}M params, {gmacs} GMACs'
 
 
 def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -282,8 +377,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument('--seed', type=int, default=0, help='seed of the random init and the check inputs')
     args = p.parse_args(argv)
-    want = SUFFIX[args.format]
-    if not args.out.endswith(want):
+    want = SUFFIX.get(args.format, '')
+    if want and not args.out.endswith(want):
         p.error(f'--out for --format {args.format} must end with {want}, got {args.out}')
     if args.img_size is not None and args.img_size <= 0:
         p.error(f'--img-size must be positive, got {args.img_size}')
@@ -305,8 +400,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.weights and not os.path.isfile(args.weights):
         raise FileNotFoundError(f'--weights {args.weights} does not exist')
     torch.manual_seed(args.seed)
-    model = build_model(args.model, args.weights, args.img_size, args.model_kwargs)
+    model, arch_kwargs = build_model(args.model, args.weights, args.img_size, args.model_kwargs)
     side = _input_side(model, args.img_size)
+    if args.format == 'hf-hub':
+        card = write_hub_folder(model, args.model, args.out, arch_kwargs, side)
+        print(
+            f'export: {args.model} -> {args.out} (hf-hub: config.json, model.safetensors, README.md; {card}; '
+            f'weights {os.path.basename(args.weights) if args.weights else "random init"}); '
+            f"load with timm.create_model('local-dir:{args.out}'); {time.time() - start:.1f}s"
+        )
+        return 0
     try:
         result = write_export(model, args.format, args.out, side, atol=args.atol, seed=args.seed)
     except UsageError:
