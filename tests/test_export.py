@@ -23,7 +23,8 @@ pytest.importorskip('onnxscript', reason='the export extra (pip install "attenti
 ATOL = 1e-4  # the tool's default: max |exported - PyTorch| <= ATOL * max(1, max |logits|)
 
 # One small model per family: (model, input side, create_model kwargs). Fewer blocks than the registered models
-# (the exported graph, and so the export time, grows with depth); the smallest sides of test_timm_contract's SMALL.
+# (the exported graph, and so the export time, grows with depth; QSD's depths=2 keeps one spiking transformer block);
+# the smallest sides of test_timm_contract's SMALL.
 CASES: dict[str, tuple[str, int, dict]] = {
     'mambaout': ('mambaout_femto', 64, dict(depths=(1, 1, 1, 1))),
     'agent_deit': ('agent_deit_tiny', 32, dict(img_size=32, depth=2)),
@@ -31,7 +32,7 @@ CASES: dict[str, tuple[str, int, dict]] = {
     'agent_swin': ('agent_swin_tiny', 32, dict(img_size=32, depths=(1, 1, 1, 1))),
     'agent_cswin': ('agent_cswin_tiny', 64, dict(img_size=64, agent_split=(16, 8, 4, 2), depths=(1, 1, 1, 1))),
     'dcal': ('dcal_deit_tiny_patch16_448', 32, dict(img_size=32, depth=2)),
-    'qsd_transformer': ('qsd_transformer_15m', 16, dict(img_size=16, depths=4)),
+    'qsd_transformer': ('qsd_transformer_15m', 16, dict(img_size=16, depths=2)),
     'mhs_vm': ('mhs_vm_encoder_3h', 32, dict(img_size=32, depths=(1, 1, 1, 1))),
     'medusa': ('medusa_mambaout_femto', 32, dict(img_size=32, body_size=32)),
 }
