@@ -350,8 +350,15 @@ def _onnx_runner(path: str):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('model', help='timm / zoo model name, e.g. mambaout_femto, agent_swin_tiny, deit_tiny_patch16_224')
-    p.add_argument('--format', required=True, choices=FORMATS, help='onnx (.onnx) or exported-program (.pt2)')
-    p.add_argument('--out', required=True, help='output file (.onnx for onnx, .pt2 for exported-program)')
+    p.add_argument(
+        '--format',
+        required=True,
+        choices=FORMATS,
+        help='onnx (.onnx), exported-program (.pt2) or hf-hub (a folder for the Hugging Face Hub)',
+    )
+    p.add_argument(
+        '--out', required=True, help='output file (.onnx for onnx, .pt2 for exported-program) or folder (hf-hub)'
+    )
     p.add_argument(
         '--weights',
         help="a local .safetensors or .pth state dict with the timm model's keys (default: random init); "
