@@ -32,7 +32,7 @@ CASES: dict[str, tuple[str, int, dict]] = {
     'agent_swin': ('agent_swin_tiny', 32, dict(img_size=32, depths=(1, 1, 1, 1))),
     'agent_cswin': ('agent_cswin_tiny', 64, dict(img_size=64, agent_split=(16, 8, 4, 2), depths=(1, 1, 1, 1))),
     'dcal': ('dcal_deit_tiny_patch16_448', 32, dict(img_size=32, depth=2)),
-    'qsd_transformer': ('qsd_transformer_15m', 16, dict(img_size=16, depths=2)),
+    'qsd_transformer': ('qsd_transformer_15m', 64, dict(img_size=64, depths=2)),
     'mhs_vm': ('mhs_vm_encoder_3h', 32, dict(img_size=32, depths=(1, 1, 1, 1))),
     'medusa': ('medusa_mambaout_femto', 32, dict(img_size=32, body_size=32)),
 }
@@ -53,8 +53,9 @@ EXCEPTIONS: dict[str, tuple[str, str]] = {
 
 # Families whose height and width stay dynamic in the export; the others fix their input size (position
 # embeddings, agent tokens pooled from a fixed grid, windows, fixed-size pooling) and are traced at one size.
-# MambaOut's side is 64, not 32: a 32 px input leaves a 1x1 last stage, and torch.export specialises size-1 dims.
-DYNAMIC_HW = {'mambaout'}
+# MambaOut's and QSD's side is 64, not 32 / 16: a smaller input leaves a 1x1 last stage, and torch.export
+# specialises size-1 dims (the model would then be reported as fixed-size).
+DYNAMIC_HW = {'mambaout', 'qsd_transformer'}
 
 
 def test_every_family_has_an_export_case() -> None:
@@ -72,7 +73,7 @@ def test_onnx_and_exported_program_match_pytorch(family: str, tmp_path: Path, on
         with pytest.raises(Exception, match=re.escape(error)):
             export_program(model, side)
         return
-    # the fixed-size families skip the dynamic attempt (it costs a second trace); MambaOut is detected as dynamic
+    # the fixed-size families skip the dynamic attempt (it costs a second trace); the others are detected as dynamic
     program = export_program(model, side, dynamic_hw=None if family in DYNAMIC_HW else False)
     assert program[1] == (family in DYNAMIC_HW), f'{name}: dynamic height/width {program[1]}'
     for fmt, file in (('exported-program', 'm.pt2'), ('onnx', 'm.onnx')):
