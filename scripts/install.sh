@@ -69,8 +69,8 @@ if [[ $MODE == full ]]; then
   fi
   log "mmcv wheel: $wheel"
   $PIP install -c constraints.txt "$wheel"
-  log "attention-zoo with extras mm, wsi, dev"
-  $PIP install -c constraints.txt -e ".[mm,wsi,dev]"
+  log "attention-zoo with extras mm, wsi, export, dev"
+  $PIP install -c constraints.txt -e ".[mm,wsi,export,dev]"
 fi
 
 # The pins must have survived every later resolver run.
