@@ -39,11 +39,6 @@ CASES: dict[str, tuple[str, int, dict]] = {
 
 # Families whose export fails, each with the error and the reason: {family: (error substring, reason)}.
 EXCEPTIONS: dict[str, tuple[str, str]] = {
-    'dcal': (
-        'You marked batch as dynamic but your code specialized it to be a constant (2)',
-        'the eval forward (GLCA query selection from the attention rollout) specialises the batch size; '
-        'a fixed-batch export is not offered as a substitute',
-    ),
     'mhs_vm': (
         'Could not guard on data-dependent expression',
         'the chunked selective scan picks its chunk length from the data (zoo.layers.selective_scan._pick_chunk: '

@@ -129,7 +129,9 @@ def multi_head_attention(
             return out, None
         with torch.no_grad():
             return out, fuse_heads(_probs(q, k, scale))
-    if need_map and not drop and not torch.is_grad_enabled():
+    if need_map and not drop and not torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        # eager: the per-image row blocks (a Python loop over the batch, which torch.export / compile would
+        # specialise, so traced graphs take the one-shot products below: the same values)
         return attention_with_head_mean(q, k, v, scale, map_out=map_out)
     probs = _probs(q, k, scale)
     out = (F.dropout(probs, drop) if drop else probs) @ v

@@ -295,7 +295,7 @@ class DCALMixin:
         last_in = x
         depth = len(self.blocks)
         buf = None
-        if need_maps and not torch.is_grad_enabled() and depth > 1:
+        if need_maps and not torch.is_grad_enabled() and depth > 1 and not torch.compiler.is_compiling():
             buf = x.new_empty(depth - 1, x.shape[0], x.shape[1], x.shape[1])
         for i, blk in enumerate(self.blocks):
             last = i == depth - 1
