@@ -112,3 +112,59 @@ def test_agent_leaf_config(leaf: str) -> None:
     assert (cfg.optim_wrapper.clip_grad and cfg.optim_wrapper.clip_grad.max_norm) == clip
     hooks = [h.type for h in cfg.custom_hooks]
     assert ('EMAHook' in hooks) == ema
+
+
+@pytest.mark.parametrize(
+    'leaf, exempt_suffix',
+    [
+        ('agent_deit_tiny_in1k', ('pos_embed', 'cls_token')),
+        ('agent_swin_tiny_in1k', ('relative_position_bias_table',)),
+        ('agent_pvt_tiny_in1k', ()),  # the official PVT training decays its position embeddings
+    ],
+)
+def test_weight_decay_groups_follow_no_weight_decay(leaf: str, exempt_suffix: tuple[str, ...]) -> None:
+    """The optimizer the recipe builds (through mmengine, as tools/train.py does) exempts from weight decay the
+    1-D parameters, the biases and the model's no_weight_decay() names, and decays everything else."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+
+    import zoo.engine  # noqa: F401  (registers TimmClassifier and the constructor)
+    from zoo.registry import MODELS
+
+    cfg = Config.fromfile(str(CONFIGS / f'{leaf}.py'))
+    init_default_scope('zoo')
+    model = MODELS.build(cfg.model)
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    decay = {id(p): g['weight_decay'] for g in wrapper.optimizer.param_groups for p in g['params']}
+    named = dict(model.named_parameters())
+    assert set(decay) == {id(p) for p in named.values()}, 'every parameter is in exactly one group'
+    no_decay = {n for n, p in named.items() if decay[id(p)] == 0.0}
+    exempt = {n for n in named if n.endswith(exempt_suffix)} if exempt_suffix else set()
+    assert all(named[n].ndim > 1 for n in exempt) and len(exempt) == len(exempt_suffix) * (
+        1 if 'deit' in leaf else len(exempt)
+    )
+    expected = {n for n, p in named.items() if p.ndim <= 1 or n.endswith('.bias')} | exempt
+    assert no_decay == expected
+    assert {decay[id(p)] for n, p in named.items() if n not in expected} == {cfg.optim_wrapper.optimizer.weight_decay}
+
+
+def test_layer_decay_scales_each_block_group_lr() -> None:
+    """``paramwise_cfg=dict(layer_decay=d)``: timm's param_groups_layer_decay from the model's group_matcher; the
+    head keeps the base lr, each block below it d times less, the stem d**(depth + 1) times less."""
+    import timm
+    from mmengine.registry import init_default_scope
+
+    from zoo.engine.optim import TimmParamGroupsConstructor
+
+    init_default_scope('zoo')
+    model = timm.create_model('agent_deit_tiny', img_size=32, depth=3, num_classes=5)
+    cfg = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05))
+    wrapper = TimmParamGroupsConstructor(cfg, dict(layer_decay=0.5))(model)
+    lr_of = {id(p): g['lr'] for g in wrapper.optimizer.param_groups for p in g['params']}
+    named = dict(model.named_parameters())
+    assert lr_of[id(named['head.weight'])] == pytest.approx(1e-3)
+    assert lr_of[id(named['blocks.2.mlp.fc1.weight'])] == pytest.approx(1e-3 * 0.5)
+    assert lr_of[id(named['blocks.0.mlp.fc1.weight'])] == pytest.approx(1e-3 * 0.5**3)
+    assert lr_of[id(named['patch_embed.proj.weight'])] == pytest.approx(1e-3 * 0.5**4)
+    with pytest.raises(KeyError, match='unknown key'):
+        TimmParamGroupsConstructor(cfg, dict(layer_decy=0.5))

@@ -65,8 +65,9 @@ warmup_epochs = 20
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=lr, weight_decay=0.05, betas=(0.9, 0.999), eps=1e-8),
-    # the official code exempts 1-D params (norms, biases) and the names in no_weight_decay()
-    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0),
+    # the official code exempts 1-D params (norms, biases) and the names in no_weight_decay() (DeiT's pos_embed /
+    # cls_token, Swin's relative position tables): timm's param_groups_weight_decay applies exactly that
+    constructor='TimmParamGroupsConstructor',
     clip_grad=dict(max_norm=5.0),
 )
 param_scheduler = [
