@@ -275,6 +275,24 @@ def draw_rollout(img, amap: RolloutMap, path: str, title: str = '') -> str:
     return path
 
 
+def _save_panel_grid(fig, axes, used: int, title: str, path: str) -> str:
+    """Finish a grid of image panels (no ticks, unused axes hidden, optional title) and write it to ``path``."""
+    import matplotlib.pyplot as plt  # the caller has selected the Agg backend
+
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[used:]:
+        ax.axis('off')
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    fig.savefig(path, dpi=_DPI)
+    plt.close(fig)
+    return path
+
+
 def draw_medusa(img, att: dict, path: str, title: str = '') -> str:
     """Write MEDUSA's PNG (``FIGURE_PX`` pixels): the input, the body map over it and every gate's channel mean
     over it (bilinear to the input size), each with a colour bar. ``att``: one image's
@@ -303,18 +321,7 @@ def draw_medusa(img, att: dict, path: str, title: str = '') -> str:
         heat = ax.imshow(m.cpu().numpy(), cmap='jet', alpha=0.5, extent=(0, size, size, 0))
         fig.colorbar(heat, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
         ax.set_title(what, fontsize=8)
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for ax in axes[len(panels) + 1 :]:
-        ax.axis('off')
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    fig.savefig(path, dpi=_DPI)
-    plt.close(fig)
-    return path
+    return _save_panel_grid(fig, axes, len(panels) + 1, title, path)
 
 
 def distill_maps(
@@ -393,18 +400,7 @@ def draw_distill(img, maps: DistillMaps, path: str, title: str = '', covered: tu
     axes[len(panels)].add_patch(
         Rectangle((c * cw / W, r * ch / H), cw / W, ch / H, fill=False, edgecolor='white', lw=1.5)
     )
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for ax in axes[len(panels) + 1 :]:
-        ax.axis('off')
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    fig.savefig(path, dpi=_DPI)
-    plt.close(fig)
-    return path
+    return _save_panel_grid(fig, axes, len(panels) + 1, title, path)
 
 
 def is_distill_source(source: str) -> bool:
