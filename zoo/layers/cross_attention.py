@@ -118,9 +118,11 @@ def multi_head_attention(
     drop = attn.attn_drop.p if attn.training and isinstance(getattr(attn, 'attn_drop', None), nn.Dropout) else 0.0
     fused = getattr(attn, 'fused_attn', True)
     if need_map and map_rows is not None:
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, scale=scale) if fused else None
-        if out is None:
-            out = (F.dropout(_probs(q, k, scale), drop) if drop else _probs(q, k, scale)) @ v
+        if fused:
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, scale=scale)
+        else:
+            probs = _probs(q, k, scale)
+            out = (F.dropout(probs, drop) if drop else probs) @ v
         with torch.no_grad():
             return out, fuse_heads(_probs(q[:, :, :map_rows], k, scale))
     if fused and not (need_map and not torch.is_grad_enabled()):
