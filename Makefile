@@ -31,3 +31,4 @@ bench: install
 
 readme: install
 	$(PY) tools/analysis/model_table.py --write
+	$(PY) tools/analysis/model_table.py --manifest

@@ -31,10 +31,10 @@ from zoo.hub import (
     ChecksumError,
     DownloadError,
     WeightsError,
+    ZooPretrainedCfg,
     create_model,
-    download_weights,
     load_checkpoint_file,
-    read_manifest,
+    manifest_rows,
     save_safetensors,
 )
 from zoo.models import list_zoo_models
@@ -267,22 +267,27 @@ def _closed_port() -> int:
 # Downloads
 # ------------------------------------------------------------------------------------------------
 def test_registered_cfgs_name_their_download_files() -> None:
-    """Every zoo cfg with a URL carries a valid cache file name (timm's ``url=(URL, FILE_NAME)``), the
-    manifest row of the same URL uses the same name, and no URL is left to torch.hub's name rule."""
-    manifest = {e.url: e for e in read_manifest().values()}
+    """Every cfg the zoo's builders download from carries a valid cache file name (timm's ``url=(URL, FILE_NAME)``),
+    no such URL is left to torch.hub's name rule, and the generated manifest lists each URL once under the same
+    name. The MambaOut ``.official`` tags, which timm's own builder downloads, keep plain URLs that end in a name."""
+    manifest = {row['url']: row['name'] for row in manifest_rows()}
     named = 0
     for name in list_zoo_models():
         for full in timm.list_pretrained(f'{name}.*'):
             cfg = timm.models.get_pretrained_cfg(full)
             if not cfg.url:
                 continue
+            if name.startswith('mambaout'):
+                assert isinstance(cfg, ZooPretrainedCfg) and full.endswith('.official'), full
+                assert cfg.url.endswith(f'/{name}.pth') and manifest[cfg.url] == full, (full, cfg.url)
+                continue
             assert isinstance(cfg.url, tuple), f'{full}: url without a file name'
             url, file_name = cfg.url
             assert file_name == f'{full}.pth', file_name
-            entry = manifest.get(url)
-            assert entry is not None and f'{entry.name}.{entry.format}' == file_name, (full, url)
+            assert manifest.get(url) == full, (full, url)
             named += 1
     assert named == 20  # 18 Agent-Attention checkpoints and 2 MHS-VM encoders
+    assert len(manifest) == 25  # and 5 MambaOut releases
 
 
 @pytest.mark.parametrize('name', list(TINY))
@@ -329,36 +334,67 @@ def test_registered_cfg_file_name_is_used_for_the_cache(caches: Path, monkeypatc
     assert torch.equal(feats.model.layers[1].downsample.norm.weight, src.layers[1].downsample.norm.weight)
 
 
-def test_manifest_download_checks_sha256_length_and_http_status(host, tmp_path: Path) -> None:
-    body = _bytes({'w': torch.arange(6.0)})
+def test_download_checks_sha256_length_and_http_status(host, caches: Path) -> None:
+    """Through ``timm.create_model(name, pretrained=True)``: a sha256 recorded in the model's cfg, or given with
+    the overlay, is checked on download (a mismatching file is not kept); a cut-off transfer and an HTTP error
+    are one line naming the URL."""
+    from dataclasses import replace
+
+    name = 'agent_deit_tiny'
+    src = _tiny(name)
+    body = _bytes(_published(name, src))
     host.routes['/org/repo/releases/download/v1/w.pth'] = body
     host.routes['/org/repo/releases/download/v1/cut.pth'] = ('short', body)
-    sha = hashlib_sha256(body)
+    url = f'{host.base}/org/repo/releases/download/v1/w.pth'
+    kwargs = dict(num_classes=10, **TINY[name])
 
-    def manifest(url: str, sha256: str) -> Path:
-        m = tmp_path / 'manifest.csv'
-        m.write_text(f'name,url,sha256,format,license,conversion\ntiny.test,{url},{sha256},pth,MIT,none\n')
-        return m
+    def build(**overlay):
+        overlay = dict(num_classes=10, **overlay)
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
 
-    good = manifest(f'{host.base}/org/repo/releases/download/v1/w.pth', sha)
-    path = download_weights('tiny.test', cache_dir=tmp_path / 'c1', manifest=good, progress=False)
-    assert Path(path).name == 'tiny.test.pth' and torch.equal(load_checkpoint_file(path)['w'], torch.arange(6.0))
+    _assert_same_weights(build(url=url, sha256=hashlib_sha256(body)), src.state_dict())
+    for p in caches.iterdir():
+        p.unlink()
 
-    bad = manifest(f'{host.base}/org/repo/releases/download/v1/w.pth', '0' * 64)
     with pytest.raises(ChecksumError) as err:
-        download_weights('tiny.test', cache_dir=tmp_path / 'c2', manifest=bad, progress=False)
-    _one_line_naming(err.value, 'sha256 mismatch', 'tiny.test.pth')
-    assert not [p for p in (tmp_path / 'c2').iterdir() if not p.name.endswith('.lock')]
+        build(url=url, sha256='0' * 64)
+    _one_line_naming(err.value, 'sha256 mismatch', url)
+    assert not [p for p in caches.iterdir() if not p.name.endswith('.lock')], 'a bad download must not be kept'
 
-    cut = manifest(f'{host.base}/org/repo/releases/download/v1/cut.pth', '')
+    # the registered cfg's own sha256 (as a publisher's would be recorded), with the cfg's own URL
+    cfg = replace(timm.models.get_pretrained_cfg(f'{name}.in1k'), url=(url, 'w.pth'), sha256='f' * 64, num_classes=10)
+    with pytest.raises(ChecksumError) as err:
+        timm.create_model(name, pretrained=True, pretrained_cfg=cfg, **kwargs)
+    _one_line_naming(err.value, 'sha256 mismatch', 'f' * 64)
+    model = timm.create_model(name, pretrained=True, pretrained_cfg=replace(cfg, sha256=hashlib_sha256(body)), **kwargs)
+    _assert_same_weights(model, src.state_dict())
+
     with pytest.raises(DownloadError) as err:
-        download_weights('tiny.test', cache_dir=tmp_path / 'c3', manifest=cut, progress=False)
+        build(url=f'{host.base}/org/repo/releases/download/v1/cut.pth')
     _one_line_naming(err.value, '/releases/download/v1/cut.pth', f'closed after {len(body)} of {2 * len(body)}')
-    assert not [p for p in (tmp_path / 'c3').iterdir() if not p.name.endswith('.lock')]
 
-    gone = manifest(f'{host.base}/org/repo/releases/download/v1/gone.pth', '')
     with pytest.raises(DownloadError, match='HTTP 404'):
-        download_weights('tiny.test', cache_dir=tmp_path / 'c4', manifest=gone, progress=False)
+        build(url=f'{host.base}/org/repo/releases/download/v1/gone.pth')
+
+
+def test_official_tag_downloads_through_timms_own_code(host, caches: Path) -> None:
+    """MambaOut's ``.official`` tags are registered with timm: plain ``timm.create_model(...official,
+    pretrained=True)`` downloads the GitHub-release layout with timm's own download code and maps it through
+    timm's filter, under the release's file name."""
+    name = 'mambaout_femto'
+    src = _tiny(name)
+    url = _publish(host, name, _bytes(_published(name, src)))
+    assert url.endswith('/mambaout_femto.pth')
+    model = timm.create_model(
+        f'{name}.official',
+        pretrained=True,
+        num_classes=10,
+        pretrained_cfg_overlay=dict(url=url, num_classes=10),
+        **TINY[name],
+    )
+    _assert_same_weights(model, src.state_dict())
+    assert [p.name for p in caches.iterdir()] == ['mambaout_femto.pth']
+    assert model.pretrained_cfg['tag'] == 'official' and 'paper' not in model.pretrained_cfg
 
 
 def hashlib_sha256(data: bytes) -> str:

@@ -16,7 +16,7 @@ from zoo.engine.config import ConfigKeyError, load_config
 from zoo.hub import (
     CheckpointError,
     ChecksumError,
-    download_weights,
+    create_model,
     load_checkpoint_file,
     save_safetensors,
     sha256_file,
@@ -77,39 +77,46 @@ def test_convert_tool_official_to_safetensors(femto, tmp_path: Path) -> None:
         assert torch.equal(loaded.eval()(x), femto(x))
 
 
-def _manifest(tmp_path: Path, target: Path, sha: str) -> Path:
-    m = tmp_path / 'manifest.csv'
-    m.write_text(
-        f'name,url,sha256,format,license,conversion\ntiny.test,{target.as_uri()},{sha},safetensors,Apache-2.0,none\n'
-    )
-    return m
-
-
-def test_download_verifies_sha256(tmp_path: Path) -> None:
+def test_local_file_with_sha256_is_verified(tmp_path: Path) -> None:
+    """``pretrained_cfg_overlay=dict(file=PATH, sha256=HEX)`` checks a file of one's own before loading it."""
+    model = timm.create_model('mambaout_femto', num_classes=5, depths=(1, 1, 1, 1), dims=(8, 8, 16, 16))
     weights = tmp_path / 'src' / 'tiny.safetensors'
-    save_safetensors({'w': torch.arange(6.0)}, weights)
-    good = _manifest(tmp_path, weights, sha256_file(weights))
-    path = download_weights('tiny.test', cache_dir=tmp_path / 'cache', manifest=good, progress=False)
-    assert torch.equal(load_checkpoint_file(path)['w'], torch.arange(6.0))
+    save_safetensors(model.state_dict(), weights)
+    kwargs = dict(num_classes=5, depths=(1, 1, 1, 1), dims=(8, 8, 16, 16))
+    good = dict(file=str(weights), num_classes=5, sha256=sha256_file(weights))
+    loaded = create_model('mambaout_femto', pretrained=True, pretrained_cfg_overlay=good, **kwargs)
+    assert torch.equal(loaded.head.fc.weight, model.head.fc.weight)
 
-    bad = _manifest(tmp_path, weights, '0' * 64)
     with pytest.raises(ChecksumError) as err:
-        download_weights('tiny.test', cache_dir=tmp_path / 'cache2', manifest=bad, progress=False)
+        create_model('mambaout_femto', pretrained=True, pretrained_cfg_overlay=dict(good, sha256='0' * 64), **kwargs)
     msg = str(err.value)
-    assert 'sha256 mismatch' in msg and 'tiny.test.safetensors' in msg and '\n' not in msg
-    kept = [p.name for p in (tmp_path / 'cache2').iterdir() if not p.name.endswith('.lock')]
-    assert not kept, 'a bad download must not be kept'
+    assert 'sha256 mismatch' in msg and 'tiny.safetensors' in msg and '\n' not in msg
 
 
-def test_repo_manifest_is_well_formed() -> None:
-    from zoo.hub import read_manifest
+def test_manifest_is_generated_from_the_cfgs() -> None:
+    """``weights/manifest.csv`` is what the cfgs generate (``tools/analysis/model_table.py --manifest``), and
+    each row is well formed."""
+    from zoo.hub import MANIFEST, manifest_csv, manifest_rows
 
-    entries = read_manifest()
-    assert 'mambaout_femto.official' in entries
-    for e in entries.values():
-        assert e.url.startswith('https://') and e.format in ('pth', 'safetensors') and e.license
-        assert e.sha256 == '' or re.fullmatch(r'[0-9a-f]{64}', e.sha256)
-        assert e.name.split('.')[0] in timm.list_models()
+    assert MANIFEST.read_text() == manifest_csv(), 'run: python tools/analysis/model_table.py --manifest'
+    rows = {r['name']: r for r in manifest_rows()}
+    assert 'mambaout_femto.official' in rows and 'agent_swin_tiny.in1k' in rows
+    for r in rows.values():
+        assert r['url'].startswith('https://') and r['format'] in ('pth', 'safetensors') and r['license']
+        assert r['sha256'] == '' or re.fullmatch(r'[0-9a-f]{64}', r['sha256'])
+        assert timm.create_model(r['name'].split('.')[0], pretrained=False, device='meta') is not None
+        assert r['conversion'].endswith('.checkpoint_filter_fn')
+
+
+def test_cfgs_carry_the_papers_numbers_but_model_cfgs_stay_timms() -> None:
+    """The zoo cfg holds the paper's numbers and the sha256 field; ``model.pretrained_cfg`` (what timm saves
+    into a Hub folder's config.json) holds timm's fields only."""
+    cfg = timm.models.get_pretrained_cfg('agent_pvt_tiny.in1k')
+    assert cfg.paper['params_m'] == 11.57 and cfg.paper['top1'] == 78.4 and cfg.sha256 is None
+    assert cfg.license and cfg.paper_ids == 'arXiv:2312.08874'
+    model = timm.create_model('agent_pvt_tiny', device='meta')
+    assert not {'paper', 'sha256'} & set(model.pretrained_cfg)
+    timm.models.PretrainedCfg(**model.pretrained_cfg)  # loads in plain timm
 
 
 def test_truncated_checkpoint_one_line_error(femto, tmp_path: Path) -> None:

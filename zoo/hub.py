@@ -1,15 +1,21 @@
 """Weights: where pretrained weights come from, how they are downloaded and checked, and how they load.
 
-Every pretrained load of a zoo model (and, through :func:`create_model`, of any timm model the zoo
-builds) takes one route: the pretrained cfg's source (``file``, ``hf_hub_id`` or ``url``) is made a
-local file first, then timm loads that file through its own ``file`` route and the model's
-``checkpoint_filter_fn``. On the way:
+A model's pretrained cfg (a :class:`ZooPretrainedCfg`, made by :func:`zoo_default_cfgs` next to the family's
+``@register_model`` functions) is the one source of its weights' metadata: the source (``url`` /
+``hf_hub_id``), the sha256 where the publisher gives one, the license, ``paper_ids`` and the paper's numbers.
+``weights/manifest.csv`` (:func:`manifest_csv`) and the README model table are generated from the cfgs.
+
+There is one download route, timm's ``timm.create_model(name, pretrained=True)``: the zoo families build
+through :func:`build_model_with_weights`, which makes the cfg's source (``file``, ``hf_hub_id`` or ``url``) a
+checked local file first, then timm loads that file through its own ``file`` route and the model's
+``checkpoint_filter_fn``. (Models timm builds itself, MambaOut, take timm's own download code; wrapping them
+in :func:`create_model` adds the same checks.) On the way:
 
 * URLs are downloaded once into timm's cache (``<TORCH_HOME>/hub/checkpoints``) under the file name
   the cfg gives (``url=(URL, FILE_NAME)``, timm's own form): publishers' URLs such as
   ``https://cloud.tsinghua.edu.cn/f/<id>/?dl=1`` have no file name of their own. A file lock makes
-  the ranks of a distributed run share one download; the sha256 is checked where
-  ``weights/manifest.csv`` knows it.
+  the ranks of a distributed run share one download; the sha256 is checked where the cfg records one
+  (a mismatching download is not kept).
 * No network is told within seconds (``ZOO_NETWORK_TIMEOUT``, default 5 s, to reach the host)
   instead of after the Hugging Face client's retries, and ``HF_HUB_OFFLINE=1`` is honoured for every
   download (files already in a cache still load). A failed download raises :class:`DownloadError`:
@@ -42,6 +48,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import torch
+from timm.models import PretrainedCfg
 
 MANIFEST = Path(__file__).resolve().parent.parent / 'weights' / 'manifest.csv'
 MANIFEST_FIELDS = ('name', 'url', 'sha256', 'format', 'license', 'conversion')
@@ -67,32 +74,11 @@ class CheckpointError(WeightsError):
 
 
 class ChecksumError(WeightsError):
-    """A downloaded or local file whose sha256 differs from the manifest's."""
+    """A downloaded or local file whose sha256 differs from the one its cfg or overlay gives."""
 
 
 class DownloadError(WeightsError):
     """Weights that could not be downloaded (offline, host unreachable, HTTP error)."""
-
-
-@dataclass(frozen=True)
-class WeightEntry:
-    """One row of ``weights/manifest.csv``."""
-
-    name: str  # timm model name with tag, e.g. 'agent_swin_tiny.in1k' or 'mambaout_femto.official'
-    url: str
-    sha256: str  # '' where the publisher gives none
-    format: str  # 'pth' (official state dict) or 'safetensors' (ours)
-    license: str
-    conversion: str  # how the file maps onto zoo keys
-
-
-def read_manifest(path: str | os.PathLike = MANIFEST) -> dict[str, WeightEntry]:
-    """``{name: WeightEntry}`` from a manifest CSV; unknown or missing columns raise naming them."""
-    with open(path, newline='') as f:
-        reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) != MANIFEST_FIELDS:
-            raise ValueError(f'{path}: manifest columns must be {MANIFEST_FIELDS}, got {reader.fieldnames}')
-        return {row['name']: WeightEntry(**row) for row in reader}
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -231,44 +217,130 @@ def cache_file_name(url: str | tuple[str, str], name: str) -> str:
     return f'{name}-{hashlib.sha256(url.encode()).hexdigest()[:10]}.pth'
 
 
-def name_downloads(cfgs: dict[str, dict]) -> dict[str, dict]:
-    """Give every ``'arch.tag'`` cfg with a URL its cache file name, ``url=(URL, 'arch.tag.pth')``, the
-    name ``weights/manifest.csv`` uses for the same file. Apply to a family's cfgs before
-    ``generate_default_cfgs``."""
+@dataclass
+class ZooPretrainedCfg(PretrainedCfg):
+    """timm's ``PretrainedCfg`` plus what the zoo records about the weights and the paper, so that one cfg is
+    the only source of a model's metadata (``weights/manifest.csv`` and the README model table are generated
+    from the cfgs):
+
+    * ``sha256``: the weights file's sha256 where the publisher gives one (checked on download);
+    * ``paper``: the paper's numbers for the architecture (``params_m``, ``gmacs``, ``top1``, ...; each family
+      names their sources in a comment above its table).
+
+    Both stay out of :meth:`to_dict`, so ``model.pretrained_cfg`` and a Hub folder's ``config.json`` hold
+    timm's fields only and load in plain timm.
+    """
+
+    sha256: str | None = None
+    paper: dict | None = None
+
+    def to_dict(self, remove_source: bool = False, remove_null: bool = True) -> dict:
+        out = super().to_dict(remove_source=remove_source, remove_null=remove_null)
+        for key in ZOO_CFG_FIELDS:
+            out.pop(key, None)
+        return out
+
+
+ZOO_CFG_FIELDS = ('sha256', 'paper')
+
+
+def zoo_default_cfgs(
+    cfgs: Mapping[str, dict], paper: Mapping[str, dict] | None = None, name_files: bool = True
+) -> dict:
+    """timm's ``generate_default_cfgs`` over :class:`ZooPretrainedCfg`: every ``'arch.tag'`` cfg gets
+    ``paper=paper[arch]`` and, with ``name_files``, a URL gets the cache file name ``url=(URL, 'arch.tag.pth')``
+    (the form timm's Hub cfgs use; publishers' URLs such as ``https://cloud.tsinghua.edu.cn/f/<id>/?dl=1`` have no
+    file name). Zoo builders understand that form; timm's own builders need a plain URL (``name_files=False``)."""
+    from timm.models import generate_default_cfgs, split_model_name_tag
+
+    paper = paper or {}
     out = {}
     for key, cfg in cfgs.items():
-        url = cfg.get('url')
-        out[key] = dict(cfg, url=(url, f'{key}.pth')) if isinstance(url, str) and url else cfg
+        arch = split_model_name_tag(key)[0]
+        cfg = dict(cfg, paper=paper.get(arch, cfg.get('paper')))
+        if name_files and isinstance(cfg.get('url'), str) and cfg['url']:
+            cfg['url'] = (cfg['url'], f'{key}.pth')
+        out[key] = ZooPretrainedCfg(**cfg)
+    return generate_default_cfgs(out)
+
+
+def add_pretrained_tags(cfgs: Mapping[str, dict], paper: Mapping[str, dict] | None = None) -> None:
+    """Register extra ``'arch.tag'`` pretrained cfgs for models timm itself registers (MambaOut's official
+    GitHub releases), after timm's own tags, so ``timm.create_model('arch.tag', pretrained=True)`` finds them.
+    timm has no public call for this; it is done as ``register_model`` does it."""
+    from dataclasses import replace
+
+    from timm.models import _registry as reg
+
+    for arch, default_cfg in zoo_default_cfgs(cfgs, paper, name_files=False).items():
+        if arch not in reg._model_default_cfgs:
+            raise KeyError(f"'{arch}' is not a timm model; register it with @register_model instead")
+        for tag, cfg in default_cfg.cfgs.items():
+            name = f'{arch}.{tag}'
+            cfg = replace(cfg, architecture=arch, tag=tag)
+            reg._model_default_cfgs[arch].cfgs[tag] = cfg
+            if tag not in reg._model_default_cfgs[arch].tags:
+                reg._model_default_cfgs[arch].tags.append(tag)
+            reg._model_pretrained_cfgs[name] = cfg
+            if cfg.has_weights:
+                reg._model_has_pretrained.add(name)
+            if name not in reg._model_with_tags[arch]:
+                reg._model_with_tags[arch].append(name)
+
+
+def weight_cfgs() -> dict[str, ZooPretrainedCfg]:
+    """``{'arch.tag': cfg}`` for every zoo cfg (a :class:`ZooPretrainedCfg`) of every zoo model."""
+    from timm.models import get_arch_pretrained_cfgs
+
+    from zoo.models import list_zoo_models
+
+    out = {}
+    for arch in list_zoo_models():
+        out.update({k: v for k, v in get_arch_pretrained_cfgs(arch).items() if isinstance(v, ZooPretrainedCfg)})
     return out
 
 
-def _manifest_sha256(url: str) -> str:
-    try:
-        entries = read_manifest()
-    except OSError:
-        return ''
-    return next((e.sha256 for e in entries.values() if e.url == url), '')
+def _url_of(cfg: Any) -> str:
+    url = cfg.url
+    return (url[0] if isinstance(url, (tuple, list)) else url) or ''
+
+
+def manifest_rows() -> list[dict[str, str]]:
+    """``weights/manifest.csv`` as generated from the cfgs: one row per cfg with a download URL."""
+    from timm.models import model_entrypoint
+
+    rows = []
+    for name, cfg in weight_cfgs().items():
+        url = _url_of(cfg)
+        if not url:
+            continue
+        module = model_entrypoint(cfg.architecture).__module__
+        rows.append(
+            dict(
+                name=name,
+                url=url,
+                sha256=cfg.sha256 or '',
+                format='safetensors' if url.split('?')[0].endswith('.safetensors') else 'pth',
+                license=cfg.license or '',
+                conversion=f'{module}.checkpoint_filter_fn',
+            )
+        )
+    return sorted(rows, key=lambda r: r['name'])
+
+
+def manifest_csv() -> str:
+    """The text of ``weights/manifest.csv`` (:func:`manifest_rows` as CSV)."""
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=MANIFEST_FIELDS, lineterminator='\n')
+    writer.writeheader()
+    writer.writerows(manifest_rows())
+    return buf.getvalue()
 
 
 def _default_cache() -> Path:
     return Path(torch.hub.get_dir()) / 'checkpoints'  # timm's get_cache_dir()
-
-
-def download_weights(
-    name: str, cache_dir: str | os.PathLike | None = None, manifest: str | os.PathLike = MANIFEST, progress: bool = True
-) -> str:
-    """Download the manifest entry ``name`` into the cache (once), verify its sha256, return the path.
-
-    The file is stored as ``<name>.<format>``, the name the model's pretrained cfg gives the same URL,
-    so this route and ``timm.create_model(name, pretrained=True)`` share one cached file. A file whose
-    hash does not match is not kept and ``ChecksumError`` is raised.
-    """
-    entries = read_manifest(manifest)
-    if name not in entries:
-        raise KeyError(f"'{name}' is not in {manifest}; known: {', '.join(sorted(entries))}")
-    entry = entries[name]
-    dst = Path(cache_dir or _default_cache()) / f'{entry.name}.{entry.format}'
-    return download_file(entry.url, dst, sha256=entry.sha256, progress=progress, what=f'the weights {entry.name}')
 
 
 def hf_weights_file(
@@ -565,7 +637,8 @@ def pretrained_overlay(
     """The ``pretrained_cfg_overlay`` under which timm loads ``model_name``'s pretrained weights from a
     checked local file: the cfg's source (a file, a URL or a Hub id, after the user's overlay) is
     downloaded if needed (:func:`download_file`, :func:`hf_weights_file`) and checked
-    (:func:`check_weights_file`), and its path set as ``file``.
+    (:func:`check_weights_file`), and its path set as ``file``. The sha256 is checked where the zoo cfg records
+    one, or where the overlay gives one (``pretrained_cfg_overlay=dict(file=PATH, sha256=HEX)``).
 
     Raises ``DownloadError``, ``CheckpointError`` or ``FileNotFoundError`` in one line, or
     ``WeightsError`` when the cfg has no weights at all.
@@ -573,11 +646,12 @@ def pretrained_overlay(
     from timm.models import resolve_pretrained_cfg, split_model_name_tag
 
     variant, tag = split_model_name_tag(model_name)
-    cfg = resolve_pretrained_cfg(
-        variant, pretrained_cfg=pretrained_cfg or tag or None, pretrained_cfg_overlay=pretrained_cfg_overlay
-    )
-    name = f'{cfg.architecture or variant}.{cfg.tag}' if cfg.tag else cfg.architecture or variant
     overlay = dict(pretrained_cfg_overlay or {})
+    # A sha256 given with the overlay checks a file or URL of one's own; else a zoo cfg's checks the cfg's own URL.
+    own_sha256 = overlay.pop('sha256', None)
+    cfg = resolve_pretrained_cfg(variant, pretrained_cfg=pretrained_cfg or tag or None, pretrained_cfg_overlay=overlay)
+    name = f'{cfg.architecture or variant}.{cfg.tag}' if cfg.tag else cfg.architecture or variant
+    sha256 = own_sha256 or ('' if overlay.get('url') else getattr(cfg, 'sha256', None)) or ''
     kind, loc = _source(cfg, overlay)
     what = f'the pretrained weights of {name}'
     if kind in ('state_dict', 'local-dir'):
@@ -587,7 +661,7 @@ def pretrained_overlay(
     elif kind == 'url':
         url = loc[0] if isinstance(loc, (tuple, list)) else loc
         dst = Path(cache_dir or _default_cache()) / cache_file_name(loc, name)
-        path = download_file(url, dst, sha256=_manifest_sha256(url), what=what)
+        path = download_file(url, dst, sha256=sha256, what=what)
     elif kind == 'hf-hub':
         path = hf_weights_file(loc, cfg.hf_hub_filename, cache_dir, what=what)
     else:
@@ -596,6 +670,8 @@ def pretrained_overlay(
             f'{name} has no weights to download (its pretrained cfg gives no url, hf_hub_id or '
             f'file){notes}; {LOCAL_WEIGHTS_HINT}'
         )
+    if kind == 'file' and own_sha256:
+        verify_sha256(path, own_sha256)
     check_weights_file(path)
     overlay['file'] = path
     if cfg.source == 'hf-hub':  # an 'hf-hub:' model name: timm would go to the Hub before the file
@@ -683,22 +759,18 @@ def _is_zoo_model(name: str) -> bool:
 
 
 def create_model(name: str, pretrained: bool = False, cache_dir: str | None = None, **kwargs) -> torch.nn.Module:
-    """``timm.create_model`` through the zoo's weight route, for zoo and timm models alike.
+    """``timm.create_model`` with the zoo's weight checks for timm's own models as well.
 
-    ``name`` may be a manifest entry (``'mambaout_femto.official'``): with ``pretrained=True`` its file
-    is downloaded once, checked against its sha256 and loaded through timm's ``file`` route (and the
-    model's ``checkpoint_filter_fn``). Any other model's pretrained source (file, URL, Hub id) is
-    fetched and checked by :func:`pretrained_overlay`, so a missing network or a bad file is one line
-    (``DownloadError`` / ``CheckpointError``) here too.
+    Zoo models check their weights inside their own builders, so for them this is ``timm.create_model``. For
+    a model timm builds (MambaOut, including the zoo's ``'mambaout_femto.official'`` tags), the cfg's source
+    (file, URL, Hub id) is fetched and checked first by :func:`pretrained_overlay` (the sha256 where the cfg
+    records one, one-line ``DownloadError`` offline, ``CheckpointError`` for a bad file), then timm loads the
+    checked file.
     """
     import timm
 
     import zoo  # noqa: F401
 
-    if pretrained and name in read_manifest():
-        path = download_weights(name, cache_dir=cache_dir)
-        kwargs['pretrained_cfg_overlay'] = dict(kwargs.get('pretrained_cfg_overlay') or {}, file=path)
-        name = name.split('.')[0]
     if not pretrained or _is_zoo_model(name):  # zoo models take the route inside their own builder
         return timm.create_model(name, pretrained=pretrained, cache_dir=cache_dir, **kwargs)
     if timm.models.is_model(timm.models.split_model_name_tag(name)[0]):

@@ -126,7 +126,7 @@ def bench_inference(
         num_classes: classifier size of both (200: CUB-200-2011, the paper's cost setting).
         model_kwargs: extra ``create_model`` arguments for both (e.g. ``{"depth": 2}`` for a quick run).
     """
-    from zoo.models.dcal import PAPER_FACTS
+    from zoo.models import paper_facts
 
     kw = dict(num_classes=num_classes, **(model_kwargs or {}))
     x = torch.randn(batch, 3, img_size, img_size, device=device)
@@ -142,7 +142,7 @@ def bench_inference(
         d, p = info[name, 'dcal'], info[name, 'plain']
         d_s, p_s = median(samples[name, 'dcal']), median(samples[name, 'plain'])
         d_cpu, p_cpu = median(samples[name, 'dcal'], 'cpu_s'), median(samples[name, 'plain'], 'cpu_s')
-        facts = PAPER_FACTS.get(name, {})
+        facts = paper_facts().get(name, {})
         paper_p, paper_f = facts.get('params_overhead'), facts.get('flops_overhead')
         rows.append(
             dict(

@@ -55,7 +55,7 @@ def bench(
 ) -> list[dict]:
     """One row per entry of :data:`ENTRIES` (see the module docstring). ``model_kwargs`` go to
     ``medusa_resnet50`` (e.g. a narrower body for a quick run)."""
-    from zoo.models.medusa import PAPER_FACTS
+    from zoo.models import paper_facts
 
     kwargs = dict(model_kwargs or {})
     jobs, info = {}, {}
@@ -76,7 +76,7 @@ def bench(
 
         jobs[entry] = fn
     samples = round_robin(jobs, rounds, warmup=1, device=device, desc='medusa')
-    facts = PAPER_FACTS['medusa_resnet50']
+    facts = paper_facts()['medusa_resnet50']
     rows = []
     for entry in ENTRIES:
         wall = median(samples[entry])

@@ -1,19 +1,25 @@
 """Generate the README model table from the zoo's registry.
 
 Params and GMACs are measured on the model as built (GMACs = FLOPs/2 from torch's FLOP
-counter, at the cfg input size); paper top-1 and weight sources come from each family's
-PAPER_FACTS. `--write` replaces the table between the markers in README.md.
+counter, at the cfg input size); the paper's numbers and the weights' sources come from each
+model's pretrained cfgs (zoo.hub.ZooPretrainedCfg), which also generate weights/manifest.csv.
+`--write` replaces the table between the markers in README.md; `--manifest` rewrites the manifest.
 
 Examples:
-  python tools/analysis/model_table.py            # print the table
-  python tools/analysis/model_table.py --write    # update README.md
+  python tools/analysis/model_table.py              # print the table
+  python tools/analysis/model_table.py --write      # update README.md
+  python tools/analysis/model_table.py --manifest   # regenerate weights/manifest.csv (no measuring)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
+MANIFEST = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'weights', 'manifest.csv'
+)
 BEGIN, END = '<!-- model-table:begin -->', '<!-- model-table:end -->'
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'README.md')
 
@@ -38,9 +44,13 @@ def measure(name: str) -> tuple[float, float, tuple[int, ...]]:
 
 def table_rows() -> list[dict]:
     import zoo  # noqa: F401
+    from zoo.hub import manifest_rows
     from zoo.models import family_of, list_zoo_models, paper_facts
 
     facts = paper_facts()
+    official = {}  # arch -> URL of its official weights (the first tag that has one)
+    for row in manifest_rows():
+        official.setdefault(row['name'].split('.')[0], row['url'])
     from tqdm import tqdm
 
     rows = []
@@ -56,7 +66,7 @@ def table_rows() -> list[dict]:
                 size=f'{size[1]}×{size[2]}',
                 paper_params=f.get('params_m'),
                 top1=f.get('top1'),
-                weights=f.get('weights'),
+                weights=official.get(name) or f.get('weights_page'),
             )
         )
     return rows
@@ -83,7 +93,15 @@ def render(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--write', action='store_true', help=f'replace the table in {README}')
+    p.add_argument('--manifest', action='store_true', help=f'regenerate {MANIFEST} from the cfgs and stop')
     args = p.parse_args(argv)
+    if args.manifest:
+        import zoo  # noqa: F401
+        from zoo.hub import manifest_csv
+
+        Path(MANIFEST).write_text(manifest_csv())
+        print(f'model_table: wrote {MANIFEST}')
+        return ''
     table = render(table_rows())
     if args.write:
         text = open(README).read()

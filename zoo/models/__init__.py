@@ -1,10 +1,11 @@
 """Zoo model families. Importing this package registers every zoo model with timm.
 
-Each family module is timm style (``default_cfgs``, ``@register_model``, ``checkpoint_filter_fn``)
-and may define ``PAPER_FACTS``: ``{model_name: dict(params_m=..., gmacs=..., top1=..., source=...)}``
-with the published numbers (the paper's tables and the official repository's README) and parameter
-counts taken from the official model definitions; a comment above each table names its sources. Those
-tables drive the parameter-count tests and the README model table.
+Each family module is timm style (``default_cfgs``, ``@register_model``, ``checkpoint_filter_fn``). Its
+pretrained cfgs (``zoo.hub.ZooPretrainedCfg``) are the one source of each model's metadata: the weights'
+source, sha256 and license, ``paper_ids``, and the paper's numbers (``cfg.paper``: ``params_m``, ``gmacs``,
+``top1``, ...; a comment above each family's table names its sources: the paper's tables, the official
+repository's README, parameter counts from the official model definitions). The parameter-count tests, the
+README model table and ``weights/manifest.csv`` all read them from the cfgs.
 """
 
 from __future__ import annotations
@@ -48,10 +49,15 @@ def list_zoo_models(family: str | None = None) -> list[str]:
 
 
 def paper_facts() -> dict[str, dict]:
-    """``{model_name: facts}`` merged over all families (see module docstring)."""
+    """``{model_name: the paper's numbers}`` as each model's pretrained cfg carries them (``cfg.paper``)."""
+    from timm.models import get_arch_pretrained_cfgs
+
     facts: dict[str, dict] = {}
-    for mod in _modules.values():
-        facts.update(getattr(mod, 'PAPER_FACTS', {}))
+    for name in list_zoo_models():
+        for cfg in get_arch_pretrained_cfgs(name).values():
+            if getattr(cfg, 'paper', None):
+                facts[name] = dict(cfg.paper)
+                break
     return facts
 
 

@@ -38,12 +38,12 @@ import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, Mlp, calculate_drop_path_rates, get_device_dtype
-from timm.models import generate_default_cfgs, register_model
+from timm.models import register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 from torch import nn
 
-from zoo.hub import build_model_with_weights, name_downloads, unwrap_state_dict
+from zoo.hub import build_model_with_weights, unwrap_state_dict, zoo_default_cfgs
 from zoo.layers.agent_attention import (
     AgentAttentionCore,
     adapt_agent_bias,
@@ -487,32 +487,30 @@ def _cfg(file_id: str, **kwargs) -> dict:
     }
 
 
-default_cfgs = generate_default_cfgs(
-    name_downloads(
-        {
-            'agent_cswin_tiny.in1k': _cfg('8c562a74441e46d5902b'),
-            'agent_cswin_small.in1k': _cfg('30eb8af675bc4b7a8747'),
-            'agent_cswin_base.in1k': _cfg('c8035b0839b2410c8c9f'),
-            'agent_cswin_base_384.in1k': _cfg(
-                '1239be0df44b47719432', input_size=(3, 384, 384), pool_size=(12, 12), crop_pct=1.0
-            ),
-        }
-    )
-)
-
 # Agent Attention (arXiv 2312.08874), official repo LeapLabTHU/Agent-Attention. params_m: counted by
 # instantiating agent_transformer/models/agent_cswin.py at each cfg resolution (the README rounds them to whole
 # millions); gmacs: the 'FLOPs' column of agent_transformer/README.md, which (Swin convention) counts
 # multiply-adds, at the cfg resolution; top1: ImageNet-1k from the same table; weights: the Tsinghua Cloud links
 # in that table.
 PAPER_FACTS: dict[str, dict] = {
-    'agent_cswin_tiny': dict(params_m=20.46, gmacs=4.3, top1=83.1, weights=_URL.format('8c562a74441e46d5902b')),
-    'agent_cswin_small': dict(params_m=32.81, gmacs=6.8, top1=83.9, weights=_URL.format('30eb8af675bc4b7a8747')),
-    'agent_cswin_base': dict(params_m=73.25, gmacs=14.9, top1=84.7, weights=_URL.format('c8035b0839b2410c8c9f')),
-    'agent_cswin_base_384': dict(
-        params_m=73.33, gmacs=46.3, top1=85.8, img_size=384, weights=_URL.format('1239be0df44b47719432')
-    ),
+    'agent_cswin_tiny': dict(params_m=20.46, gmacs=4.3, top1=83.1),
+    'agent_cswin_small': dict(params_m=32.81, gmacs=6.8, top1=83.9),
+    'agent_cswin_base': dict(params_m=73.25, gmacs=14.9, top1=84.7),
+    'agent_cswin_base_384': dict(params_m=73.33, gmacs=46.3, top1=85.8, img_size=384),
 }
+
+default_cfgs = zoo_default_cfgs(
+    {
+        'agent_cswin_tiny.in1k': _cfg('8c562a74441e46d5902b'),
+        'agent_cswin_small.in1k': _cfg('30eb8af675bc4b7a8747'),
+        'agent_cswin_base.in1k': _cfg('c8035b0839b2410c8c9f'),
+        'agent_cswin_base_384.in1k': _cfg(
+            '1239be0df44b47719432', input_size=(3, 384, 384), pool_size=(12, 12), crop_pct=1.0
+        ),
+    },
+    paper=PAPER_FACTS,
+)
+
 
 _T = dict(embed_dim=64, depths=(2, 4, 18, 1), num_heads=(2, 4, 8, 16), attn_type='AABB')
 _S = dict(embed_dim=64, depths=(3, 6, 29, 2), num_heads=(2, 4, 8, 16), attn_type='AABB')

@@ -36,13 +36,13 @@ from timm.layers import (
     resample_abs_pos_embed,
     trunc_normal_,
 )
-from timm.models import generate_default_cfgs, register_model
+from timm.models import register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from zoo.hub import build_model_with_weights, name_downloads, unwrap_state_dict
+from zoo.hub import build_model_with_weights, unwrap_state_dict, zoo_default_cfgs
 from zoo.layers.agent_attention import (
     POS_EMBED_RESIZE,
     AgentAttention,
@@ -346,29 +346,26 @@ def _cfg(file_id: str, **kwargs) -> dict:
     }
 
 
-default_cfgs = generate_default_cfgs(
-    name_downloads(
-        {
-            'agent_deit_tiny.in1k': _cfg('57e0904221824ee7b7af'),
-            'agent_deit_small.in1k': _cfg('fdd43304372541db8ea7'),
-            'agent_deit_small_448.in1k': _cfg('a228f86241c445f1969b', input_size=(3, 448, 448), crop_pct=1.0),
-            'agent_deit_base.in1k': _cfg('5115f15fdd7e4ab58fbc'),
-        }
-    )
-)
-
 # Agent Attention (arXiv 2312.08874), official repo LeapLabTHU/Agent-Attention. params_m: the Params column of
 # agent_transformer/README.md, confirmed to within 0.3% by instantiating agent_transformer/models/agent_deit.py
 # at each cfg resolution; gmacs: the same table's 'FLOPs' column, which (Swin convention) counts multiply-adds,
 # at the cfg resolution; top1: ImageNet-1k from the same table; weights: the Tsinghua Cloud links in that table.
 PAPER_FACTS: dict[str, dict] = {
-    'agent_deit_tiny': dict(params_m=6.0, gmacs=1.2, top1=74.9, weights=_URL.format('57e0904221824ee7b7af')),
-    'agent_deit_small': dict(params_m=22.7, gmacs=4.4, top1=80.5, weights=_URL.format('fdd43304372541db8ea7')),
-    'agent_deit_small_448': dict(
-        params_m=23.1, gmacs=17.7, top1=83.1, img_size=448, weights=_URL.format('a228f86241c445f1969b')
-    ),
-    'agent_deit_base': dict(params_m=87.2, gmacs=17.6, top1=82.0, weights=_URL.format('5115f15fdd7e4ab58fbc')),
+    'agent_deit_tiny': dict(params_m=6.0, gmacs=1.2, top1=74.9),
+    'agent_deit_small': dict(params_m=22.7, gmacs=4.4, top1=80.5),
+    'agent_deit_small_448': dict(params_m=23.1, gmacs=17.7, top1=83.1, img_size=448),
+    'agent_deit_base': dict(params_m=87.2, gmacs=17.6, top1=82.0),
 }
+
+default_cfgs = zoo_default_cfgs(
+    {
+        'agent_deit_tiny.in1k': _cfg('57e0904221824ee7b7af'),
+        'agent_deit_small.in1k': _cfg('fdd43304372541db8ea7'),
+        'agent_deit_small_448.in1k': _cfg('a228f86241c445f1969b', input_size=(3, 448, 448), crop_pct=1.0),
+        'agent_deit_base.in1k': _cfg('5115f15fdd7e4ab58fbc'),
+    },
+    paper=PAPER_FACTS,
+)
 
 
 @register_model

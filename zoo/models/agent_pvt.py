@@ -38,12 +38,12 @@ from timm.layers import (
     resample_abs_pos_embed,
     trunc_normal_,
 )
-from timm.models import generate_default_cfgs, register_model
+from timm.models import register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 from torch import nn
 
-from zoo.hub import build_model_with_weights, name_downloads, unwrap_state_dict
+from zoo.hub import build_model_with_weights, unwrap_state_dict, zoo_default_cfgs
 from zoo.layers.agent_attention import (
     POS_EMBED_RESIZE,
     AgentAttention,
@@ -453,32 +453,30 @@ def _cfg(file_id: str, **kwargs) -> dict:
     }
 
 
-default_cfgs = generate_default_cfgs(
-    name_downloads(
-        {
-            'agent_pvt_tiny.in1k': _cfg('13fdf0e0a7c5498c934f'),
-            'agent_pvt_small.in1k': _cfg('36b8be9a8863456685a3'),
-            'agent_pvt_medium.in1k': _cfg('4d00ecacf18b45f9b88c'),
-            'agent_pvt_medium_256.in1k': _cfg('654df734121643b19c52', input_size=(3, 256, 256), pool_size=(8, 8)),
-            'agent_pvt_large.in1k': _cfg('040cfe0cfbbe4762ad09'),
-        }
-    )
-)
-
 # Agent Attention (arXiv 2312.08874), official repo LeapLabTHU/Agent-Attention. params_m: counted by
 # instantiating agent_transformer/models/agent_pvt.py at each cfg resolution (the 256 row keeps the README's
 # 36.1M, which the count confirms); gmacs: the 'FLOPs' column of agent_transformer/README.md, which (Swin
 # convention) counts multiply-adds, at the cfg resolution; top1: ImageNet-1k from the same table; weights: the
 # Tsinghua Cloud links in that table.
 PAPER_FACTS: dict[str, dict] = {
-    'agent_pvt_tiny': dict(params_m=11.57, gmacs=2.0, top1=78.4, weights=_URL.format('13fdf0e0a7c5498c934f')),
-    'agent_pvt_small': dict(params_m=20.64, gmacs=4.0, top1=82.2, weights=_URL.format('36b8be9a8863456685a3')),
-    'agent_pvt_medium': dict(params_m=35.92, gmacs=7.0, top1=83.4, weights=_URL.format('4d00ecacf18b45f9b88c')),
-    'agent_pvt_medium_256': dict(
-        params_m=36.1, gmacs=9.2, top1=83.8, img_size=256, weights=_URL.format('654df734121643b19c52')
-    ),
-    'agent_pvt_large': dict(params_m=48.74, gmacs=10.4, top1=83.7, weights=_URL.format('040cfe0cfbbe4762ad09')),
+    'agent_pvt_tiny': dict(params_m=11.57, gmacs=2.0, top1=78.4),
+    'agent_pvt_small': dict(params_m=20.64, gmacs=4.0, top1=82.2),
+    'agent_pvt_medium': dict(params_m=35.92, gmacs=7.0, top1=83.4),
+    'agent_pvt_medium_256': dict(params_m=36.1, gmacs=9.2, top1=83.8, img_size=256),
+    'agent_pvt_large': dict(params_m=48.74, gmacs=10.4, top1=83.7),
 }
+
+default_cfgs = zoo_default_cfgs(
+    {
+        'agent_pvt_tiny.in1k': _cfg('13fdf0e0a7c5498c934f'),
+        'agent_pvt_small.in1k': _cfg('36b8be9a8863456685a3'),
+        'agent_pvt_medium.in1k': _cfg('4d00ecacf18b45f9b88c'),
+        'agent_pvt_medium_256.in1k': _cfg('654df734121643b19c52', input_size=(3, 256, 256), pool_size=(8, 8)),
+        'agent_pvt_large.in1k': _cfg('040cfe0cfbbe4762ad09'),
+    },
+    paper=PAPER_FACTS,
+)
+
 
 _PVT = dict(
     embed_dims=(64, 128, 320, 512),

@@ -38,13 +38,13 @@ from timm.layers import (
     get_device_dtype,
     resize_rel_pos_bias_table,
 )
-from timm.models import generate_default_cfgs, register_model
+from timm.models import register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 from timm.models.swin_transformer import PatchMerging, SwinTransformerBlock
 from torch import nn
 
-from zoo.hub import build_model_with_weights, name_downloads, unwrap_state_dict
+from zoo.hub import build_model_with_weights, unwrap_state_dict, zoo_default_cfgs
 from zoo.layers.agent_attention import (
     AgentAttention,
     adapt_agent_bias,
@@ -425,38 +425,34 @@ def _cfg(file_id: str, **kwargs) -> dict:
     }
 
 
-default_cfgs = generate_default_cfgs(
-    name_downloads(
-        {
-            'agent_swin_tiny.in1k': _cfg('a2ddc1190c224f768a41'),
-            'agent_swin_small.in1k': _cfg('f607172c9fea4d6e99bb'),
-            'agent_swin_small_288.in1k': _cfg(
-                '09760394e93b4046a25e', input_size=(3, 288, 288), pool_size=(9, 9), crop_pct=1.0
-            ),
-            'agent_swin_base.in1k': _cfg('4fcd2d0114bb490483c3'),
-            'agent_swin_base_384.in1k': _cfg(
-                'bb84ee9058954706a557', input_size=(3, 384, 384), pool_size=(12, 12), crop_pct=1.0
-            ),
-        }
-    )
-)
-
 # Agent Attention (arXiv 2312.08874), official repo LeapLabTHU/Agent-Attention. params_m: counted by
 # instantiating agent_transformer/models/agent_swin.py at each cfg resolution (the README rounds them to whole
 # millions); gmacs: the 'FLOPs' column of agent_transformer/README.md, which (Swin convention) counts
 # multiply-adds, at the cfg resolution; top1: ImageNet-1k from the same table; weights: the Tsinghua Cloud links
 # in that table.
 PAPER_FACTS: dict[str, dict] = {
-    'agent_swin_tiny': dict(params_m=28.90, gmacs=4.5, top1=82.6, weights=_URL.format('a2ddc1190c224f768a41')),
-    'agent_swin_small': dict(params_m=49.67, gmacs=8.7, top1=83.7, weights=_URL.format('f607172c9fea4d6e99bb')),
-    'agent_swin_small_288': dict(
-        params_m=49.71, gmacs=14.6, top1=84.1, img_size=288, weights=_URL.format('09760394e93b4046a25e')
-    ),
-    'agent_swin_base': dict(params_m=88.10, gmacs=15.4, top1=84.0, weights=_URL.format('4fcd2d0114bb490483c3')),
-    'agent_swin_base_384': dict(
-        params_m=88.31, gmacs=46.3, top1=84.9, img_size=384, weights=_URL.format('bb84ee9058954706a557')
-    ),
+    'agent_swin_tiny': dict(params_m=28.90, gmacs=4.5, top1=82.6),
+    'agent_swin_small': dict(params_m=49.67, gmacs=8.7, top1=83.7),
+    'agent_swin_small_288': dict(params_m=49.71, gmacs=14.6, top1=84.1, img_size=288),
+    'agent_swin_base': dict(params_m=88.10, gmacs=15.4, top1=84.0),
+    'agent_swin_base_384': dict(params_m=88.31, gmacs=46.3, top1=84.9, img_size=384),
 }
+
+default_cfgs = zoo_default_cfgs(
+    {
+        'agent_swin_tiny.in1k': _cfg('a2ddc1190c224f768a41'),
+        'agent_swin_small.in1k': _cfg('f607172c9fea4d6e99bb'),
+        'agent_swin_small_288.in1k': _cfg(
+            '09760394e93b4046a25e', input_size=(3, 288, 288), pool_size=(9, 9), crop_pct=1.0
+        ),
+        'agent_swin_base.in1k': _cfg('4fcd2d0114bb490483c3'),
+        'agent_swin_base_384.in1k': _cfg(
+            'bb84ee9058954706a557', input_size=(3, 384, 384), pool_size=(12, 12), crop_pct=1.0
+        ),
+    },
+    paper=PAPER_FACTS,
+)
+
 
 _T = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), attn_type='AAAB')
 _S = dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), attn_type='AABB')

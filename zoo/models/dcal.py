@@ -42,13 +42,13 @@ import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD
 from timm.layers import get_device_dtype
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import register_model
 from timm.models._manipulate import checkpoint
 from timm.models.vision_transformer import VisionTransformer
 from timm.models.vision_transformer import checkpoint_filter_fn as vit_checkpoint_filter_fn
 from torch import nn
 
-from zoo.hub import unwrap_state_dict
+from zoo.hub import build_model_with_weights, unwrap_state_dict, zoo_default_cfgs
 from zoo.layers.cross_attention import GLCABlock, block_forward, check_dcal_block
 from zoo.layers.rollout import rollout_cls_row, select_local_queries
 
@@ -541,7 +541,7 @@ def checkpoint_filter_fn(state_dict: dict, model: DCALMixin) -> dict[str, torch.
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> DCALVisionTransformer:
     out_indices = kwargs.pop('out_indices', 3)
-    return build_model_with_cfg(
+    return build_model_with_weights(
         DCALVisionTransformer,
         variant,
         pretrained,
@@ -574,22 +574,6 @@ def _cfg(hf_hub_id: str, **kwargs) -> dict:
     }
 
 
-# The SA branch's ImageNet weights are timm's own (no DCAL checkpoint was ever published); GLCA is filled from
-# the last block by checkpoint_filter_fn. ViT-B/16 IN-21k: timm's augreg_in21k weights (docs/dcal.md, choice 8).
-default_cfgs = generate_default_cfgs(
-    {
-        'dcal_deit_tiny_patch16_448.fb_in1k': _cfg('timm/deit_tiny_patch16_224.fb_in1k'),
-        'dcal_deit_small_patch16_448.fb_in1k': _cfg('timm/deit_small_patch16_224.fb_in1k'),
-        'dcal_deit_base_patch16_448.fb_in1k': _cfg('timm/deit_base_patch16_224.fb_in1k'),
-        'dcal_vit_base_patch16_448.augreg_in21k': _cfg(
-            'timm/vit_base_patch16_224.augreg_in21k',
-            num_classes=21843,
-            mean=IMAGENET_INCEPTION_MEAN,
-            std=IMAGENET_INCEPTION_STD,
-        ),
-    }
-)
-
 # DCAL paper (Zhu et al., CVPR 2022, arXiv 2205.02151): CUB-200-2011 top-1 at 448 from its Table 1, read from the
 # markdown transcription mossbee/final_dcal dual_cross_attention_learning.md (not checked against the PDF), and the
 # +9% params / +2% FLOPs overheads stated in the paper's text for DeiT-T at 448. Kept under cub_* keys: the zoo's
@@ -603,6 +587,23 @@ PAPER_FACTS: dict[str, dict] = {
     'dcal_deit_base_patch16_448': dict(cub_top1=88.8, cub_baseline_top1=88.0, img_size=448, source=_SRC),
     'dcal_vit_base_patch16_448': dict(cub_top1=91.4, cub_baseline_top1=90.8, img_size=448, source=_SRC),
 }
+
+# The SA branch's ImageNet weights are timm's own (no DCAL checkpoint was ever published); GLCA is filled from
+# the last block by checkpoint_filter_fn. ViT-B/16 IN-21k: timm's augreg_in21k weights (docs/dcal.md, choice 8).
+default_cfgs = zoo_default_cfgs(
+    {
+        'dcal_deit_tiny_patch16_448.fb_in1k': _cfg('timm/deit_tiny_patch16_224.fb_in1k'),
+        'dcal_deit_small_patch16_448.fb_in1k': _cfg('timm/deit_small_patch16_224.fb_in1k'),
+        'dcal_deit_base_patch16_448.fb_in1k': _cfg('timm/deit_base_patch16_224.fb_in1k'),
+        'dcal_vit_base_patch16_448.augreg_in21k': _cfg(
+            'timm/vit_base_patch16_224.augreg_in21k',
+            num_classes=21843,
+            mean=IMAGENET_INCEPTION_MEAN,
+            std=IMAGENET_INCEPTION_STD,
+        ),
+    },
+    paper=PAPER_FACTS,
+)
 
 _ARCH = {
     'tiny': dict(embed_dim=192, depth=12, num_heads=3),

@@ -52,12 +52,12 @@ import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import get_device_dtype
-from timm.models import generate_default_cfgs, register_model
+from timm.models import register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 from torch import nn
 
-from zoo.hub import build_model_with_weights, load_checkpoint_file, unwrap_state_dict
+from zoo.hub import build_model_with_weights, load_checkpoint_file, unwrap_state_dict, zoo_default_cfgs
 from zoo.layers.encoder_decoder_attention import GateHead, UNetBody, body_view, gate_fuse
 
 __all__ = [
@@ -604,19 +604,6 @@ def _cfg(hf_hub_id: str = '', **kwargs) -> dict:
     }
 
 
-default_cfgs = generate_default_cfgs(
-    {
-        # the trunk's ImageNet weights (torchvision's original recipe); body and heads are not in the file
-        'medusa_resnet50.tv_in1k': _cfg('timm/resnet50.tv_in1k', license='bsd-3-clause'),
-        'medusa_mambaout_femto.in1k': _cfg(
-            'timm/mambaout_femto.in1k', input_size=(3, 224, 224), first_conv='trunk.stem.conv1', license='apache-2.0'
-        ),
-        'medusa_convnext_tiny.fb_in1k': _cfg(
-            'timm/convnext_tiny.fb_in1k', input_size=(3, 224, 224), first_conv='trunk.stem.0', license='apache-2.0'
-        ),
-    }
-)
-
 # COVIDNet-CXR-3 (= MEDUSA on ResNet-50): params and MACs as published (COVID-Net README / docs/models.md,
 # master@1090a2f); the COVIDx8B test results of the same table (200 COVID-negative / 200 positive images).
 # Our count, 29.086M with 2 classes (ResNet-50 23.508M + body 5.469M + 4 heads 0.093M + fc 8192->2), is
@@ -638,6 +625,20 @@ PAPER_FACTS: dict[str, dict] = {
     # no published model: the same on timm's MambaOut-Femto (channels-last stages, gated in their own layout)
     'medusa_mambaout_femto': dict(body_params=5_468_897, source='zoo composition (no published model)'),
 }
+
+default_cfgs = zoo_default_cfgs(
+    {
+        # the trunk's ImageNet weights (torchvision's original recipe); body and heads are not in the file
+        'medusa_resnet50.tv_in1k': _cfg('timm/resnet50.tv_in1k', license='bsd-3-clause'),
+        'medusa_mambaout_femto.in1k': _cfg(
+            'timm/mambaout_femto.in1k', input_size=(3, 224, 224), first_conv='trunk.stem.conv1', license='apache-2.0'
+        ),
+        'medusa_convnext_tiny.fb_in1k': _cfg(
+            'timm/convnext_tiny.fb_in1k', input_size=(3, 224, 224), first_conv='trunk.stem.0', license='apache-2.0'
+        ),
+    },
+    paper=PAPER_FACTS,
+)
 
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> MEDUSA:

@@ -51,11 +51,11 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 from timm.layers import DropPath, LayerNorm2d, NormMlpClassifierHead, calculate_drop_path_rates
-from timm.models import generate_default_cfgs, register_model
+from timm.models import register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 
-from zoo.hub import build_model_with_weights, name_downloads, unwrap_state_dict
+from zoo.hub import build_model_with_weights, unwrap_state_dict, zoo_default_cfgs
 from zoo.layers.multi_head_scan import MultiHeadScan
 from zoo.layers.weight_init import init_linear_layernorm
 
@@ -85,17 +85,16 @@ UNET_FACTS: dict[str, dict] = {
         dsc_isic18=0.8941,
         miou_isic17=0.8202,
         dsc_isic17=0.9012,
-        weights=OFFICIAL_WEIGHTS.format('4h'),
     ),
-    'mhs_vm_unet_3h': dict(params_m=17.39, weights=OFFICIAL_WEIGHTS.format('3h')),
+    'mhs_vm_unet_3h': dict(params_m=17.39),
 }
 # The official repo gives no numbers for the encoders alone (no parameter count, no classification
 # result; its README reports the whole VM-UNet's segmentation only, and the paper's tables were not
 # checked), so the timm entries carry only their weights' source; the VM-UNet counts are tested in
 # tests/test_mhs_vm.py.
 PAPER_FACTS: dict[str, dict] = {
-    'mhs_vm_encoder_4h': dict(weights=OFFICIAL_WEIGHTS.format('4h'), task='segmentation (ISIC 2018)'),
-    'mhs_vm_encoder_3h': dict(weights=OFFICIAL_WEIGHTS.format('3h'), task='segmentation (ISIC 2018)'),
+    'mhs_vm_encoder_4h': dict(task='segmentation (ISIC 2018)'),
+    'mhs_vm_encoder_3h': dict(task='segmentation (ISIC 2018)'),
 }
 
 # Released configuration (configs/config_setting.py of the official repo).
@@ -673,13 +672,12 @@ def _cfg(url: str = '', **kwargs) -> dict:
     }
 
 
-default_cfgs = generate_default_cfgs(
-    name_downloads(
-        {
-            'mhs_vm_encoder_4h.isic2018': _cfg(url=OFFICIAL_WEIGHTS.format('4h')),
-            'mhs_vm_encoder_3h.isic2018': _cfg(url=OFFICIAL_WEIGHTS.format('3h')),
-        }
-    )
+default_cfgs = zoo_default_cfgs(
+    {
+        'mhs_vm_encoder_4h.isic2018': _cfg(url=OFFICIAL_WEIGHTS.format('4h')),
+        'mhs_vm_encoder_3h.isic2018': _cfg(url=OFFICIAL_WEIGHTS.format('3h')),
+    },
+    paper=PAPER_FACTS,
 )
 
 

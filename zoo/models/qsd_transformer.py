@@ -72,11 +72,11 @@ import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, calculate_drop_path_rates, get_device_dtype, trunc_normal_
-from timm.models import generate_default_cfgs, register_model
+from timm.models import register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 
-from zoo.hub import build_model_with_weights, unwrap_state_dict
+from zoo.hub import build_model_with_weights, unwrap_state_dict, zoo_default_cfgs
 from zoo.layers.spiking import (
     LinearLSQ,
     MultiSpike,
@@ -116,7 +116,6 @@ PAPER_FACTS: dict[str, dict] = {
         T=1,
         D=4,
         wbits=4,
-        weights=None,
         source='official models.py count; top-1 from checkpoint file name',
     ),
     'qsd_transformer_31m': dict(
@@ -127,7 +126,6 @@ PAPER_FACTS: dict[str, dict] = {
         T=1,
         D=4,
         wbits=4,
-        weights=None,
         source='official models.py count; 3.9M top-1 not stated',
     ),
     'qsd_transformer_55m': dict(
@@ -139,7 +137,6 @@ PAPER_FACTS: dict[str, dict] = {
         D=4,
         wbits=4,
         energy_mj=8.7,
-        weights=None,
         source='official models.py count; top-1 README, abstract',
     ),
     'meta_spikeformer_15m': dict(
@@ -147,7 +144,6 @@ PAPER_FACTS: dict[str, dict] = {
         gmacs=None,
         top1=74.1,
         T=4,
-        weights=None,
         source='SDT-v2 models.py count; top-1 unverified (arXiv 2404.03663)',
     ),
     'meta_spikeformer_31m': dict(
@@ -155,7 +151,6 @@ PAPER_FACTS: dict[str, dict] = {
         gmacs=None,
         top1=77.2,
         T=4,
-        weights=None,
         source='SDT-v2 models.py count; top-1 unverified (arXiv 2404.03663)',
     ),
     'meta_spikeformer_55m': dict(
@@ -164,7 +159,7 @@ PAPER_FACTS: dict[str, dict] = {
         top1=80.0,
         T=4,
         energy_mj=52.4,
-        weights=SDT2_DRIVE,
+        weights_page=SDT2_DRIVE,  # a Google Drive folder: downloaded by hand
         source='SDT-v2 models.py count; arXiv 2404.03663 (T=4 + KD)',
     ),
 }
@@ -768,7 +763,7 @@ _QSD_NOTE = (
     'official weights on the HF hub repo Xuerui123/QSD_Transformer (file names unverified); '
     'load a downloaded file with pretrained_cfg_overlay=dict(file=PATH)'
 )
-default_cfgs = generate_default_cfgs(
+default_cfgs = zoo_default_cfgs(
     {
         'qsd_transformer_15m.in1k': _cfg(QSD_HF, 'arXiv:2501.13492', _NOLIC, notes=_QSD_NOTE),
         'qsd_transformer_31m.in1k': _cfg(QSD_HF, 'arXiv:2501.13492', _NOLIC, notes=_QSD_NOTE),
@@ -778,7 +773,8 @@ default_cfgs = generate_default_cfgs(
         'meta_spikeformer_55m.in1k': _cfg(
             SDT2_DRIVE, 'arXiv:2404.03663', _NOLIC, notes='official 55M KD checkpoint (Google Drive); head_kd is merged'
         ),
-    }
+    },
+    paper=PAPER_FACTS,
 )
 
 _DIMS = {'15m': (64, 128, 256, 360), '31m': (96, 192, 384, 480), '55m': (128, 256, 512, 640)}
