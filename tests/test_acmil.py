@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 import zoo.testing.slides as W  # noqa: E402
 from zoo.hub import allow_mmengine_types  # noqa: E402
 from zoo.mil import (  # noqa: E402
+    ABMIL,
     ACMILGA,
     ACMILMHA,
     MaxMIL,
@@ -81,6 +82,25 @@ def test_official_key_layout():
         'bag_attention.layer_norm.weight',
     ):
         assert k in mha, k
+
+
+@pytest.mark.parametrize('cls', [ACMILGA, ACMILMHA, ABMIL, MeanMIL, MaxMIL])
+def test_device_and_dtype_meta_build_then_load_gives_equal_outputs(cls):
+    """timm's convention: ``device='meta'`` allocates nothing; ``to_empty`` and loading a normal build's weights
+    give bit-identical outputs; ``dtype=torch.bfloat16`` builds every parameter in bfloat16 and runs."""
+    kwargs = dict(in_dim=32, inner_dim=16, num_classes=3)
+    torch.manual_seed(0)
+    ref = cls(**kwargs).eval()
+    meta = cls(**kwargs, device='meta')
+    assert all(p.is_meta for p in meta.parameters())
+    meta = meta.to_empty(device='cpu').eval()
+    meta.load_state_dict(ref.state_dict())
+    bag = torch.randn(40, 32)
+    for a, b in zip(ref(bag), meta(bag)):
+        assert (a is None and b is None) or torch.equal(a, b)
+    half = cls(**kwargs, dtype=torch.bfloat16).eval()
+    assert {p.dtype for p in half.parameters()} == {torch.bfloat16}
+    assert half(bag.bfloat16())[1].dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize('n,k,drop', [(50, 10, 0.6), (7, 10, 0.6), (30, 10, 0.0), (30, 4, 1.0)])

@@ -75,9 +75,9 @@ def _bag(x: torch.Tensor) -> torch.Tensor:
 class DimReduction(nn.Module):
     """Linear (no bias) + ReLU: ``(N, D_feat) -> (N, D_inner)``."""
 
-    def __init__(self, in_dim: int, out_dim: int) -> None:
+    def __init__(self, in_dim: int, out_dim: int, device=None, dtype=None) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(in_dim, out_dim, bias=False)
+        self.fc1 = nn.Linear(in_dim, out_dim, bias=False, device=device, dtype=dtype)
         self.relu1 = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -87,9 +87,9 @@ class DimReduction(nn.Module):
 class Classifier1fc(nn.Module):
     """Optional dropout + one linear layer (official ``Classifier_1fc``)."""
 
-    def __init__(self, in_dim: int, num_classes: int, droprate: float = 0.0) -> None:
+    def __init__(self, in_dim: int, num_classes: int, droprate: float = 0.0, device=None, dtype=None) -> None:
         super().__init__()
-        self.fc = nn.Linear(in_dim, num_classes)
+        self.fc = nn.Linear(in_dim, num_classes, device=device, dtype=dtype)
         self.dropout = nn.Dropout(droprate) if droprate > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -102,11 +102,12 @@ class GatedAttention(nn.Module):
     ``A = W (tanh(V x) * sigmoid(U x))``.
     """
 
-    def __init__(self, in_dim: int = 512, attn_dim: int = 128, n_branches: int = 1) -> None:
+    def __init__(self, in_dim: int = 512, attn_dim: int = 128, n_branches: int = 1, device=None, dtype=None) -> None:
         super().__init__()
-        self.attention_V = nn.Sequential(nn.Linear(in_dim, attn_dim), nn.Tanh())
-        self.attention_U = nn.Sequential(nn.Linear(in_dim, attn_dim), nn.Sigmoid())
-        self.attention_weights = nn.Linear(attn_dim, n_branches)
+        dd = {'device': device, 'dtype': dtype}
+        self.attention_V = nn.Sequential(nn.Linear(in_dim, attn_dim, **dd), nn.Tanh())
+        self.attention_U = nn.Sequential(nn.Linear(in_dim, attn_dim, **dd), nn.Sigmoid())
+        self.attention_weights = nn.Linear(attn_dim, n_branches, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.attention_weights(self.attention_V(x) * self.attention_U(x)).transpose(0, 1)
@@ -125,6 +126,7 @@ class ACMILGA(nn.Module):
         mask_drop: fraction of the top-K that is masked in each training step.
         attn_dim: hidden size of the gated attention (128).
         droprate: dropout before the classifiers (0 officially).
+        device, dtype: where and in which dtype parameters are made (timm's convention; ``'meta'`` allocates none).
     """
 
     def __init__(
@@ -137,16 +139,19 @@ class ACMILGA(nn.Module):
         mask_drop: float = 0.6,
         attn_dim: int = 128,
         droprate: float = 0.0,
+        device=None,
+        dtype=None,
     ) -> None:
         super().__init__()
+        dd = {'device': device, 'dtype': dtype}
         self.n_token = n_token
         self.n_masked_patch = n_masked_patch
         self.mask_drop = mask_drop
         self.num_classes = num_classes
-        self.dimreduction = DimReduction(in_dim, inner_dim)
-        self.attention = GatedAttention(inner_dim, attn_dim, n_token)
-        self.classifier = nn.ModuleList(Classifier1fc(inner_dim, num_classes, droprate) for _ in range(n_token))
-        self.Slide_classifier = Classifier1fc(inner_dim, num_classes, droprate)
+        self.dimreduction = DimReduction(in_dim, inner_dim, **dd)
+        self.attention = GatedAttention(inner_dim, attn_dim, n_token, **dd)
+        self.classifier = nn.ModuleList(Classifier1fc(inner_dim, num_classes, droprate, **dd) for _ in range(n_token))
+        self.Slide_classifier = Classifier1fc(inner_dim, num_classes, droprate, **dd)
 
     def forward(self, x: torch.Tensor) -> MILOutput:
         """``x``: (N, D_feat) -> sub (M, C), slide (1, C), attention logits (1, M, N)."""
@@ -173,19 +178,27 @@ class MaskedMultiHeadAttention(nn.Module):
     """
 
     def __init__(
-        self, dim: int, num_heads: int = 8, dropout: float = 0.1, n_masked_patch: int = 0, mask_drop: float = 0.0
+        self,
+        dim: int,
+        num_heads: int = 8,
+        dropout: float = 0.1,
+        n_masked_patch: int = 0,
+        mask_drop: float = 0.0,
+        device=None,
+        dtype=None,
     ) -> None:
         super().__init__()
+        dd = {'device': device, 'dtype': dtype}
         if dim % num_heads:
             raise ValueError(f'inner_dim {dim} must be divisible by num_heads {num_heads}')
         self.num_heads = num_heads
         self.n_masked_patch = n_masked_patch
         self.mask_drop = mask_drop
-        self.q_proj = nn.Linear(dim, dim)
-        self.k_proj = nn.Linear(dim, dim)
-        self.v_proj = nn.Linear(dim, dim)
-        self.out_proj = nn.Linear(dim, dim)
-        self.layer_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.q_proj = nn.Linear(dim, dim, **dd)
+        self.k_proj = nn.Linear(dim, dim, **dd)
+        self.v_proj = nn.Linear(dim, dim, **dd)
+        self.out_proj = nn.Linear(dim, dim, **dd)
+        self.layer_norm = nn.LayerNorm(dim, eps=1e-6, **dd)
         self.dropout = nn.Dropout(dropout)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:  # (1, T, D) -> (1, H, T, D/H)
@@ -209,12 +222,13 @@ class BagAttention(nn.Module):
     ``forward(v (1, N, D), attn (H, 1, N))`` -> ``(1, D)``.
     """
 
-    def __init__(self, dim: int, num_heads: int = 8, dropout: float = 0.1) -> None:
+    def __init__(self, dim: int, num_heads: int = 8, dropout: float = 0.1, device=None, dtype=None) -> None:
         super().__init__()
+        dd = {'device': device, 'dtype': dtype}
         self.num_heads = num_heads
-        self.v_proj = nn.Linear(dim, dim)
-        self.out_proj = nn.Linear(dim, dim)
-        self.layer_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.v_proj = nn.Linear(dim, dim, **dd)
+        self.out_proj = nn.Linear(dim, dim, **dd)
+        self.layer_norm = nn.LayerNorm(dim, eps=1e-6, **dd)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, v: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
@@ -243,18 +257,22 @@ class ACMILMHA(nn.Module):
         mask_drop: float = 0.6,
         num_heads: int = 8,
         dropout: float = 0.1,
+        device=None,
+        dtype=None,
     ) -> None:
         super().__init__()
+        dd = {'device': device, 'dtype': dtype}
         self.n_token = n_token
         self.num_classes = num_classes
-        self.dimreduction = DimReduction(in_dim, inner_dim)
+        self.dimreduction = DimReduction(in_dim, inner_dim, **dd)
         self.sub_attention = nn.ModuleList(
-            MaskedMultiHeadAttention(inner_dim, num_heads, dropout, n_masked_patch, mask_drop) for _ in range(n_token)
+            MaskedMultiHeadAttention(inner_dim, num_heads, dropout, n_masked_patch, mask_drop, **dd)
+            for _ in range(n_token)
         )
-        self.bag_attention = BagAttention(inner_dim, num_heads, dropout)
-        self.q = nn.Parameter(torch.randn(1, n_token, inner_dim) * 1e-6)
-        self.classifier = nn.ModuleList(Classifier1fc(inner_dim, num_classes) for _ in range(n_token))
-        self.Slide_classifier = Classifier1fc(inner_dim, num_classes)
+        self.bag_attention = BagAttention(inner_dim, num_heads, dropout, **dd)
+        self.q = nn.Parameter(torch.randn(1, n_token, inner_dim, **dd) * 1e-6)
+        self.classifier = nn.ModuleList(Classifier1fc(inner_dim, num_classes, **dd) for _ in range(n_token))
+        self.Slide_classifier = Classifier1fc(inner_dim, num_classes, **dd)
 
     def forward(self, x: torch.Tensor) -> MILOutput:
         """``x``: (N, D_feat) -> sub (M, C), slide (1, C), attention logits (H, M, N)."""
@@ -277,13 +295,21 @@ class ABMIL(nn.Module):
     """
 
     def __init__(
-        self, in_dim: int = 512, inner_dim: int = 256, num_classes: int = 2, attn_dim: int = 128, droprate: float = 0.0
+        self,
+        in_dim: int = 512,
+        inner_dim: int = 256,
+        num_classes: int = 2,
+        attn_dim: int = 128,
+        droprate: float = 0.0,
+        device=None,
+        dtype=None,
     ) -> None:
         super().__init__()
+        dd = {'device': device, 'dtype': dtype}
         self.num_classes = num_classes
-        self.dimreduction = DimReduction(in_dim, inner_dim)
-        self.attention = GatedAttention(inner_dim, attn_dim, 1)
-        self.classifier = Classifier1fc(inner_dim, num_classes, droprate)
+        self.dimreduction = DimReduction(in_dim, inner_dim, **dd)
+        self.attention = GatedAttention(inner_dim, attn_dim, 1, **dd)
+        self.classifier = Classifier1fc(inner_dim, num_classes, droprate, **dd)
 
     def forward(self, x: torch.Tensor) -> MILOutput:
         h = self.dimreduction(_bag(x))
@@ -294,11 +320,20 @@ class ABMIL(nn.Module):
 class _PoolMIL(nn.Module):
     pool = 'mean'
 
-    def __init__(self, in_dim: int = 512, inner_dim: int = 256, num_classes: int = 2, dropout: float = 0.25) -> None:
+    def __init__(
+        self,
+        in_dim: int = 512,
+        inner_dim: int = 256,
+        num_classes: int = 2,
+        dropout: float = 0.25,
+        device=None,
+        dtype=None,
+    ) -> None:
         super().__init__()
+        dd = {'device': device, 'dtype': dtype}
         self.num_classes = num_classes
         self.head = nn.Sequential(
-            nn.Linear(in_dim, inner_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(inner_dim, num_classes)
+            nn.Linear(in_dim, inner_dim, **dd), nn.ReLU(), nn.Dropout(dropout), nn.Linear(inner_dim, num_classes, **dd)
         )
 
     def forward(self, x: torch.Tensor) -> MILOutput:
