@@ -61,9 +61,12 @@ def build_timm_transform(spec: dict, where: str = 'pipeline[0]') -> Callable[[np
     transform = create_transform(**spec)
 
     def apply(image: np.ndarray) -> torch.Tensor:
-        # RandAugment and timm's crops draw from Python's `random`, random erasing from torch: seed the former
-        # from torch's generator, so `randomness.seed` and an exact --resume reproduce the stream (as above).
-        random.seed(int(torch.randint(0, 2**31 - 1, ())))
+        # timm's crops and RandAugment's magnitudes draw from Python's `random`, RandAugment's op choice from numpy's,
+        # random erasing from torch: seed the first two from torch's generator, so `randomness.seed` and an exact
+        # --resume reproduce the stream (as for albumentations below).
+        seed = int(torch.randint(0, 2**31 - 1, ()))
+        random.seed(seed)
+        np.random.seed(seed)
         out = transform(Image.fromarray(np.ascontiguousarray(image)).convert('RGB'))
         return out.float() if isinstance(out, torch.Tensor) else torch.as_tensor(np.asarray(out)).float()
 

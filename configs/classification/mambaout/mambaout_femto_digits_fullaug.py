@@ -6,6 +6,7 @@
 # Departures for 32x32 digits, not ImageNet: crop scale (0.35, 1) instead of (0.08, 1) and no horizontal flip
 # (a mirrored digit is another symbol), mean = std = 0.5 (the digits' [-1, 1] range), EMA decay 0.99 (about 460
 # steps in all instead of ~375k). Not an official recipe: a check that the whole stack trains (docs/recipes.md).
+# Measured (seed 0, OMP_NUM_THREADS=1, 354 s): 98.05 % top-1 raw, 96.66 % with the EMA weights after 20 epochs.
 _base_ = ['./mambaout_femto_digits.py']
 
 img_size = 32
