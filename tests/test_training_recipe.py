@@ -145,3 +145,19 @@ def test_readme_finetune_block_runs_end_to_end(tmp_path: Path) -> None:
     rows = [r for r in _scalars(cwd / 'work_dirs/mambaout_femto_digits_finetune') if 'accuracy/top1' in r]
     # measured: 93.9 / 94.4 / 97.2 % (README); chance is 20 %
     assert rows and rows[-1]['accuracy/top1'] >= 85.0, rows
+
+
+@pytest.mark.slow
+def test_auto_scale_lr_counts_gradient_accumulation(one_thread, tiny_config, tmp_path: Path) -> None:
+    """--auto-scale-lr scales by world size x batch x accumulative_counts (MambaOut's 8 x 128 x 4 = 4096): batch 16
+    with 4 accumulation steps against a base of 32 doubles the lr."""
+    from zoo.cli import train
+
+    extra = (
+        '\nauto_scale_lr = dict(base_batch_size=32)\ntrain_dataloader = dict(batch_size=16)\n'
+        'optim_wrapper = dict(accumulative_counts=4)\n'
+    )
+    cfg = tiny_config(epochs=1, extra=extra)
+    train.main([cfg, '--work-dir', str(tmp_path / 'w'), '--auto-scale-lr'])
+    log = next((tmp_path / 'w').glob('*/*.log')).read_text()
+    assert re.search(r'Scaling the original LR by 2\.0', log), [ln for ln in log.splitlines() if 'LR' in ln]
