@@ -17,6 +17,7 @@ from docs_blocks import assert_ran, find_block, run_block, user_dir
 
 from zoo.data.transforms import build_pipeline
 
+CFG_FULLAUG = ROOT / 'configs/classification/mambaout/mambaout_femto_digits_fullaug.py'
 RA = dict(
     type='TimmTransform',
     input_size=32,
@@ -118,7 +119,7 @@ def test_full_augmentation_config_trains_and_evaluates_ema_and_raw(tmp_path: Pat
 
     metrics = train.main(
         [
-            str(ROOT / 'configs/classification/mambaout/mambaout_femto_digits_fullaug.py'),
+            str(CFG_FULLAUG),
             '--work-dir',
             str(tmp_path / 'w'),
             '--cfg-options',
@@ -130,6 +131,11 @@ def test_full_augmentation_config_trains_and_evaluates_ema_and_raw(tmp_path: Pat
     assert 0 <= metrics['raw/accuracy/top1'] <= 100 and 0 <= metrics['accuracy/top1'] <= 100
     val = [r for r in _scalars(tmp_path / 'w') if 'raw/accuracy/top1' in r]
     assert val and 'accuracy/top1' in val[-1]
+    # the checkpoint holds the EMA weights: tools/test.py (which loads it before the run) gives the EMA's top-1
+    from zoo.cli import test as test_tool
+
+    tested = test_tool.main([str(CFG_FULLAUG), str(tmp_path / 'w/epoch_1.pth'), '--work-dir', str(tmp_path / 't')])
+    assert tested['accuracy/top1'] == pytest.approx(metrics['accuracy/top1'], abs=1e-6)
 
 
 @pytest.mark.slow

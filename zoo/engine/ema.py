@@ -11,9 +11,10 @@ from zoo.registry import HOOKS
 
 @HOOKS.register_module()
 class ModelEMAHook(EMAHook):
-    """mmengine's ``EMAHook`` (``momentum = 1 - decay``; validation and checkpoints use the EMA weights) that also
-    evaluates the raw weights after each validation and logs them as ``raw/<metric>`` (``val/raw/accuracy/top1``
-    in the message hub and the log line). The best checkpoint is still chosen by the EMA metrics.
+    """mmengine's ``EMAHook`` (``momentum = 1 - decay``; validation, checkpoints and the ``model.safetensors`` export
+    use the EMA weights) that also evaluates the raw weights after each validation and logs them as ``raw/<metric>``
+    (``val/raw/accuracy/top1`` in the message hub and the log line). The best checkpoint is still chosen by the EMA
+    metrics.
 
     Args:
         decay: the EMA decay of the official scripts (timm ``ModelEma(decay=)``); sets ``momentum = 1 - decay``.
@@ -31,6 +32,13 @@ class ModelEMAHook(EMAHook):
         kwargs.setdefault('update_buffers', True)  # as timm's ModelEma: buffers (BN statistics) are averaged too
         super().__init__(**kwargs)
         self.eval_raw = eval_raw
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        # tools/test.py loads the checkpoint before the run starts, when there is no EMA model yet: the checkpoint's
+        # state_dict already holds the EMA weights (mmengine saves them there), and before_run copies them.
+        if not hasattr(self, 'ema_model'):
+            return
+        super().after_load_checkpoint(runner, checkpoint)
 
     def after_val_epoch(self, runner, metrics: dict | None = None) -> None:
         super().after_val_epoch(runner, metrics)  # the raw weights are back in the model
