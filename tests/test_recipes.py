@@ -65,3 +65,12 @@ def test_a_changed_value_is_caught() -> None:
     cfg.optim_wrapper.optimizer.weight_decay = 0.1
     bad = _mismatches(TABLE[name], recipe_fields(cfg))
     assert [b.split(':')[0] for b in bad] == ['wd', 'cutmix'], bad
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_config_keys_are_known(name: str) -> None:
+    """The zoo's key check (what tools/train.py runs first) accepts every key (TimmTransform and Mixup keys are
+    checked when built: tests/test_training_recipe.py)."""
+    from zoo.engine.config import check_config_keys, load_config
+
+    check_config_keys(load_config(str(CLS / name)), name)
