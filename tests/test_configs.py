@@ -98,10 +98,16 @@ def test_agent_leaf_config(leaf: str) -> None:
     assert cfg.train_dataloader.batch_size == batch
     assert cfg.img_size == img_size
     train_pipe, val_pipe = cfg.train_dataloader.dataset.pipeline, cfg.test_dataloader.dataset.pipeline
-    assert train_pipe[0].type == 'RandomResizedCrop' and tuple(train_pipe[0].size) == (img_size, img_size)
+    # timm's create_transform, as the official data/build.py: RandAugment, random erasing, bicubic
+    (train,) = train_pipe
+    assert train.type == 'TimmTransform' and train.is_training and train.input_size == img_size
+    assert train.auto_augment == 'rand-m9-mstd0.5-inc1' and train.re_prob == 0.25 and train.interpolation == 'bicubic'
     assert val_pipe == cfg.val_dataloader.dataset.pipeline
-    final = val_pipe[-2]  # the step before Normalize gives the network input size
-    assert final.type in ('CenterCrop', 'Resize') and (final.height, final.width) == (img_size, img_size)
+    (val,) = val_pipe
+    assert val.type == 'TimmTransform' and not val.is_training and val.input_size == img_size
+    # TEST.CROP False (the Swin 288 / 384 yamls): a plain resize; otherwise resize to 256/224 of the size and crop
+    assert val.crop_pct == (1.0 if leaf in ('agent_swin_small_288_in1k', 'agent_swin_base_384_in1k') else 0.875)
+    assert cfg.model.mixup.mixup_alpha == 0.8 and cfg.model.mixup.cutmix_alpha == 1.0
 
     assert cfg.train_cfg.max_epochs == max_epochs
     assert cfg.param_scheduler[-1].type == 'CosineAnnealingLR'
@@ -111,7 +117,7 @@ def test_agent_leaf_config(leaf: str) -> None:
     assert optimizer.weight_decay == weight_decay
     assert (cfg.optim_wrapper.clip_grad and cfg.optim_wrapper.clip_grad.max_norm) == clip
     hooks = [h.type for h in cfg.custom_hooks]
-    assert ('EMAHook' in hooks) == ema
+    assert ('ModelEMAHook' in hooks) == ema
 
 
 @pytest.mark.parametrize(

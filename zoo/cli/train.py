@@ -51,8 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         '--auto-scale-lr',
         action='store_true',
-        help='scale the learning rate by (world size x batch size) / auto_scale_lr.base_batch_size '
-        '(the base batch comes from the config)',
+        help='scale the learning rate by (world size x batch size x optim_wrapper.accumulative_counts) / '
+        'auto_scale_lr.base_batch_size (the base batch comes from the config)',
     )
     p.add_argument(
         '--verbose',
@@ -84,6 +84,11 @@ def main(argv: list[str] | None = None) -> dict:
                 '(N: the total batch size its learning rate was set for)'
             )
         cfg.auto_scale_lr.enable = True
+        # mmengine's scale_lr counts world size x batch size; the official recipes count accumulation steps too
+        # (MambaOut: 8 GPUs x 128 x 4 = 4096), so the base is divided by them, which gives the same ratio.
+        accum = int((cfg.get('optim_wrapper') or {}).get('accumulative_counts', 1) or 1)
+        if accum > 1:
+            cfg.auto_scale_lr.base_batch_size = cfg.auto_scale_lr.base_batch_size / accum
     cfg = apply_runtime_options(
         cfg, args.work_dir, args.config, amp=args.amp, launcher=args.launcher, resume=args.resume
     )

@@ -3,6 +3,7 @@
 from .checkpoint_order import save_checkpoints_before_pruning
 from .classifier import TimmClassifier
 from .dcal_classifier import DCALClassifier
+from .ema import ModelEMAHook
 from .fault_injection import FaultInjectionHook
 from .hooks import ExportSafetensorsHook, ProgressBarHook, TrainingCurveHook
 from .medusa import BodyTrunkAlternationHook, CXRReport
@@ -25,6 +26,7 @@ __all__ = [
     'ProgressBarHook',
     'TrainingCurveHook',
     'ExportSafetensorsHook',
+    'ModelEMAHook',
     'CpuAmpOptimWrapper',
     'allow_mmengine_checkpoints',
     'apply_patches',

@@ -12,6 +12,17 @@ from torch import nn
 from zoo.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 
 
+def _register_timm_optimizers() -> None:
+    """timm's optimizers that official recipes use and torch lacks (QSD-Transformer trains with ``Lamb``)."""
+    from timm.optim import Lamb
+
+    if OPTIMIZERS.get('Lamb') is None:
+        OPTIMIZERS.register_module(name='Lamb', module=Lamb)
+
+
+_register_timm_optimizers()
+
+
 @OPTIM_WRAPPERS.register_module()
 class CpuAmpOptimWrapper(OptimWrapper):
     """bfloat16 autocast around the forward pass on CPU; no loss scaling is needed for bf16.
@@ -35,6 +46,9 @@ def _timm_net(model: nn.Module) -> nn.Module:
     for _, mod in model.named_modules():
         if callable(getattr(mod, 'no_weight_decay', None)):
             return mod
+    backbone = getattr(model, 'backbone', None)
+    if isinstance(backbone, nn.Module):  # a timm model without no_weight_decay() (timm's MambaOut): the 1-D rule only
+        return backbone
     raise TypeError(
         f'{type(model).__name__} holds no module with no_weight_decay(); TimmParamGroupsConstructor needs a timm model'
     )
@@ -76,7 +90,7 @@ class TimmParamGroupsConstructor:
 
         net = _timm_net(model)
         wd = float(self.optimizer_cfg.get('weight_decay', 0.0))
-        skip = set(net.no_weight_decay()) | self.extra_no_decay
+        skip = set(getattr(net, 'no_weight_decay', tuple)()) | self.extra_no_decay
         if self.layer_decay is not None:
             lr = float(self.optimizer_cfg['lr'])
             groups = param_groups_layer_decay(

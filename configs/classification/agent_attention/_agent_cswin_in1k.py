@@ -21,14 +21,19 @@ param_scheduler = [
         type='LinearLR', start_factor=1e-06 / lr, by_epoch=True, begin=0, end=warmup_epochs, convert_to_iter_based=True
     ),
     dict(
-        type='CosineAnnealingLR', by_epoch=True, begin=warmup_epochs, end=300, eta_min=1e-05, convert_to_iter_based=True
+        type='CosineAnnealingLR',
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=300,
+        eta_min_ratio=1e-05 / lr,
+        convert_to_iter_based=True,
     ),
 ]
 train_cfg = dict(max_epochs=max_epochs)
-# CSwin is trained with a model EMA (decay 0.9999) and evaluated with it (official main_ema.py). This list
+# CSwin is trained with a model EMA (decay 0.9999) and evaluated with it and without (official main_ema.py). This list
 # replaces default_runtime's; tools/train.py and tools/test.py append its SkippedSamplesHook to every run.
 custom_hooks = [
     dict(type='ProgressBarHook'),
     dict(type='TrainingCurveHook'),
-    dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
+    dict(type='ModelEMAHook', decay=0.9999),  # main_ema.py --model-ema-decay default; also evaluates the raw model
 ]

@@ -17,7 +17,12 @@ param_scheduler = [
         type='LinearLR', start_factor=5e-07 / lr, by_epoch=True, begin=0, end=warmup_epochs, convert_to_iter_based=True
     ),
     dict(
-        type='CosineAnnealingLR', by_epoch=True, begin=warmup_epochs, end=300, eta_min=5e-06, convert_to_iter_based=True
+        type='CosineAnnealingLR',
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=300,
+        eta_min_ratio=5e-06 / lr,
+        convert_to_iter_based=True,
     ),
 ]
 train_cfg = dict(max_epochs=max_epochs)

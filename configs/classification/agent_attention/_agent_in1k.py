@@ -3,16 +3,19 @@
 # (data_root/train/<class>/*.jpg, data_root/val/<class>/*.jpg). Each sub-family's schedule is in its own
 # base, _agent_{deit,pvt,swin,cswin}_in1k.py, which inherits this file; variant files inherit those.
 #
-# Official recipe: AdamW (betas 0.9/0.999, eps 1e-8), lr 5e-4 per 512 images of total batch (linear
-# scaling; enable with auto_scale_lr below or --auto-scale-lr), weight decay 0.05, 300 epochs
-# (linear warmup over 20 epochs, 5 for PVT, from 5e-7 for DeiT/Swin (config.py default) or 1e-6 for
-# PVT/CSwin (their yamls)) with a cosine decay to the minimum lr, then 10 cooldown epochs at it for
-# PVT / CSwin, label smoothing 0.1, gradient clipping at 5.0 (config default; PVT-T/S and CSwin:
-# none, PVT-M/L: 1.0), bicubic RandomResizedCrop, flip, RandAugment rand-m9-mstd0.5-inc1, random
-# erasing 0.25, Mixup 0.8 / CutMix 1.0; evaluation resizes the short side to size/0.875 and
-# centre-crops.
-# Not expressible here: RandAugment (albumentations has none; ColorJitter 0.4 stands in, as timm
-# does when auto-augment is off) and Mixup/CutMix (the classifier wrapper has none).
+# Official recipe (agent_transformer/config.py lines cited; docs/recipes.md has the table per variant): AdamW
+# (betas 0.9/0.999, eps 1e-8; l.129-133), lr 5e-4 per 512 images of total batch (l.108; main.py l.81 scales it
+# by batch x GPUs / 512: run with --auto-scale-lr, which uses auto_scale_lr.base_batch_size below), weight decay
+# 0.05 (l.107) off for 1-D params and no_weight_decay() (TimmParamGroupsConstructor), 300 epochs (l.104) with a
+# linear warm-up over 20 epochs (l.105; 5 for PVT) from 5e-7 (l.109; 1e-6 for PVT / CSwin) and a cosine to the
+# minimum lr (l.110), then the cooldown epochs at it (PVT / CSwin yamls), gradient clipping 5.0 (l.112; PVT-T/S
+# and CSwin none, PVT-M/L 1.0), drop path per variant (l.56 default 0.1). Data: timm's create_transform as in
+# data/build.py l.88-97 (bicubic RandomResizedCrop, flip, RandAugment rand-m9-mstd0.5-inc1 (l.144), colour
+# jitter 0.4 (l.142, unused by timm when RandAugment is on), random erasing 0.25 in pixel mode, 1 count
+# (l.146-150)); evaluation resizes to a square of int(256 / 224 * size) and centre-crops (build.py l.105-112).
+# Batch: Mixup 0.8 / CutMix 1.0, prob 1.0, switch prob 0.5, per batch (l.152-162), label smoothing 0.1 (l.58)
+# through timm's Mixup and SoftTargetCrossEntropy (TimmClassifier's mixup). No EMA except CSwin (main_ema.py).
+# No layer decay. Total batch = per-GPU batch x 8 GPUs (README: --nproc_per_node=8).
 _base_ = ['../../_base_/default_runtime.py']
 
 data_root = 'data/imagenet'
@@ -20,16 +23,31 @@ img_size = 224
 mean = (0.485, 0.456, 0.406)
 std = (0.229, 0.224, 0.225)
 train_pipeline = [
-    dict(type='RandomResizedCrop', size=(img_size, img_size), scale=(0.08, 1.0), interpolation=2),
-    dict(type='HorizontalFlip', p=0.5),
-    dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.0, p=1.0),
-    dict(type='Normalize', mean=mean, std=std),
-    dict(type='Erasing', p=0.25, scale=(0.02, 1 / 3), ratio=(0.3, 3.3), fill='random'),
+    dict(
+        type='TimmTransform',
+        input_size=img_size,
+        is_training=True,
+        color_jitter=0.4,
+        auto_augment='rand-m9-mstd0.5-inc1',
+        interpolation='bicubic',
+        re_prob=0.25,
+        re_mode='pixel',
+        re_count=1,
+        mean=mean,
+        std=std,
+    )
 ]
 val_pipeline = [
-    dict(type='SmallestMaxSize', max_size=int(img_size / 0.875), interpolation=2),
-    dict(type='CenterCrop', height=img_size, width=img_size),
-    dict(type='Normalize', mean=mean, std=std),
+    dict(
+        type='TimmTransform',
+        input_size=img_size,
+        is_training=False,
+        interpolation='bicubic',
+        crop_pct=0.875,  # TEST.CROP True: resize to int(256 / 224 * img_size), centre crop
+        crop_mode='squash',  # the official eval resizes to a square (transforms.Resize((size, size)))
+        mean=mean,
+        std=std,
+    )
 ]
 train_dataloader = dict(
     batch_size=128,  # per GPU, as the official configs
@@ -56,6 +74,7 @@ model = dict(
     model_name='agent_swin_tiny',
     model_kwargs=dict(num_classes=1000, drop_path_rate=0.1),
     label_smoothing=0.1,
+    mixup=dict(mixup_alpha=0.8, cutmix_alpha=1.0, cutmix_minmax=None, prob=1.0, switch_prob=0.5, mode='batch'),
 )
 
 # 300 epochs: linear warmup from 1e-6 to lr, cosine to min lr at epoch 300 (+ optional cooldown).
@@ -79,11 +98,12 @@ param_scheduler = [
         by_epoch=True,
         begin=warmup_epochs,
         end=max_epochs,
-        eta_min=5e-6,
+        eta_min_ratio=5e-6 / lr,  # min lr 5e-6 per 512 images, scaled with the lr as main.py l.83 does
         convert_to_iter_based=True,
     ),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
 val_cfg = dict()
 test_cfg = dict()
+# lr is per 512 images: tools/train.py --auto-scale-lr multiplies it by (GPUs x per-GPU batch) / 512
 auto_scale_lr = dict(enable=False, base_batch_size=512)

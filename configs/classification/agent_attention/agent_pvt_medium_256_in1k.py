@@ -6,16 +6,31 @@ _base_ = ['./_agent_pvt_in1k.py']
 model = dict(model_name='agent_pvt_medium_256', model_kwargs=dict(drop_path_rate=0.3))
 img_size = 256
 train_pipeline = [
-    dict(type='RandomResizedCrop', size=(img_size, img_size), scale=(0.08, 1.0), interpolation=2),
-    dict(type='HorizontalFlip', p=0.5),
-    dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.0, p=1.0),
-    dict(type='Normalize', mean={{_base_.mean}}, std={{_base_.std}}),
-    dict(type='Erasing', p=0.25, scale=(0.02, 1 / 3), ratio=(0.3, 3.3), fill='random'),
+    dict(
+        type='TimmTransform',
+        input_size=img_size,
+        is_training=True,
+        color_jitter=0.4,
+        auto_augment='rand-m9-mstd0.5-inc1',
+        interpolation='bicubic',
+        re_prob=0.25,
+        re_mode='pixel',
+        re_count=1,
+        mean={{_base_.mean}},
+        std={{_base_.std}},
+    )
 ]
 val_pipeline = [
-    dict(type='SmallestMaxSize', max_size=int(img_size / 0.875), interpolation=2),
-    dict(type='CenterCrop', height=img_size, width=img_size),
-    dict(type='Normalize', mean={{_base_.mean}}, std={{_base_.std}}),
+    dict(
+        type='TimmTransform',
+        input_size=img_size,
+        is_training=False,
+        interpolation='bicubic',
+        crop_pct=0.875,  # TEST.CROP True: resize to int(256 / 224 * img_size), centre crop
+        crop_mode='squash',  # the official eval resizes to a square (transforms.Resize((size, size)))
+        mean={{_base_.mean}},
+        std={{_base_.std}},
+    )
 ]
 train_dataloader = dict(batch_size=64, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(batch_size=64, dataset=dict(pipeline=val_pipeline))

@@ -1,0 +1,5 @@
+# MambaOut-Femto on ImageNet-1k (yuweihao/MambaOut scripts/train_mambaout_femto.sh: l.11 model, l.12 drop path 0.025),
+# reported top-1 78.9. Schedule, augmentation and batch: _mambaout_in1k.py.
+_base_ = ['./_mambaout_in1k.py']
+
+model = dict(model_name='mambaout_femto', model_kwargs=dict(drop_path_rate=0.025))

@@ -1,0 +1,5 @@
+# MambaOut-Small on ImageNet-1k (yuweihao/MambaOut scripts/train_mambaout_small.sh: l.11 model, l.12 drop path 0.4),
+# reported top-1 84.1. Schedule, augmentation and batch: _mambaout_in1k.py.
+_base_ = ['./_mambaout_in1k.py']
+
+model = dict(model_name='mambaout_small', model_kwargs=dict(drop_path_rate=0.4))
