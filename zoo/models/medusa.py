@@ -326,8 +326,12 @@ class MEDUSA(nn.Module):
         """``fn(x)`` (a trunk method) with every gate applied, for body map ``attn``."""
         if is_fx_symbolic_tracing():
             # FX keeps torch.nn modules as leaves and never runs their forward hooks, where the gates act
-            taps = {n: type(self.trunk.get_submodule(n)) for n in self.gate_modules}
-            leaves = [n for n, t in taps.items() if t.__module__.startswith('torch.nn')]
+            taps = {n: self.trunk.get_submodule(n) for n in self.gate_modules}
+            leaves = [
+                n
+                for n, m in taps.items()
+                if type(m).__module__.startswith('torch.nn') and not isinstance(m, nn.Sequential)
+            ]
             if leaves:
                 raise TypeError(
                     f'MEDUSA: gate taps {leaves} are torch.nn modules, which FX traces as leaves without their hooks '
