@@ -35,7 +35,13 @@ import math
 
 import torch
 import torch.nn.functional as F
-from timm.layers import trunc_normal_, use_fused_attn
+from timm.layers import (
+    register_notrace_function,
+    register_notrace_module,
+    resample_abs_pos_embed,
+    trunc_normal_,
+    use_fused_attn,
+)
 from torch import nn
 
 __all__ = [
@@ -45,11 +51,24 @@ __all__ = [
     'init_agent_biases',
     'expand_attn_type',
     'adapt_agent_bias',
+    'pos_embed_for_grid',
 ]
 
 # How position embeddings follow the input grid: the same bilinear rule as the agent biases
 # (keyword arguments for timm.layers.resample_abs_pos_embed).
 POS_EMBED_RESIZE = dict(interpolation='bilinear', antialias=False, align_corners=False)
+
+
+@register_notrace_function  # FX: compares the traced grid with the built one
+@torch.fx.wrap
+def pos_embed_for_grid(
+    pos_embed: torch.Tensor, grid: tuple[int, int], built: tuple[int, int], num_prefix_tokens: int = 0
+) -> torch.Tensor:
+    """``pos_embed`` ``(1, P + h*w, C)`` built for the grid ``built``, resized to ``grid`` (itself when equal)."""
+    if tuple(grid) == tuple(built):
+        return pos_embed
+    return resample_abs_pos_embed(pos_embed, grid, built, num_prefix_tokens=num_prefix_tokens, **POS_EMBED_RESIZE)
+
 
 AGENT_BIAS_NAMES = ('an_bias', 'na_bias', 'ah_bias', 'aw_bias', 'ha_bias', 'wa_bias', 'ac_bias', 'ca_bias')
 
@@ -201,6 +220,7 @@ class AgentAttentionCore(nn.Module):
         return torch.matmul(attn, v)
 
 
+@register_notrace_module  # FX: one leaf (grid-dependent bias resizing and the SDPA / CPU-matmul choice inside)
 class AgentAttention(AgentAttentionCore):
     """Agent attention on a token sequence ``(B, P + H*W, C)``: projections, agent attention, the
     3x3 depthwise-conv diversity term ``dwc`` on V and the output projection ``proj``.

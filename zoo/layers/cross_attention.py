@@ -24,6 +24,7 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_function
 from timm.models.vision_transformer import Block
 from torch import nn
 
@@ -91,6 +92,8 @@ def project_output(attn: nn.Module, out: torch.Tensor, x: torch.Tensor) -> torch
     return attn.proj_drop(out) if hasattr(attn, 'proj_drop') else out
 
 
+@register_notrace_function  # FX: fused / explicit / per-image paths picked from grad mode and shapes
+@torch.fx.wrap
 def multi_head_attention(
     attn: nn.Module,
     q: torch.Tensor,

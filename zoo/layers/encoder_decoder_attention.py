@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from timm.layers import trunc_normal_
+from timm.layers import register_notrace_function, trunc_normal_
 from torch import nn
 
 __all__ = ['GRAY_WEIGHTS', 'GateHead', 'UNetBody', 'body_view', 'gate_fuse']
@@ -65,6 +65,25 @@ def body_view(
 def _conv_relu(cin: int, cout: int, **dd: Any) -> nn.Sequential:
     # Keras Conv2D(3x3, 'same', relu), bias on
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, **dd), nn.ReLU(inplace=True))
+
+
+@register_notrace_function  # FX: a size check on the traced input
+@torch.fx.wrap
+def check_body_input(x: torch.Tensor) -> torch.Tensor:
+    if x.shape[-1] % 16 or x.shape[-2] % 16:
+        raise ValueError(f'UNetBody: input sides must be multiples of 16, got {tuple(x.shape[-2:])}')
+    return x
+
+
+@register_notrace_function  # FX: compares the traced sizes
+@torch.fx.wrap
+def resize_map(attn: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """``(B, C, h, w)`` -> ``(B, C, *size)``, bilinear (``align_corners=False``); ``attn`` itself when the size
+    is unchanged."""
+    size = tuple(int(s) for s in size)
+    if tuple(attn.shape[-2:]) == size:
+        return attn
+    return F.interpolate(attn, size=size, mode='bilinear', align_corners=False)
 
 
 class UNetBody(nn.Module):
@@ -119,8 +138,7 @@ class UNetBody(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` -> sigmoid map ``(B, 1, H, W)``."""
-        if x.shape[-1] % 16 or x.shape[-2] % 16:
-            raise ValueError(f'UNetBody: input sides must be multiples of 16, got {tuple(x.shape[-2:])}')
+        x = check_body_input(x)
         skips = []
         for level in self.encoder:
             x = level(x)
@@ -161,10 +179,7 @@ class GateHead(nn.Module):
         nn.init.zeros_(self.conv.bias)
 
     def forward(self, attn: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-        size = tuple(int(s) for s in size)
-        if tuple(attn.shape[-2:]) != size:
-            attn = F.interpolate(attn, size=size, mode='bilinear', align_corners=False)
-        return self.conv(attn)
+        return self.conv(resize_map(attn, size))
 
 
 def gate_fuse(x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ from functools import lru_cache
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.layers import register_notrace_module
 
 from .selective_scan import selective_scan
 
@@ -318,6 +319,7 @@ def run_engines(engines: list[MambaEngine], xs: torch.Tensor) -> torch.Tensor:
     return ys.view(b, k, d, L)
 
 
+@register_notrace_module  # FX: one leaf (routes picked and cached per map size, chunked scan)
 class ScanHead(nn.Module):
     """One head: scan a subspace map along one pattern's 4 sequences, fuse them with SRA."""
 
@@ -344,6 +346,7 @@ class ScanHead(nn.Module):
         return self.esfusion(self.routes.scatter(ys, h, w))
 
 
+@register_notrace_module  # FX: one leaf (routes picked and cached per map size, chunked scan)
 class MultiHeadScan(nn.Module):
     """Multi-head scan module (the official ``MHSM``).
 

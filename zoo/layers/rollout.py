@@ -17,10 +17,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from timm.layers import register_notrace_function
 
 __all__ = ['fuse_heads', 'rollout_cls_row', 'select_local_queries', 'num_local_queries']
 
 
+@register_notrace_function  # FX: branches on the map's rank
+@torch.fx.wrap
 def fuse_heads(attn: torch.Tensor, head_fusion: str = 'mean') -> torch.Tensor:
     """``(B, H, N, N)`` per-head attention -> ``(B, N, N)``; ``(B, N, N)`` passes through.
 
@@ -38,6 +41,8 @@ def fuse_heads(attn: torch.Tensor, head_fusion: str = 'mean') -> torch.Tensor:
     raise ValueError(f"head_fusion must be 'mean', 'max' or 'min', got {head_fusion!r}")
 
 
+@register_notrace_function  # FX: in-place update of the rollout row
+@torch.fx.wrap
 def rollout_cls_row(
     attn_maps: Sequence[torch.Tensor],
     residual: float = 0.5,
@@ -79,6 +84,8 @@ def num_local_queries(num_patches: int, ratio: float) -> int:
     return max(1, min(num_patches, int(round(ratio * num_patches))))
 
 
+@register_notrace_function  # FX: R from the traced token count
+@torch.fx.wrap
 def select_local_queries(scores: torch.Tensor, ratio: float, num_prefix_tokens: int = 1) -> torch.Tensor:
     """Token indices of the GLCA queries: the class token plus the top ``R = ratio * N_patches`` patches.
 

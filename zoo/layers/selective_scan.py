@@ -37,6 +37,7 @@ import warnings
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_function
 
 __all__ = ['selective_scan', 'selective_scan_sequential', 'set_scan_backend', 'get_scan_backend']
 
@@ -103,6 +104,8 @@ def _prepare(u, delta, A, B, C, delta_bias, delta_softplus, dtype):
     return delta, as_view(B), as_view(C), g
 
 
+@register_notrace_function  # FX: one leaf (input checks, chunk length picked from the data)
+@torch.fx.wrap
 def selective_scan(
     u: torch.Tensor,
     delta: torch.Tensor,

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.layers import register_notrace_function, register_notrace_module
 
 __all__ = [
     'MultiSpike',
@@ -65,6 +66,7 @@ class _MultiSpikeFn(torch.autograd.Function):
         return grad * ((x > 0) & (x < ctx.levels)).to(grad.dtype), None
 
 
+@register_notrace_module  # FX: one leaf (custom-gradient spike function)
 class MultiSpike(nn.Module):
     """Integer-valued spiking neuron (QSD's IE-LIF / ``Multispike``), stateless over time.
 
@@ -125,6 +127,7 @@ class _HeavisideSigmoid(torch.autograd.Function):
         return grad * ctx.alpha * s * (1 - s), None
 
 
+@register_notrace_module  # FX: one leaf (custom-gradient spike function, T check)
 class MultiStepLIF(nn.Module):
     """Binary LIF neuron over ``T`` time steps (spikingjelly ``MultiStepLIFNode``, torch backend).
 
@@ -324,6 +327,7 @@ class _LSQMixin:
         return f'{super().extra_repr()}, nbits={self.nbits}'  # type: ignore[misc]
 
 
+@register_notrace_module  # FX: one leaf (first training batch sets the LSQ step)
 class Conv2dLSQ(_LSQMixin, nn.Conv2d):
     """``nn.Conv2d`` with LSQ-quantised weights (``nbits`` signed, per-output-channel step)."""
 
@@ -350,6 +354,7 @@ class Conv2dLSQ(_LSQMixin, nn.Conv2d):
         return self._conv_forward(x, w, b)
 
 
+@register_notrace_module  # FX: one leaf (first training batch sets the LSQ step)
 class Conv1dLSQ(_LSQMixin, nn.Conv1d):
     """``nn.Conv1d`` with LSQ-quantised weights."""
 
@@ -376,6 +381,7 @@ class Conv1dLSQ(_LSQMixin, nn.Conv1d):
         return self._conv_forward(x, w, b)
 
 
+@register_notrace_module  # FX: one leaf (first training batch sets the LSQ step)
 class LinearLSQ(_LSQMixin, nn.Linear):
     """``nn.Linear`` with LSQ-quantised weights."""
 
@@ -415,6 +421,15 @@ def conv_factory(nbits: int | None, act_placeholder: bool = True, dim: int = 2) 
 # ----------------------------------------------------------------------------------------------
 # RepConv
 # ----------------------------------------------------------------------------------------------
+@register_notrace_function  # FX: an in-place slice assignment
+@torch.fx.wrap
+def pad_border(y: torch.Tensor, p: int) -> torch.Tensor:
+    """``(1, 1, H, W)`` bool mask of the ``p``-pixel border of ``y`` (``(N, C, H, W)``)."""
+    border = torch.ones_like(y[:1, :1], dtype=torch.bool)
+    border[..., p:-p, p:-p] = False
+    return border
+
+
 class BNAndPad(nn.Module):
     """BatchNorm2d, then a ``pad``-pixel border filled with the BN's output for a zero input.
 
@@ -444,9 +459,7 @@ class BNAndPad(nn.Module):
         fill = bn.bias.detach() - mean * bn.weight.detach() / torch.sqrt(var + bn.eps)
         p = self.pad
         y = F.pad(y, [p] * 4)
-        border = torch.ones_like(y[:1, :1], dtype=torch.bool)
-        border[..., p:-p, p:-p] = False
-        return torch.where(border, fill.view(1, -1, 1, 1).to(y.dtype), y)
+        return torch.where(pad_border(y, p), fill.view(1, -1, 1, 1).to(y.dtype), y)
 
 
 class RepConv(nn.Module):

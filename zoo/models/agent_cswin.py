@@ -37,7 +37,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, Mlp, calculate_drop_path_rates, get_device_dtype
+from timm.layers import (
+    DropPath,
+    Mlp,
+    calculate_drop_path_rates,
+    get_device_dtype,
+    register_notrace_function,
+    register_notrace_module,
+)
 from timm.models import register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
@@ -79,6 +86,15 @@ def _from_windows(x: torch.Tensor, ws: tuple[int, int], hw: tuple[int, int]) -> 
     return x.reshape(-1, H, W, C)
 
 
+@register_notrace_function  # FX: a size check on the traced input
+@torch.fx.wrap
+def check_input(x: torch.Tensor) -> torch.Tensor:
+    if x.shape[-2] % 32 or x.shape[-1] % 32:
+        raise ValueError(f'input height and width must be divisible by 32 (total stride), got {tuple(x.shape[-2:])}')
+    return x
+
+
+@register_notrace_module  # FX: one leaf (stripe padding and its key mask depend on the map size)
 class LePEBranch(nn.Module):
     """CSWin attention in one branch: softmax attention in stripes + ``get_v`` (3x3 depthwise conv of V,
     per stripe)."""
@@ -123,6 +139,7 @@ class LePEBranch(nn.Module):
         return x.reshape(B, H * W, C)
 
 
+@register_notrace_module  # FX: one leaf (stripe shape check, grid-dependent agent biases)
 class AgentBranch(AgentAttentionCore):
     """Agent attention in one branch (whole map or stripes), ``get_v`` as the diversity term."""
 
@@ -373,10 +390,7 @@ class AgentCSWinTransformer(nn.Module):
         return x, hw
 
     def _stem(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        if x.shape[-2] % 32 or x.shape[-1] % 32:
-            raise ValueError(
-                f'input height and width must be divisible by 32 (total stride), got {tuple(x.shape[-2:])}'
-            )
+        x = check_input(x)
         return self.stage1_conv_embed(x), (x.shape[-2] // 4, x.shape[-1] // 4)
 
     @staticmethod

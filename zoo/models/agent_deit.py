@@ -33,14 +33,16 @@ from timm.layers import (
     PatchEmbed,
     calculate_drop_path_rates,
     get_device_dtype,
+    register_notrace_function,
     resample_abs_pos_embed,
     trunc_normal_,
 )
 from timm.models import register_model
 from timm.models._features import feature_take_indices
-from timm.models._manipulate import checkpoint_seq
+from timm.models._manipulate import checkpoint
 from timm.models.vision_transformer import Block
 from torch import nn
+from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 
 from zoo.hub import build_model_with_weights, unwrap_state_dict, zoo_default_cfgs
 from zoo.layers.agent_attention import (
@@ -48,6 +50,7 @@ from zoo.layers.agent_attention import (
     AgentAttention,
     adapt_agent_bias,
     init_agent_biases,
+    pos_embed_for_grid,
 )
 from zoo.layers.weight_init import init_linear_layernorm
 
@@ -57,6 +60,16 @@ _URL = 'https://cloud.tsinghua.edu.cn/f/{}/?dl=1'
 _ORIGIN = 'https://github.com/LeapLabTHU/Agent-Attention'
 _LN6 = partial(nn.LayerNorm, eps=1e-6)
 _STAGE_OF_PAIR = {0: 0, 1: 1, 2: 2, 3: 2, 4: 2, 5: 3}  # official block -> agent_num entry (by i // 2)
+
+
+@register_notrace_function  # FX: a size check on the traced input
+@torch.fx.wrap
+def check_input(x: torch.Tensor, patch_size: int) -> torch.Tensor:
+    if x.shape[-2] % patch_size or x.shape[-1] % patch_size:
+        raise ValueError(
+            f'input height and width must be divisible by patch_size={patch_size}, got {tuple(x.shape[-2:])}'
+        )
+    return x
 
 
 class AgentBlock(nn.Module):
@@ -96,8 +109,9 @@ class AgentBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop, **dd)
         self.grid = grid  # set per forward by the model (blocks are called with x only)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), self.grid))
+    def forward(self, x: torch.Tensor, hw: tuple[int, int] | None = None) -> torch.Tensor:
+        """``hw``: the token grid; ``None`` reads ``self.grid``, which the model sets per forward."""
+        x = x + self.drop_path(self.attn(self.norm1(x), self.grid if hw is None else hw))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
@@ -216,22 +230,24 @@ class AgentVisionTransformer(nn.Module):
         self.head = nn.Linear(self.embed_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
 
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Image -> ``(B, 1 + H*W, C)`` tokens with position embedding, and the grid; tells the agent
-        blocks the grid."""
-        if x.shape[-2] % self.patch_size or x.shape[-1] % self.patch_size:
-            raise ValueError(
-                f'input height and width must be divisible by patch_size={self.patch_size}, got {tuple(x.shape[-2:])}'
-            )
-        x = self.patch_embed(x)
+        """Image -> ``(B, 1 + H*W, C)`` tokens with position embedding, and the grid ``(H, W)``. Also tells
+        the agent blocks the grid, for callers that run them on tokens alone (DCAL's ``wrap_dcal``); not
+        while FX traces, where ``(H, W)`` are graph values (the model passes them to its blocks)."""
+        x = self.patch_embed(check_input(x, self.patch_size))
         B, H, W, C = x.shape
-        pos = self.pos_embed
-        if (H, W) != self.grid:
-            pos = resample_abs_pos_embed(pos, (H, W), self.grid, num_prefix_tokens=1, **POS_EMBED_RESIZE)
+        pos = pos_embed_for_grid(self.pos_embed, (H, W), self.grid, num_prefix_tokens=1)
         x = torch.cat([self.cls_token.expand(B, -1, -1), x.reshape(B, H * W, C)], dim=1)
-        for blk in self.blocks:
-            if isinstance(blk, AgentBlock):
-                blk.grid = (H, W)
+        if not is_fx_symbolic_tracing():
+            for blk in self.blocks:
+                if isinstance(blk, AgentBlock):
+                    blk.grid = (H, W)
         return self.pos_drop(x + pos), (H, W)
+
+    def _apply_block(self, blk: nn.Module, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        args = (x, hw) if isinstance(blk, AgentBlock) else (x,)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return checkpoint(blk, *args)
+        return blk(*args)
 
     def forward_intermediates(
         self,
@@ -253,7 +269,7 @@ class AgentVisionTransformer(nn.Module):
         blocks = self.blocks[: max_index + 1] if stop_early else self.blocks
         intermediates = []
         for i, blk in enumerate(blocks):
-            x = blk(x)
+            x = self._apply_block(blk, x, (H, W))
             if i in take_indices:
                 y = self.norm(x) if norm else x
                 prefix, patches = y[:, :1], y[:, 1:]
@@ -277,11 +293,9 @@ class AgentVisionTransformer(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` -> normed tokens ``(B, 1 + H/16 * W/16, C)``."""
-        x, _ = self._embed(x)
-        if self.grad_checkpointing and not torch.jit.is_scripting():
-            x = checkpoint_seq(self.blocks, x)
-        else:
-            x = self.blocks(x)
+        x, hw = self._embed(x)
+        for blk in self.blocks:
+            x = self._apply_block(blk, x, hw)
         return self.norm(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

@@ -35,6 +35,7 @@ from timm.layers import (
     Mlp,
     calculate_drop_path_rates,
     get_device_dtype,
+    register_notrace_function,
     resample_abs_pos_embed,
     trunc_normal_,
 )
@@ -49,6 +50,7 @@ from zoo.layers.agent_attention import (
     AgentAttention,
     adapt_agent_bias,
     expand_attn_type,
+    pos_embed_for_grid,
 )
 from zoo.layers.weight_init import init_linear_layernorm
 
@@ -57,6 +59,14 @@ __all__ = ['AgentPyramidVisionTransformer', 'checkpoint_filter_fn']
 _URL = 'https://cloud.tsinghua.edu.cn/f/{}/?dl=1'
 _ORIGIN = 'https://github.com/LeapLabTHU/Agent-Attention'
 _LN6 = partial(nn.LayerNorm, eps=1e-6)
+
+
+@register_notrace_function  # FX: a size check on the traced input
+@torch.fx.wrap
+def check_input(x: torch.Tensor) -> torch.Tensor:
+    if x.shape[-2] % 32 or x.shape[-1] % 32:
+        raise ValueError(f'input height and width must be divisible by 32 (total stride), got {tuple(x.shape[-2:])}')
+    return x
 
 
 class SpatialReductionAttention(nn.Module):
@@ -213,14 +223,9 @@ class Stage(nn.Module):
         )
         self.grad_checkpointing = False
 
-    def _pos_embed(self, hw: tuple[int, int]) -> torch.Tensor:
-        if tuple(hw) == tuple(self.grid):
-            return self.pos_embed
-        return resample_abs_pos_embed(self.pos_embed, hw, self.grid, num_prefix_tokens=0, **POS_EMBED_RESIZE)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, hw = self.patch_embed(x)
-        x = x + self._pos_embed(hw)
+        x = x + pos_embed_for_grid(self.pos_embed, hw, self.grid)
         for blk in self.blocks:
             if self.grad_checkpointing and not torch.jit.is_scripting():
                 x = checkpoint(blk, x, hw)
@@ -340,12 +345,6 @@ class AgentPyramidVisionTransformer(nn.Module):
         dd = get_device_dtype(self)
         self.head = nn.Linear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.shape[-2] % 32 or x.shape[-1] % 32:
-            raise ValueError(
-                f'input height and width must be divisible by 32 (total stride), got {tuple(x.shape[-2:])}'
-            )
-
     def forward_intermediates(
         self,
         x: torch.Tensor,
@@ -358,7 +357,7 @@ class AgentPyramidVisionTransformer(nn.Module):
         """Stage outputs ``(B, C_i, H / 2^(i+2), W / 2^(i+2))``; ``norm`` is a no-op (no final norm)."""
         if output_fmt != 'NCHW':
             raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
-        self._check_input(x)
+        x = check_input(x)
         take_indices, max_index = feature_take_indices(len(self.stages), indices)
         stages = self.stages[: max_index + 1] if stop_early else self.stages
         intermediates = []
@@ -384,7 +383,7 @@ class AgentPyramidVisionTransformer(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` -> ``(B, C, H/32, W/32)``."""
-        self._check_input(x)
+        x = check_input(x)
         for stage in self.stages:
             x = stage(x)
         return x

@@ -36,6 +36,7 @@ from timm.layers import (
     PatchEmbed,
     calculate_drop_path_rates,
     get_device_dtype,
+    register_notrace_function,
     resize_rel_pos_bias_table,
 )
 from timm.models import register_model
@@ -57,6 +58,16 @@ __all__ = ['AgentSwinTransformer', 'checkpoint_filter_fn']
 
 _URL = 'https://cloud.tsinghua.edu.cn/f/{}/?dl=1'
 _ORIGIN = 'https://github.com/LeapLabTHU/Agent-Attention'
+
+
+@register_notrace_function  # FX: a size check on the traced input
+@torch.fx.wrap
+def check_input(x: torch.Tensor, total_stride: int) -> torch.Tensor:
+    if x.shape[-2] % total_stride or x.shape[-1] % total_stride:
+        raise ValueError(
+            f'input height and width must be divisible by {total_stride} (total stride), got {tuple(x.shape[-2:])}'
+        )
+    return x
 
 
 class AgentSwinBlock(nn.Module):
@@ -299,12 +310,7 @@ class AgentSwinTransformer(nn.Module):
         self.head = nn.Linear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2] % self.total_stride or x.shape[-1] % self.total_stride:
-            raise ValueError(
-                f'input height and width must be divisible by {self.total_stride} '
-                f'(total stride), got {tuple(x.shape[-2:])}'
-            )
-        return self.patch_embed(x)
+        return self.patch_embed(check_input(x, self.total_stride))
 
     def forward_intermediates(
         self,

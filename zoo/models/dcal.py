@@ -47,6 +47,7 @@ from timm.models._manipulate import checkpoint
 from timm.models.vision_transformer import VisionTransformer
 from timm.models.vision_transformer import checkpoint_filter_fn as vit_checkpoint_filter_fn
 from torch import nn
+from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 
 from zoo.hub import build_model_with_weights, unwrap_state_dict, zoo_default_cfgs
 from zoo.layers.cross_attention import GLCABlock, block_forward, check_dcal_block
@@ -355,8 +356,9 @@ class DCALMixin:
         self, x: torch.Tensor, target: torch.Tensor | None = None, partner_idx: torch.Tensor | None = None
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         """``model(x)``: FGVC fused logits / Re-ID embedding. ``model(x, target)``: :meth:`forward_train`
-        (so DDP-wrapped training goes through ``forward``)."""
-        if target is not None:
+        (so DDP-wrapped training goes through ``forward``). FX traces the inference route: ``target`` is then a
+        graph placeholder, not a value, and a traced graph ignores it."""
+        if target is not None and not is_fx_symbolic_tracing():
             return self.forward_train(x, target, partner_idx)
         return self.forward_head(self.forward_features(x), pre_logits=self.task == 'reid')
 
@@ -541,6 +543,10 @@ def checkpoint_filter_fn(state_dict: dict, model: DCALMixin) -> dict[str, torch.
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> DCALVisionTransformer:
     out_indices = kwargs.pop('out_indices', 3)
+    if kwargs.get('features_only') and kwargs.get('feature_cls') == 'fx':
+        # the GLCA inference route runs the SA blocks through block_forward (which also returns the maps for
+        # rollout), so no graph node is a block's output: an FX extractor would return the MLP output instead
+        raise ValueError("DCAL: feature_cls='fx' is not supported (blocks run as functions); use the default 'getter'")
     return build_model_with_weights(
         DCALVisionTransformer,
         variant,

@@ -51,11 +51,12 @@ import timm
 import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import get_device_dtype
+from timm.layers import get_device_dtype, register_notrace_function
 from timm.models import register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 from torch import nn
+from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 
 from zoo.hub import build_model_with_weights, load_checkpoint_file, unwrap_state_dict, zoo_default_cfgs
 from zoo.layers.encoder_decoder_attention import GateHead, UNetBody, body_view, gate_fuse
@@ -100,6 +101,54 @@ def _compile(matcher: dict) -> list[tuple[re.Pattern, tuple, Any]]:
         else:
             out.append((re.compile(spec), (i,), None))
     return out
+
+
+@register_notrace_function  # FX: a shape check on the traced input
+@torch.fx.wrap
+def check_input(x: torch.Tensor, in_chans: int, reduction: int) -> torch.Tensor:
+    if x.ndim != 4 or x.shape[1] != in_chans:
+        raise ValueError(f'MEDUSA: expected a (B, {in_chans}, H, W) image batch, got {tuple(x.shape)}')
+    if min(x.shape[-2:]) < reduction:
+        raise ValueError(f'MEDUSA: input {x.shape[-2]}x{x.shape[-1]} is smaller than the trunk stride {reduction}')
+    return x
+
+
+@register_notrace_function  # FX: body_x is an optional input (a graph placeholder that may be None)
+@torch.fx.wrap
+def body_input_for(
+    x: torch.Tensor, body_x: torch.Tensor | None, body_size: int, mean: tuple[float, ...], std: tuple[float, ...]
+) -> torch.Tensor:
+    """``body_x`` after a shape check, or, when it is None, the body's view of ``x`` (:func:`body_view`)."""
+    if body_x is None:
+        return body_view(x, body_size, mean, std)
+    if body_x.ndim != 4 or body_x.shape[1] != 1 or body_x.shape[0] != x.shape[0]:
+        raise ValueError(
+            f'MEDUSA: body_x must be (B={x.shape[0]}, 1, H, W) with H, W multiples of 16, got {tuple(body_x.shape)}'
+        )
+    return body_x
+
+
+@register_notrace_function  # FX: a shape check on a traced feature map
+@torch.fx.wrap
+def check_tap(output: torch.Tensor, k: int, channels: int, nhwc: bool, module: str) -> torch.Tensor:
+    if output.ndim != 4 or output.shape[-1 if nhwc else 1] != channels:
+        raise ValueError(
+            f'MEDUSA: gate {k} expects an {"NHWC" if nhwc else "NCHW"} map with {channels} channels from {module}, '
+            f'got {tuple(output.shape)}'
+        )
+    return output
+
+
+@register_notrace_function  # FX: a shape check on the traced pooled features
+@torch.fx.wrap
+def check_paper_features(x: torch.Tensor, features: int, img_size: tuple[int, int]) -> torch.Tensor:
+    if x.shape[1] != features:
+        raise ValueError(
+            f"MEDUSA: the 'paper' classifier was built for img_size={img_size} ({features} pooled features) but "
+            f'this input gives {x.shape[1]}; feed {img_size[0]}x{img_size[1]} images, build with img_size=, or use '
+            "global_pool='avg'"
+        )
+    return x
 
 
 class MEDUSA(nn.Module):
@@ -263,14 +312,8 @@ class MEDUSA(nn.Module):
         ctx = self._gate_ctx
         if ctx is None:  # the trunk called on its own: ungated
             return None
-        channels = self.gate_channels[k]
         nhwc = self.trunk_nhwc
-        if output.ndim != 4 or output.shape[-1 if nhwc else 1] != channels:
-            fmt = 'NHWC' if nhwc else 'NCHW'
-            raise ValueError(
-                f'MEDUSA: gate {k} expects an {fmt} map with {channels} channels from {self.gate_modules[k]}, '
-                f'got {tuple(output.shape)}'
-            )
+        output = check_tap(output, k, self.gate_channels[k], nhwc, self.gate_modules[k])
         size = output.shape[1:3] if nhwc else output.shape[-2:]
         gate = self.heads[k](ctx['attn'].to(output.dtype), size)
         if nhwc:  # channels-last trunks (timm MambaOut): the same gate, laid out like the map
@@ -281,6 +324,19 @@ class MEDUSA(nn.Module):
 
     def _gated(self, fn, x: torch.Tensor, attn: torch.Tensor, gates: list | None = None):
         """``fn(x)`` (a trunk method) with every gate applied, for body map ``attn``."""
+        if is_fx_symbolic_tracing():
+            # FX keeps torch.nn modules as leaves and never runs their forward hooks, where the gates act
+            taps = {n: self.trunk.get_submodule(n) for n in self.gate_modules}
+            leaves = [
+                n
+                for n, m in taps.items()
+                if type(m).__module__.startswith('torch.nn') and not isinstance(m, nn.Sequential)
+            ]
+            if leaves:
+                raise TypeError(
+                    f'MEDUSA: gate taps {leaves} are torch.nn modules, which FX traces as leaves without their hooks '
+                    '(the gates); trace a MEDUSA whose taps are trunk blocks or stages, or use torch.export'
+                )
         self._gate_ctx = dict(attn=attn, gates=gates)
         try:
             return fn(x)
@@ -302,12 +358,8 @@ class MEDUSA(nn.Module):
         return [p for p in self.parameters() if id(p) not in ids]
 
     # ---------------------------------------------------------------- inputs
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(f'MEDUSA: expected a (B, {self.in_chans}, H, W) image batch, got {tuple(x.shape)}')
-        red = self.feature_info[-1]['reduction']
-        if min(x.shape[-2:]) < red:
-            raise ValueError(f'MEDUSA: input {x.shape[-2]}x{x.shape[-1]} is smaller than the trunk stride {red}')
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        return check_input(x, self.in_chans, self.feature_info[-1]['reduction'])
 
     def body_input(self, x: torch.Tensor) -> torch.Tensor:
         """The body's view of a main input ``(B, C, H, W)``: ``(B, 1, body_size, body_size)`` (see
@@ -316,18 +368,12 @@ class MEDUSA(nn.Module):
 
     def forward_body(self, x: torch.Tensor, body_x: torch.Tensor | None = None) -> torch.Tensor:
         """Body map ``(B, 1, body_size, body_size)`` in (0, 1), from ``x`` or from an explicit ``body_x``."""
-        if body_x is None:
-            body_x = self.body_input(x)
-        elif body_x.ndim != 4 or body_x.shape[1] != 1 or body_x.shape[0] != x.shape[0]:
-            raise ValueError(
-                f'MEDUSA: body_x must be (B={x.shape[0]}, 1, H, W) with H, W multiples of 16, got {tuple(body_x.shape)}'
-            )
-        return self.body(body_x)
+        return self.body(body_input_for(x, body_x, self.body_size, self.input_mean, self.input_std))
 
     # ---------------------------------------------------------------- timm API
     def forward_features(self, x: torch.Tensor, body_x: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, C, H, W)`` -> the trunk's final map ``(B, num_features, H/32, W/32)`` (gated trunk)."""
-        self._check_input(x)
+        x = self._check_input(x)
         attn = self.forward_body(x, body_x)
         if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
             return checkpoint(self._gated, self.trunk.forward_features, x, attn)
@@ -337,12 +383,7 @@ class MEDUSA(nn.Module):
         """Final map -> logits ``(B, num_classes)`` or pooled features ``(B, head_hidden_size)``."""
         if self.global_pool == 'paper':
             x = F.avg_pool2d(F.relu(x), PAPER_POOL, PAPER_POOL).flatten(1)
-            if x.shape[1] != self.head_hidden_size:
-                raise ValueError(
-                    f"MEDUSA: the 'paper' classifier was built for img_size={self.img_size} "
-                    f'({self.head_hidden_size} pooled features) but this input gives {x.shape[1]}; '
-                    f"feed {self.img_size[0]}x{self.img_size[1]} images, build with img_size=, or use global_pool='avg'"
-                )
+            x = check_paper_features(x, self.head_hidden_size, self.img_size)
         else:
             x = self.trunk.forward_head(x, pre_logits=True)
         x = self.head_drop(x)
@@ -356,7 +397,7 @@ class MEDUSA(nn.Module):
     def forward_attention(self, x: torch.Tensor, body_x: torch.Tensor | None = None) -> dict[str, Any]:
         """For visualisation: ``body`` ``(B, 1, body_size, body_size)``, ``gates`` (one ``(B, C_k, H_k, W_k)``
         tensor ``A_k`` per head, in execution order) and ``names`` (the gated trunk modules)."""
-        self._check_input(x)
+        x = self._check_input(x)
         attn = self.forward_body(x, body_x)
         gates: list[torch.Tensor] = []
         self._gated(self.trunk.forward_features, x, attn, gates)
@@ -375,7 +416,7 @@ class MEDUSA(nn.Module):
         """The gated trunk's stage outputs at ``feature_info`` taps (and the final map unless
         ``intermediates_only``)."""
         take, _ = feature_take_indices(len(self.feature_info), indices)
-        self._check_input(x)
+        x = self._check_input(x)
         attn = self.forward_body(x, body_x)
         fn = functools.partial(
             self.trunk.forward_intermediates,

@@ -50,7 +50,13 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-from timm.layers import DropPath, LayerNorm2d, NormMlpClassifierHead, calculate_drop_path_rates
+from timm.layers import (
+    DropPath,
+    LayerNorm2d,
+    NormMlpClassifierHead,
+    calculate_drop_path_rates,
+    register_notrace_function,
+)
 from timm.models import register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
@@ -104,11 +110,14 @@ UNET_CONFIGS: dict[str, dict] = {
 }
 
 
-def _check_input(x: torch.Tensor, multiple: int = 32) -> None:
+@register_notrace_function  # FX: a shape check on the traced input
+@torch.fx.wrap
+def check_input(x: torch.Tensor, multiple: int = 32) -> torch.Tensor:
     if x.ndim != 4 or x.shape[-2] % multiple or x.shape[-1] % multiple:
         raise ValueError(
             f'x: MHS-VM needs (B, C, H, W) input with H and W divisible by {multiple}, got shape {tuple(x.shape)}'
         )
+    return x
 
 
 class PatchEmbed(nn.Module):
@@ -378,7 +387,12 @@ class MHSVMEncoder(nn.Module):
         _build_encoder(
             self, in_chans, dims, depths, d_state, head_num, gfu_t, with_proj, drop_path_rate, img_size, **dd
         )
-        self.feature_info = [dict(num_chs=d, reduction=4 * 2**i, module=f'layers.{i}') for i, d in enumerate(dims)]
+        # each feature is a stage's last block (the stage's map before its patch merging), so that module hooks
+        # and FX graphs find it under that name
+        self.feature_info = [
+            dict(num_chs=d, reduction=4 * 2**i, module=f'layers.{i}.blocks.{n - 1}')
+            for i, (d, n) in enumerate(zip(dims, depths))
+        ]
         self.head = NormMlpClassifierHead(
             dims[-1], num_classes, pool_type=global_pool, drop_rate=drop_rate, norm_layer=LayerNorm2d, **dd
         )
@@ -441,7 +455,7 @@ class MHSVMEncoder(nn.Module):
         """Stage outputs (before each patch merging) as (B, C_i, H/r_i, W/r_i), and the final features."""
         if output_fmt not in ('NCHW', 'NHWC'):
             raise ValueError(f"output_fmt: expected 'NCHW' or 'NHWC', got {output_fmt!r}")
-        _check_input(x)
+        x = check_input(x)
         take_indices, max_index = feature_take_indices(len(self.layers), indices)
         intermediates = []
         x = self.patch_embed(x)
@@ -471,7 +485,7 @@ class MHSVMEncoder(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C_4, H/32, W/32)."""
-        _check_input(x)
+        x = check_input(x)
         x = self.patch_embed(x)
         for stage in self.layers:
             x = stage(x)
@@ -569,7 +583,7 @@ class MHSVMUNet(nn.Module):
 
     def forward_encoder(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(B, C, H, W) -> bottleneck (B, H/32, W/32, C_4) and the skips (inputs of each stage, NHWC)."""
-        _check_input(x)
+        x = check_input(x)
         if x.shape[1] == 1 and self.in_chans == 3:
             x = x.expand(-1, 3, -1, -1)
         x = self.patch_embed(x)

@@ -71,7 +71,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, calculate_drop_path_rates, get_device_dtype, trunc_normal_
+from timm.layers import (
+    DropPath,
+    calculate_drop_path_rates,
+    get_device_dtype,
+    register_notrace_function,
+    trunc_normal_,
+)
 from timm.models import register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
@@ -168,6 +174,16 @@ PAPER_FACTS: dict[str, dict] = {
 # ----------------------------------------------------------------------------------------------
 # Blocks. Every tensor is (T * B, C, ...): time folded into the batch.
 # ----------------------------------------------------------------------------------------------
+@register_notrace_function  # FX: a shape check on the traced input
+@torch.fx.wrap
+def check_input(x: torch.Tensor) -> torch.Tensor:
+    if x.ndim != 4:
+        raise ValueError(f'x must be (B, C, H, W), got shape {tuple(x.shape)}')
+    if x.shape[-2] % 16 or x.shape[-1] % 16:
+        raise ValueError(f'input height and width must be divisible by 16, got {tuple(x.shape[-2:])}')
+    return x
+
+
 class _Spec:
     """What distinguishes QSD from Meta-SpikeFormer: neurons, weight bits and attention constants."""
 
@@ -333,8 +349,7 @@ class SpikeDrivenSelfAttention(nn.Module):
 
     def _heads(self, t: torch.Tensor) -> torch.Tensor:
         # (..., C, H, W) -> (..., heads, HW, C / heads); channel c = head * d + j as in the official code
-        *lead, C, H, W = t.shape
-        return t.reshape(*lead, self.num_heads, C // self.num_heads, H * W).transpose(-1, -2)
+        return t.unflatten(-3, (self.num_heads, -1)).flatten(-2).transpose(-1, -2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         N, C, H, W = x.shape
@@ -594,11 +609,8 @@ class SpikeDrivenMetaFormer(nn.Module):
 
     # -- forward -------------------------------------------------------------------------------
     def _expand_time(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4:
-            raise ValueError(f'x must be (B, C, H, W), got shape {tuple(x.shape)}')
-        if x.shape[-2] % 16 or x.shape[-1] % 16:
-            raise ValueError(f'input height and width must be divisible by 16, got {tuple(x.shape[-2:])}')
-        return x.unsqueeze(0).expand(self.T, *x.shape).flatten(0, 1)  # (T * B, C, H, W)
+        x = check_input(x)
+        return x.unsqueeze(0).expand(self.T, -1, -1, -1, -1).flatten(0, 1)  # (T * B, C, H, W)
 
     def _run(self, name: str, x: torch.Tensor) -> torch.Tensor:
         mod = getattr(self, name)
