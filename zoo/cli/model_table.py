@@ -7,6 +7,7 @@ PAPER_FACTS. `--write` replaces the table between the markers in README.md.
 Examples:
   python tools/analysis/model_table.py            # print the table
   python tools/analysis/model_table.py --write    # update README.md
+  python tools/analysis/model_table.py --speed --write   # the fast-inference table from benchmarks/fast_inference.csv
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import argparse
 import os
 
 BEGIN, END = '<!-- model-table:begin -->', '<!-- model-table:end -->'
+SPEED_BEGIN, SPEED_END = '<!-- speed-table:begin -->', '<!-- speed-table:end -->'
+SPEED_CSV = 'benchmarks/fast_inference.csv'
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'README.md')
 
 
@@ -80,20 +83,78 @@ def render(rows: list[dict]) -> str:
     return '\n'.join(lines)
 
 
+def render_speed(csv_path: str) -> str:
+    """The README's fast-inference table from a ``benchmark.py --variants ...`` CSV: img/s per variant (with the
+    speed-up over fp32), the share of the matmul peak of the variant's precision, and the compile time."""
+    import csv
+
+    import zoo  # noqa: F401
+    from zoo.models import family_of
+
+    rows = list(csv.DictReader(open(csv_path)))
+    variants = list(dict.fromkeys(r['variant'] for r in rows))
+    by = {(r['model'], r['variant']): r for r in rows}
+    models = list(dict.fromkeys(r['model'] for r in rows))
+    r0 = rows[0]
+    head = ['model', 'family', 'input', 'GMACs'] + [f'{v} img/s' for v in variants]
+    head += [f'{v} % of peak' for v in variants] + ['compile (s)']
+    lines = ['| ' + ' | '.join(head) + ' |', '|---|---|---|' + '---:|' * (len(head) - 3)]
+    for m in models:
+        base = float(by[m, variants[0]]['infer_img_s'])
+        cells = [f'`{m}`', family_of(m) if m in zoo.models.list_zoo_models() else 'timm', f'{r0["img_size"]}²']
+        cells.append(f'{float(by[m, variants[0]]["gmacs"]):.2f}')
+        for v in variants:
+            x = float(by[m, v]['infer_img_s'])
+            cells.append(f'{x:.2f}' + ('' if v == variants[0] else f' ({x / base:.2f}×)'))
+        cells += [f'{100 * float(by[m, v]["share_of_peak"]):.1f}' for v in variants]
+        compile_s = [float(by[m, v]['compile_s']) for v in variants if by[m, v]['compile_s'] not in ('', 'nan')]
+        cells.append(f'{compile_s[0]:.0f}' if compile_s else '–')
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    loads = [float(r['load_avg']) for r in rows]
+    lines.append('')
+    lines.append(
+        f'{r0["device"]}, {r0["threads"]} thread(s), batch {r0["batch_size"]}; matmul peak measured in the same '
+        f'run: {float(r0["peak_fp32_gflop_s"]):.0f} GFLOP/s fp32, {float(r0["peak_bf16_gflop_s"]):.0f} GFLOP/s '
+        f'bf16; 1-minute load average {min(loads):.1f}-{max(loads):.1f} (other jobs on the machine). '
+        f'Generated from `{csv_path}`.'
+    )
+    return '\n'.join(lines)
+
+
+def replace_between(text: str, begin: str, end: str, body: str, where: str = 'README.md') -> str:
+    """``text`` with what lies between the ``begin`` and ``end`` markers replaced by ``body``."""
+    if begin not in text or end not in text:
+        raise SystemExit(f'error: {where} lacks the markers {begin} / {end}')
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f'{head}{begin}\n{body}\n{end}{tail}'
+
+
 def main(argv: list[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--write', action='store_true', help=f'replace the table in {README}')
+    p.add_argument(
+        '--speed',
+        nargs='?',
+        const=SPEED_CSV,
+        metavar='CSV',
+        help=f'the fast-inference table (README "Fast inference") from a benchmark CSV (default {SPEED_CSV}) '
+        'instead of the model table; with --write, replace it in README.md',
+    )
     args = p.parse_args(argv)
-    table = render(table_rows())
+    begin, end = (SPEED_BEGIN, SPEED_END) if args.speed else (BEGIN, END)
+    if args.speed:
+        path = args.speed if os.path.isabs(args.speed) else os.path.join(os.path.dirname(README), args.speed)
+        if not os.path.isfile(path):
+            raise SystemExit(f'error: {args.speed} does not exist (tools/analysis/benchmark.py writes it)')
+        table = render_speed(path).replace(os.path.dirname(README) + os.sep, '')
+    else:
+        table = render(table_rows())
     if args.write:
-        text = open(README).read()
-        if BEGIN not in text or END not in text:
-            raise SystemExit(f'error: {README} lacks the markers {BEGIN} / {END}')
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
+        text = replace_between(open(README).read(), begin, end, table, README)
         with open(README, 'w') as f:
-            f.write(f'{head}{BEGIN}\n{table}\n{END}{tail}')
-        print(f'model_table: wrote {table.count(chr(10)) - 1} models to {README}')
+            f.write(text)
+        print(f'model_table: wrote {table.count(chr(10)) - 1} rows to {README}')
     else:
         print(table)
     return table

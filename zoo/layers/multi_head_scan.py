@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .fast_inference import float32_region
 from .selective_scan import selective_scan
 
 __all__ = [
@@ -217,7 +218,10 @@ class ScanRouteAttention(nn.Module):
         self.t = float(t)
 
     def forward(self, ys: torch.Tensor) -> torch.Tensor:
-        """(b, K, d, L) -> (b, d, L)."""
+        """(b, K, d, L) -> (b, d, L), in float32 (at least) whatever ``ys``' dtype: the CV gate divides the spread
+        of K nearly equal route outputs by their range, which bfloat16 rounds to noise."""
+        if ys.dtype not in (torch.float32, torch.float64):
+            ys = ys.float()
         k = ys.shape[1]
         parts = ys.unbind(1)  # elementwise over K slices: much faster than reductions over dim 1
         total = parts[0]
@@ -292,7 +296,14 @@ class MambaEngine(nn.Module):
 
 def run_engines(engines: list[MambaEngine], xs: torch.Tensor) -> torch.Tensor:
     """Runs several engines (same sizes) in one selective-scan call: their K-direction groups are
-    stacked, so ``xs`` is (b, E*K, d, L) with engine e owning groups e*K .. e*K+K-1."""
+    stacked, so ``xs`` is (b, E*K, d, L) with engine e owning groups e*K .. e*K+K-1.
+
+    Under autocast (``--bf16``) the engines run in float32 (autocast off) and return float32: the step sizes
+    ``exp(delta * A)`` compound over the whole sequence, and the routes' outputs feed the CV gate of
+    :class:`ScanRouteAttention`, which needs their small differences."""
+    if torch.is_autocast_enabled(xs.device.type):
+        with float32_region(xs):
+            return run_engines(engines, xs.float())
     b, k, d, L = xs.shape
     e0 = engines[0]
 
