@@ -97,18 +97,22 @@ def render_speed(csv_path: str) -> str:
     models = list(dict.fromkeys(r['model'] for r in rows))
     r0 = rows[0]
     head = ['model', 'family', 'input', 'GMACs'] + [f'{v} img/s' for v in variants]
-    head += [f'{v} % of peak' for v in variants] + ['compile (s)']
+    compiled = any(r.get('compile_s') not in (None, '', 'nan') for r in rows)
+    head += [f'{v} % of peak' for v in variants] + (['compile (s)'] if compiled else [])
     lines = ['| ' + ' | '.join(head) + ' |', '|---|---|---|' + '---:|' * (len(head) - 3)]
     for m in models:
         base = float(by[m, variants[0]]['infer_img_s'])
         cells = [f'`{m}`', family_of(m) if m in zoo.models.list_zoo_models() else 'timm', f'{r0["img_size"]}²']
         cells.append(f'{float(by[m, variants[0]]["gmacs"]):.2f}')
         for v in variants:
-            x = float(by[m, v]['infer_img_s'])
-            cells.append(f'{x:.2f}' + ('' if v == variants[0] else f' ({x / base:.2f}×)'))
-        cells += [f'{100 * float(by[m, v]["share_of_peak"]):.1f}' for v in variants]
-        compile_s = [float(by[m, v]['compile_s']) for v in variants if by[m, v]['compile_s'] not in ('', 'nan')]
-        cells.append(f'{compile_s[0]:.0f}' if compile_s else '–')
+            x = float(by[m, v]['infer_img_s']) if (m, v) in by else float('nan')
+            cells.append('–' if x != x else f'{x:.2f}' + ('' if v == variants[0] else f' ({x / base:.2f}×)'))
+        cells += [f'{100 * float(by[m, v]["share_of_peak"]):.1f}' if (m, v) in by else '–' for v in variants]
+        compile_s = [
+            float(by[m, v]['compile_s']) for v in variants if (m, v) in by and by[m, v]['compile_s'] not in ('', 'nan')
+        ]
+        if compiled:
+            cells.append(f'{compile_s[0]:.0f}' if compile_s else '–')
         lines.append('| ' + ' | '.join(cells) + ' |')
     loads = [float(r['load_avg']) for r in rows]
     lines.append('')
