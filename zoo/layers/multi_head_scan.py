@@ -218,9 +218,10 @@ class ScanRouteAttention(nn.Module):
         self.t = float(t)
 
     def forward(self, ys: torch.Tensor) -> torch.Tensor:
-        """(b, K, d, L) -> (b, d, L), in float32 (at least) whatever ``ys``' dtype: the CV gate divides the spread
-        of K nearly equal route outputs by their range, which bfloat16 rounds to noise."""
-        if ys.dtype not in (torch.float32, torch.float64):
+        """(b, K, d, L) -> (b, d, L) in ``ys``' dtype, computed in float32 (at least): the CV gate divides the
+        spread of K nearly equal route outputs by their range, which bfloat16 rounds to noise."""
+        dtype = ys.dtype
+        if dtype not in (torch.float32, torch.float64):
             ys = ys.float()
         k = ys.shape[1]
         parts = ys.unbind(1)  # elementwise over K slices: much faster than reductions over dim 1
@@ -234,7 +235,7 @@ class ScanRouteAttention(nn.Module):
         # sqrt with a zero (sub)gradient where all routes agree exactly (torch.std's gradient is NaN)
         std = torch.where(var > 0, var.clamp_min(1e-30).sqrt(), torch.zeros_like(var))
         cv = std / (mean - low + 1e-5)  # mean_k(y - min_k y) = mean - min
-        return total * F.relu(cv - self.t)
+        return (total * F.relu(cv - self.t)).to(dtype)
 
     def extra_repr(self) -> str:
         return f't={self.t}'
