@@ -9,9 +9,10 @@ family", which would take minutes of training per family in the suite:
   2-4% for MHS-VM, whose routes' CV gate amplifies the rounding; QSD-Transformer is bit-identical, as its
   quantised layers stay float32), and the top-1 class agrees on at least 7 of the 8 images. Where an
   initialised spiking model's head does not fire (all logits 0), the features are compared instead;
-* one trained digits model (MambaOut-Femto, 3 epochs of the demo config, about 95% top-1 on the 359
-  validation digits), evaluated by ``tools/test.py`` with and without ``--bf16``: the top-1 prediction agrees
-  on at least 99% of the digits and the accuracy moves by at most 1 point.
+* one trained digits model (MambaOut-Femto, 3 epochs of the demo config: 91.6% top-1 on the 359 validation
+  digits), evaluated by ``tools/test.py`` with and without ``--bf16``: the top-1 prediction agrees on at least
+  99% of the digits (measured 358 of 359, 99.7%; top-1 91.64% fp32, 91.92% bf16) and the accuracy moves by at
+  most 1 point.
 
 Plus the parts that keep float32 under autocast: the selective scan (bit-identical with and without autocast),
 spike thresholds and LSQ steps, the softmax statistics (torch's CPU kernel, one rounding) and the MIL attention
