@@ -32,6 +32,9 @@ bench: install
 		agent_swin_tiny agent_cswin_tiny dcal_deit_tiny_patch16_448 qsd_transformer_15m mhs_vm_encoder_3h \
 		medusa_mambaout_femto --img-sizes 224 --batch-size 2 --rounds 2 --iters 1 --bench infer --threads 1 \
 		--no-memory --variants fp32 bf16 channels_last --out benchmarks/fast_inference
+	OMP_NUM_THREADS=1 $(PY) tools/analysis/benchmark.py --models mambaout_femto medusa_mambaout_femto --img-sizes 224 \
+		--batch-size 2 --rounds 2 --iters 1 --bench infer --threads 1 --no-memory --variants fp32 bf16 compile \
+		--out benchmarks/fast_inference_compile
 
 readme: install
 	$(PY) tools/analysis/model_table.py --write

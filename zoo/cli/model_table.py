@@ -7,7 +7,7 @@ PAPER_FACTS. `--write` replaces the table between the markers in README.md.
 Examples:
   python tools/analysis/model_table.py            # print the table
   python tools/analysis/model_table.py --write    # update README.md
-  python tools/analysis/model_table.py --speed --write   # the fast-inference table from benchmarks/fast_inference.csv
+  python tools/analysis/model_table.py --speed --write   # the fast-inference tables from benchmarks/fast_inference*.csv
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import os
 
 BEGIN, END = '<!-- model-table:begin -->', '<!-- model-table:end -->'
 SPEED_BEGIN, SPEED_END = '<!-- speed-table:begin -->', '<!-- speed-table:end -->'
-SPEED_CSV = 'benchmarks/fast_inference.csv'
+SPEED_CSVS = ['benchmarks/fast_inference.csv', 'benchmarks/fast_inference_compile.csv']
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'README.md')
 
 
@@ -139,19 +139,22 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument('--write', action='store_true', help=f'replace the table in {README}')
     p.add_argument(
         '--speed',
-        nargs='?',
-        const=SPEED_CSV,
+        nargs='*',
         metavar='CSV',
-        help=f'the fast-inference table (README "Fast inference") from a benchmark CSV (default {SPEED_CSV}) '
-        'instead of the model table; with --write, replace it in README.md',
+        help=f'the fast-inference tables (README "Fast inference"), one per benchmark CSV (default '
+        f'{" ".join(SPEED_CSVS)}), instead of the model table; with --write, replace them in README.md',
     )
     args = p.parse_args(argv)
-    begin, end = (SPEED_BEGIN, SPEED_END) if args.speed else (BEGIN, END)
-    if args.speed:
-        path = args.speed if os.path.isabs(args.speed) else os.path.join(os.path.dirname(README), args.speed)
-        if not os.path.isfile(path):
-            raise SystemExit(f'error: {args.speed} does not exist (tools/analysis/benchmark.py writes it)')
-        table = render_speed(path).replace(os.path.dirname(README) + os.sep, '')
+    speed = args.speed is not None
+    begin, end = (SPEED_BEGIN, SPEED_END) if speed else (BEGIN, END)
+    if speed:
+        tables = []
+        for csv_path in args.speed or SPEED_CSVS:
+            path = csv_path if os.path.isabs(csv_path) else os.path.join(os.path.dirname(README), csv_path)
+            if not os.path.isfile(path):
+                raise SystemExit(f'error: {csv_path} does not exist (tools/analysis/benchmark.py writes it)')
+            tables.append(render_speed(path).replace(os.path.dirname(README) + os.sep, ''))
+        table = '\n\n'.join(tables)
     else:
         table = render(table_rows())
     if args.write:
