@@ -534,3 +534,28 @@ def test_heatmaps_attend_to_tumour(trained):
         ratios.append(bag[tumour].mean() / bag[~tumour].mean())
     # mean bag attention on tumour patches vs the rest (seeds 0-3: 1.7x to 7.5x at the selected epoch)
     assert min(ratios) > 1.3 and np.mean(ratios) > 1.5, ratios
+
+
+@pytest.mark.slow
+def test_bf16_extraction_and_evaluation_agree_with_fp32(trained, tmp_path, monkeypatch):
+    """The fast path on the smoke chain (issue 19): ``tools/wsi_extract.py --bf16 --channels-last`` gives the
+    float32 features within 5% of their largest magnitude, and ``tools/test.py --bf16`` (ACMIL's attention pooling
+    kept in float32) gives the same slide predictions' metrics as float32."""
+    from zoo.mil.features import read_features
+
+    monkeypatch.setenv('ZOO_FIXTURES', str(trained['root'].parent))
+    out = tmp_path / 'features_bf16'
+    extracted = _tool('wsi_extract').main(
+        ['--config', SMOKE_CONFIG, '--quiet', '--bf16', '--channels-last', '--out', str(out)]
+    )
+    assert extracted['done'] == 12
+    for h5 in sorted((trained['root'] / 'features').glob('*.h5'))[:3]:
+        ref, coords, _ = read_features(h5)
+        fast, fast_coords, _ = read_features(out / h5.name)
+        assert (coords == fast_coords).all()
+        rel = float(np.abs(fast.astype(np.float32) - ref).max() / np.abs(ref).max())
+        assert rel <= 0.05, f'{h5.name}: bf16 features off by {rel:.4f}'
+    fp32 = _evaluate(trained, trained['ckpt'])
+    bf16 = _tool('test').main([trained['config'], trained['ckpt'], '--work-dir', str(tmp_path / 'eval'), '--bf16'])
+    for k in ('mil/auc_macro', 'mil/accuracy', 'mil/f1_macro'):
+        assert bf16[k] == pytest.approx(fp32[k], abs=1e-6), k

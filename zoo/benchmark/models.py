@@ -6,11 +6,20 @@ Entries are measured interleaved (:func:`zoo.benchmark.timing.round_robin`, medi
 memory is the peak resident set size of a separate process that builds the model and runs one step,
 above its size after the imports (CPU), or the CUDA peak allocation. MACs come from
 :func:`zoo.benchmark.macs.count_macs` (``gmacs``, ``dense_gmacs``, ``attn_gmacs``).
+
+Each entry runs in one or more *variants* of the fast inference path (:data:`VARIANT_PARTS`): ``fp32`` (eager
+float32), or ``+``-joined parts of ``bf16`` (bfloat16 autocast), ``channels_last`` and ``compile``
+(``torch.compile``, Inductor), applied by :func:`zoo.layers.prepare_inference`. The float32 and bfloat16 matmul
+peaks are measured interleaved with the entries (:mod:`zoo.benchmark.peak`); ``gflop_s`` (2 x MACs x
+images / s) is reported as ``share_of_peak``, a share of the peak of the variant's precision. ``compile_s`` is
+the first (compiling) batch's wall time. Compiled variants get no peak-memory probe (the compiler's own
+memory would dominate it).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -21,6 +30,8 @@ from zoo.benchmark.timing import median, round_robin
 __all__ = [
     'ModelKwargsError',
     'Result',
+    'VARIANT_PARTS',
+    'parse_variant',
     'build',
     'kwargs_label',
     'memory_probe',
@@ -44,6 +55,7 @@ class Result:
     batch_size: int
     params_m: float
     gmacs: float  # multiply-accumulates per image (FLOPs / 2), as the papers' "FLOPs" columns
+    variant: str = 'fp32'  # fp32, or '+'-joined bf16 / channels_last / compile
     dense_gmacs: float = float('nan')  # conv and linear layers only
     attn_gmacs: float = float('nan')  # products outside conv / linear layers (attention), CPU SDPA included
     infer_img_s: float = float('nan')
@@ -52,8 +64,43 @@ class Result:
     cpu_s_per_img: float = float('nan')  # process CPU time of the inference batch / batch size (--cpu-time)
     train_img_s: float = float('nan')
     peak_mem_mb: float = float('nan')
+    compile_s: float = float('nan')  # first (compiling) inference batch, compiled variants
+    gflop_s: float = float('nan')  # achieved in inference: 2 * gmacs * infer_img_s
+    peak_fp32_gflop_s: float = float('nan')  # float32 matmul peak, measured in the same run
+    peak_bf16_gflop_s: float = float('nan')  # bfloat16 matmul peak, measured in the same run
+    share_of_peak: float = float('nan')  # gflop_s / the peak of the variant's precision
+    load_avg: float = float('nan')  # 1-minute load average when the measurement ended
     device: str = 'cpu'
     threads: int = field(default_factory=torch.get_num_threads)
+
+
+VARIANT_PARTS = ('bf16', 'channels_last', 'compile')
+
+
+def parse_variant(text: str) -> str:
+    """``'compile+bf16'`` -> ``'bf16+compile'`` (canonical order); ``'fp32'`` (or ``''``): plain eager float32.
+    Raises ValueError naming an unknown part."""
+    parts = {p.strip().replace('-', '_') for p in text.split('+') if p.strip()} - {'fp32'}
+    unknown = parts - set(VARIANT_PARTS)
+    if unknown:
+        known = ', '.join(('fp32', *VARIANT_PARTS))
+        raise ValueError(f'unknown variant part(s) {sorted(unknown)} in {text!r} (parts: {known})')
+    return '+'.join(p for p in VARIANT_PARTS if p in parts) or 'fp32'
+
+
+def _prepare(model: torch.nn.Module, variant: str, name: str):
+    """The variant's fast path on ``model`` (in place); the compile state or None."""
+    from zoo.layers import prepare_inference
+
+    parts = variant.split('+')
+    return prepare_inference(
+        model, bf16='bf16' in parts, compile='compile' in parts, channels_last='channels_last' in parts, what=name
+    )
+
+
+def _input(batch: int, side: int, device: str, variant: str) -> torch.Tensor:
+    x = torch.randn(batch, 3, side, side, device=device)
+    return x.contiguous(memory_format=torch.channels_last) if 'channels_last' in variant.split('+') else x
 
 
 def kwargs_label(kw: dict) -> str:
@@ -81,7 +128,15 @@ def build(name: str, img_size: int, device: str, kwargs: dict | None = None) -> 
     return model.to(device)
 
 
-def peak_memory_mb(name: str, img_size: int, batch: int, mode: str, device: str, kwargs: dict | None = None) -> float:
+def peak_memory_mb(
+    name: str,
+    img_size: int,
+    batch: int,
+    mode: str,
+    device: str,
+    kwargs: dict | None = None,
+    variant: str = 'fp32',
+) -> float:
     """Peak memory of one step in a fresh process (CPU: peak RSS; CUDA: max allocated)."""
     from zoo.benchmark.memory import run_probe
 
@@ -93,6 +148,7 @@ def peak_memory_mb(name: str, img_size: int, batch: int, mode: str, device: str,
         device=device,
         kwargs=kwargs or {},
         threads=torch.get_num_threads(),
+        variant=variant,
     )
     out = run_probe(['--memory-probe', json.dumps(spec)], name)
     return float('nan') if out is None else float(out)
@@ -109,7 +165,9 @@ def memory_probe(spec: dict) -> None:
     reset_peak_rss()
     base = rss_mb()
     model = build(spec['name'], spec['img_size'], spec['device'], spec.get('kwargs'))
-    x = torch.randn(spec['batch'], 3, spec['img_size'], spec['img_size'], device=spec['device'])
+    variant = spec.get('variant', 'fp32')
+    _prepare(model, variant, spec['name'])
+    x = _input(spec['batch'], spec['img_size'], spec['device'], variant)
     if spec['device'].startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
     if spec['mode'] == 'train':
@@ -126,8 +184,9 @@ def memory_probe(spec: dict) -> None:
         print(peak_rss_mb() - base)
 
 
-def _jobs(model: torch.nn.Module, x: torch.Tensor, bench: str) -> dict:
-    """The timed callables of one entry: 'infer' (the batch), 'lat' (batch 1) and 'train' (one SGD step)."""
+def _jobs(model: torch.nn.Module, x: torch.Tensor, bench: str, latency: bool = True) -> dict:
+    """The timed callables of one entry: 'infer' (the batch), 'lat' (batch 1, with ``latency``) and 'train' (one
+    SGD step)."""
 
     def infer(inp: torch.Tensor):
         def fn() -> None:
@@ -140,7 +199,7 @@ def _jobs(model: torch.nn.Module, x: torch.Tensor, bench: str) -> dict:
     jobs = {}
     if bench in ('infer', 'both'):
         jobs['infer'] = infer(x)
-        if x.shape[0] > 1:
+        if x.shape[0] > 1 and latency:
             jobs['lat'] = infer(x[:1])
     if bench in ('train', 'both'):
         opt = torch.optim.SGD(model.parameters(), lr=1e-4)
@@ -166,54 +225,92 @@ def run(
     memory: bool,
     model_kwargs: list[dict] | None = None,
     cpu_time: bool = False,
+    variants: list[str] | None = None,
+    peak_n: int = 1024,
 ) -> list[Result]:
-    """Measure every (input side, model, kwargs set) entry, interleaved; one :class:`Result` each."""
+    """Measure every (input side, model, kwargs set, variant) entry and the matmul peaks, interleaved; one
+    :class:`Result` per entry."""
     from tqdm import tqdm
 
     from zoo.benchmark.macs import count_macs
+    from zoo.benchmark.peak import matmul_jobs, peak_gflops
 
-    entries = [(m, json.dumps(kw), s) for s in img_sizes for m in models for kw in (model_kwargs or [{}])]
+    variants = [parse_variant(v) for v in variants or ['fp32']]
+    if bench != 'infer' and any('compile' in v.split('+') for v in variants):
+        raise ValueError('compiled variants time inference only: add --bench infer')
+    entries = [
+        (m, json.dumps(kw), s, v)
+        for s in img_sizes
+        for m in models
+        for kw in (model_kwargs or [{}])
+        for v in dict.fromkeys(variants)
+    ]
     jobs, results = {}, {}
-    for m, kw, s in tqdm(entries, desc='build', leave=False, disable=None):  # no bar when not a terminal
+    macs_of = {}
+    for m, kw, s, v in tqdm(entries, desc='build', leave=False, disable=None):  # no bar when not a terminal
+        torch.manual_seed(0)
         model = build(m, s, device, json.loads(kw))
-        x = torch.randn(batch, 3, s, s, device=device)
-        macs = count_macs(model, x[:1])  # (also a first warm-up)
-        params = sum(p.numel() for p in model.parameters()) / 1e6
-        macs_g = dict(gmacs=macs.total, dense_gmacs=macs.dense, attn_gmacs=macs.attention)
-        results[m, kw, s] = Result(
-            m, kw, s, batch, round(params, 3), **{k: round(v, 6) for k, v in macs_g.items()}, device=device
+        if (m, kw, s) not in macs_of:  # on the eager float32 model (also a first warm-up)
+            macs = count_macs(model, torch.randn(1, 3, s, s, device=device))
+            params = sum(p.numel() for p in model.parameters()) / 1e6
+            macs_g = dict(gmacs=macs.total, dense_gmacs=macs.dense, attn_gmacs=macs.attention)
+            macs_of[m, kw, s] = round(params, 3), macs_g
+        params, macs_g = macs_of[m, kw, s]
+        r = results[m, kw, s, v] = Result(
+            m, kw, s, batch, params, **{k: round(x, 6) for k, x in macs_g.items()}, variant=v, device=device
         )
-        for kind, fn in _jobs(model, x, bench).items():
-            jobs[(m, kw, s), kind] = fn
+        state = _prepare(model, v, m)
+        x = _input(batch, s, device, v)
+        if state is not None:  # the first (compiling) batch, timed
+            model.eval()
+            with torch.inference_mode():
+                model(x)
+            r.compile_s = round(state.first_call_s, 2) if state.compiled else float('nan')
+        # compiled variants: no batch-1 latency (a second shape would compile the model again)
+        for kind, fn in _jobs(model, x, bench, latency=state is None).items():
+            jobs[(m, kw, s, v), kind] = fn
+    for name, fn in matmul_jobs(peak_n, device).items():
+        jobs['peak', name] = fn
     # inference: `iters` batches per measurement, after one untimed batch (the entry before may have
     # evicted this one's caches); training: half as many steps (each costs about three forwards)
     counts = {k: max(1, iters // 2) if k[1] == 'train' else iters for k in jobs}
     timed = round_robin(jobs, rounds, iters=counts, warmup=1, device=device, desc='measure')
+    peaks = {name: peak_gflops([x.wall_s for x in timed['peak', name]], peak_n) for name in ('fp32', 'bf16')}
+    load = round(os.getloadavg()[0], 2)  # other jobs on the machine (1-minute load average, at the end)
+    nan = float('nan')
     for key, r in results.items():
         infer, lat, train = (timed.get((key, kind), []) for kind in ('infer', 'lat', 'train'))
+        r.peak_fp32_gflop_s, r.peak_bf16_gflop_s = round(peaks['fp32'], 1), round(peaks['bf16'], 1)
+        r.load_avg = load
         if infer:
             wall = median(infer)
             r.infer_img_s, r.infer_ms_per_batch = round(batch / wall, 2), round(wall * 1e3, 2)
-            r.latency_ms = round((median(lat) if lat else wall) * 1e3, 2)
+            r.latency_ms = round((median(lat) if lat else wall if batch == 1 else nan) * 1e3, 2)
             if cpu_time:
                 r.cpu_s_per_img = round(median(infer, 'cpu_s') / batch, 6)
+            r.gflop_s = round(2 * r.gmacs * r.infer_img_s, 2)
+            peak = peaks['bf16' if 'bf16' in r.variant.split('+') else 'fp32']
+            r.share_of_peak = round(r.gflop_s / peak, 4)
         if train:
             r.train_img_s = round(batch / median(train), 2)
-        if memory:
+        if memory and 'compile' not in r.variant.split('+'):
             mode = 'infer' if bench == 'infer' else 'train'
-            r.peak_mem_mb = round(peak_memory_mb(key[0], key[2], batch, mode, device, json.loads(key[1])), 1)
+            r.peak_mem_mb = round(
+                peak_memory_mb(key[0], key[2], batch, mode, device, json.loads(key[1]), variant=r.variant), 1
+            )
     return [results[k] for k in entries]
 
 
 def write_outputs(results: list[Result], out: str) -> None:
     """``<out>.csv`` (one row per entry) and ``<out>.png``: one panel per measured quantity; bars per model
-    (grouped by kwargs set) for one input side, lines over the input side (log-log) for several."""
+    (grouped by kwargs set and variant) for one input side, lines over the input side (log-log) for several."""
     # memory is probed on the training step when training was timed
     mode = 'training' if any(r.train_img_s == r.train_img_s for r in results) else 'inference'
     quantities = [
         (f, label)
         for f, label in (
             ('infer_img_s', 'inference (images / s)'),
+            ('share_of_peak', 'inference (share of matmul peak)'),
             ('cpu_s_per_img', 'CPU time (s / image, forward)'),
             ('train_img_s', 'training (images / s)'),
             ('peak_mem_mb', f'peak memory (MB, {mode})'),
@@ -222,26 +319,32 @@ def write_outputs(results: list[Result], out: str) -> None:
     ]  # NaN != NaN: not measured
     sizes = sorted({r.img_size for r in results})
     models = list(dict.fromkeys(r.model for r in results))
-    variants = list(dict.fromkeys(r.model_kwargs for r in results))
-    value = {(r.model, r.model_kwargs, r.img_size): r for r in results}
+    variants = list(dict.fromkeys((r.model_kwargs, r.variant) for r in results))
+    several = len({r.variant for r in results}) > 1
+    value = {(r.model, r.model_kwargs, r.variant, r.img_size): r for r in results}
+
+    def label(kw: str, variant: str) -> str:
+        return ', '.join(filter(None, (kwargs_label(json.loads(kw)), variant if several else '')))
+
+    nan = float('nan')
     panels = []
-    for f, label in quantities:
+    for f, ylabel in quantities:
         if len(sizes) == 1:
             series = {
-                kwargs_label(json.loads(v)) or 'value': [getattr(value[m, v, sizes[0]], f) for m in models]
-                for v in variants
+                label(kw, v) or 'value': [getattr(value.get((m, kw, v, sizes[0])), f, nan) for m in models]
+                for kw, v in variants
             }
-            panels.append(Panel(label, series, groups=models, xlabel='model', title=label.split(' (')[0]))
+            panels.append(Panel(ylabel, series, groups=models, xlabel='model', title=ylabel.split(' (')[0]))
         else:
             series = {
-                ' '.join(filter(None, (m, kwargs_label(json.loads(v))))): [
-                    (s, getattr(value[m, v, s], f)) for s in sizes
+                ' '.join(filter(None, (m, label(kw, v)))): [
+                    (s, getattr(value.get((m, kw, v, s)), f, nan)) for s in sizes
                 ]
                 for m in models
-                for v in variants
+                for kw, v in variants
             }
             panels.append(
-                Panel(label, series, kind='line', xlabel='input side (pixels)', log=True, title=label.split(' (')[0])
+                Panel(ylabel, series, kind='line', xlabel='input side (pixels)', log=True, title=ylabel.split(' (')[0])
             )
     r0 = results[0]
     title = f'{r0.device}, {r0.threads} thread{"s" if r0.threads != 1 else ""}, batch {r0.batch_size}' + (

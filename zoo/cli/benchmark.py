@@ -2,7 +2,14 @@
 <out>.png.
 
 models: throughput, latency, peak memory, parameters and MACs for a list of models (zoo and timm), each
-  model at each input side and with each set of --model-kwargs (e.g. the spiking models' time steps T).
+  model at each input side, with each set of --model-kwargs (e.g. the spiking models' time steps T) and in
+  each variant of the fast path (--bf16 / --compile / --channels-last, or several: --variants fp32 bf16
+  compile). The float32 and bfloat16 matmul peaks are measured in the same run; gflop_s (2 x MACs x img/s)
+  is given as share_of_peak of the variant's precision, compile_s is the first (compiling) batch.
+  CSV columns: model, model_kwargs, [one per kwargs key], img_size, batch_size, params_m, gmacs, variant,
+  dense_gmacs, attn_gmacs, infer_img_s, infer_ms_per_batch, latency_ms, cpu_s_per_img, train_img_s,
+  peak_mem_mb, compile_s, gflop_s, peak_fp32_gflop_s, peak_bf16_gflop_s, share_of_peak, load_avg, device,
+  threads. latency_ms is NaN for compiled variants (batch 1 would compile again).
   Models are measured interleaved (round-robin over entries for --rounds rounds, median per entry), so
   that ratios between models hold on a noisy machine. Peak memory is the peak resident set size of a
   separate process that builds the model and runs one step, above its size after the imports (CPU), or
@@ -27,6 +34,8 @@ Examples:
       --bench infer --out benchmarks/agent_resolution
   python tools/analysis/benchmark.py --models qsd_transformer_15m meta_spikeformer_15m --model-kwargs T=1,4 \\
       --batch-size 1 --bench infer --iters 1 --threads 2 --no-memory --out benchmarks/qsd_transformer_speed
+  python tools/analysis/benchmark.py --models mambaout_femto agent_deit_tiny --variants fp32 bf16 compile \\
+      --bench infer --out benchmarks/fast_inference
   python tools/analysis/benchmark.py scan --lengths 1024 4096 --threads 1 2 --backends eager fused
   python tools/analysis/benchmark.py wsi --models resnet18 --workers 0 2
   python tools/analysis/benchmark.py dcal --models dcal_deit_tiny_patch16_448 --what inference rollout
@@ -45,8 +54,16 @@ import time
 import torch
 
 from zoo.benchmark import dcal, distill, medusa, scan, wsi
-from zoo.benchmark.models import ModelKwargsError, Result, kwargs_label, memory_probe, run, write_outputs
-from zoo.cli.common import UsageError, check_model_names
+from zoo.benchmark.models import (
+    ModelKwargsError,
+    Result,
+    kwargs_label,
+    memory_probe,
+    parse_variant,
+    run,
+    write_outputs,
+)
+from zoo.cli.common import UsageError, add_fast_args, check_model_names
 
 SUITES = ('models', 'scan', 'wsi', 'dcal', 'medusa', 'distill')
 
@@ -129,6 +146,18 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument('--no-memory', action='store_true', help='skip the peak-memory subprocesses')
     m.add_argument('--out', default='benchmarks/benchmark', help='output prefix for .csv and .png')
     m.add_argument('--memory-probe', help=argparse.SUPPRESS)
+    add_fast_args(m)
+    m.add_argument(
+        '--variants',
+        nargs='+',
+        metavar='VARIANT',
+        help='measure each entry in several variants of the fast path, interleaved: fp32 (eager float32) or '
+        "'+'-joined bf16 / channels_last / compile, e.g. --variants fp32 bf16 compile bf16+compile "
+        '(instead of --bf16 / --compile / --channels-last, which give one variant)',
+    )
+    m.add_argument(
+        '--peak-size', type=int, default=1024, help='side of the square matmul that measures the peaks (default 1024)'
+    )
     m.set_defaults(func=_main_models, parser=m)
 
     s = sub.add_parser(
@@ -318,6 +347,21 @@ def _main_medusa(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def _variants(args: argparse.Namespace) -> list[str]:
+    """The variants to measure: --variants, or the one that --bf16 / --compile / --channels-last give."""
+    asked = (('bf16', args.bf16), ('channels_last', args.channels_last), ('compile', args.compile))
+    flags = [f for f, on in asked if on]
+    if args.variants and flags:
+        raise UsageError('give --variants or --bf16 / --compile / --channels-last, not both')
+    try:
+        variants = [parse_variant(v) for v in args.variants or ['+'.join(flags) or 'fp32']]
+    except ValueError as err:
+        raise UsageError(f'--variants: {err}') from None
+    if args.bench != 'infer' and any('compile' in v.split('+') for v in variants):
+        raise UsageError('--compile times inference only (compiling the backward takes minutes on CPU): --bench infer')
+    return variants
+
+
 def _main_models(args: argparse.Namespace) -> list[Result]:
     if args.memory_probe:
         memory_probe(json.loads(args.memory_probe))
@@ -326,6 +370,7 @@ def _main_models(args: argparse.Namespace) -> list[Result]:
         args.parser.error('--models is required')
     check_model_names(args.models, '--models')
     kwargs = parse_model_kwargs(args.model_kwargs)
+    variants = _variants(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.time()
@@ -341,21 +386,25 @@ def _main_models(args: argparse.Namespace) -> list[Result]:
             memory=not args.no_memory,
             model_kwargs=kwargs,
             cpu_time=args.cpu_time,
+            variants=variants,
+            peak_n=args.peak_size,
         )
     except ModelKwargsError as err:
         raise UsageError(str(err)) from None
     write_outputs(results, args.out)
     for r in results:
-        name = ' '.join(filter(None, (r.model, kwargs_label(json.loads(r.model_kwargs)))))
+        name = ' '.join(filter(None, (r.model, kwargs_label(json.loads(r.model_kwargs)), r.variant)))
         print(
             f'{name:28s} {r.img_size:5d}px  {r.params_m:8.2f}M  {r.gmacs:7.2f} GMACs (attn {r.attn_gmacs:.3f})  '
-            f'infer {r.infer_img_s:8.2f} img/s  latency {r.latency_ms:8.2f} ms  '
+            f'infer {r.infer_img_s:8.2f} img/s ({r.share_of_peak:.1%} of peak)  latency {r.latency_ms:8.2f} ms  '
             + (f'cpu {r.cpu_s_per_img:.4f} s/img  ' if args.cpu_time else '')
+            + (f'compile {r.compile_s:.1f} s  ' if r.compile_s == r.compile_s else '')
             + f'train {r.train_img_s:8.2f} img/s  peak {r.peak_mem_mb:8.1f} MB'
         )
+    r0 = results[0]
     print(
-        f'benchmark: {len(results)} runs on {args.device} in {time.time() - start:.0f}s -> {args.out}.csv, '
-        f'{args.out}.png'
+        f'benchmark: {len(results)} runs on {args.device} in {time.time() - start:.0f}s (matmul peak '
+        f'{r0.peak_fp32_gflop_s:.0f} GFLOP/s fp32, {r0.peak_bf16_gflop_s:.0f} bf16) -> {args.out}.csv, {args.out}.png'
     )
     return results
 

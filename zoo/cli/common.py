@@ -353,3 +353,68 @@ def _header_hook(mode: str, cfg):
                 self._log(runner, f'test {_describe_loader(runner.test_dataloader)}')
 
     return HeaderHook()
+
+
+# --------------------------------------------------------------------------------------------------
+# The fast inference path: --bf16 / --compile / --channels-last (tools/test.py, infer.py, wsi_extract.py and
+# tools/analysis/benchmark.py).
+
+
+def add_fast_args(p) -> None:
+    """Add ``--bf16``, ``--compile`` and ``--channels-last`` to an argparse parser (one group)."""
+    g = p.add_argument_group(
+        'fast inference (see README "Fast inference"; benchmarks/fast_inference.csv has the measured speed-ups)'
+    )
+    g.add_argument(
+        '--bf16',
+        action='store_true',
+        help='run the model under bfloat16 autocast (matmuls and convolutions in bfloat16; the selective scan, '
+        'spike thresholds, LSQ-quantised layers, softmax statistics and MIL attention pooling stay float32); '
+        'outputs are handed on as float32. Logits agree with float32 within the tolerances '
+        'tests/test_fast_inference.py states',
+    )
+    g.add_argument(
+        '--compile',
+        action='store_true',
+        help='torch.compile the model (Inductor; on CPU it needs a C++ compiler). The first batch compiles '
+        '(seconds to minutes; the time is printed); when compiling fails, one warning and the model runs eagerly',
+    )
+    g.add_argument(
+        '--channels-last',
+        action='store_true',
+        help='channels_last (NHWC) memory format for the model, so convolutions run NHWC (helps conv-heavy '
+        'models: MambaOut, MEDUSA, ResNets)',
+    )
+
+
+def fast_target(model):
+    """The module the fast path applies to: a wrapper's timm / OpenMMLab ``backbone``, or a MIL classifier's
+    ``head`` (the ACMIL / ABMIL model), else the model itself."""
+    import torch
+
+    for name in ('backbone', 'head'):
+        sub = getattr(model, name, None)
+        if isinstance(sub, torch.nn.Module):
+            return sub
+    return model
+
+
+def apply_fast_args(model, args, what: str | None = None):
+    """``zoo.layers.prepare_inference`` on ``model`` with the parsed ``--bf16 / --compile / --channels-last``;
+    returns the compile state (None without ``--compile``)."""
+    from zoo.layers import prepare_inference
+
+    return prepare_inference(model, bf16=args.bf16, compile=args.compile, channels_last=args.channels_last, what=what)
+
+
+def fast_summary(args, state) -> str:
+    """``'; bf16, compiled (first batch 12.3 s)'``-style suffix for a tool's summary line ('' for none)."""
+    parts = [name for name, on in (('bf16', args.bf16), ('channels_last', args.channels_last)) if on]
+    if args.compile:
+        if state is not None and state.error:
+            parts.append('compile failed, ran eagerly')
+        elif state is not None and state.first_call_s is not None:
+            parts.append(f'compiled (first batch, with compiling: {state.first_call_s:.1f} s)')
+        else:
+            parts.append('compiled')
+    return f'; {", ".join(parts)}' if parts else ''

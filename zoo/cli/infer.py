@@ -14,6 +14,7 @@ Examples:
       work_dirs/x/epoch_12.pth demo.jpg --out pred.png
   python tools/infer.py CONFIG work_dirs/x/epoch_12.pth images/ --out predictions/ --score-thr 0.5
   python tools/infer.py CONFIG work_dirs/y/best_mIoU_iter_160000.pth demo.jpg --out seg.png
+  python tools/infer.py CONFIG work_dirs/x/epoch_12.pth images/ --out predictions/ --bf16 --channels-last
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar='KEY=VALUE',
         help='override config keys; unknown keys are an error',
     )
+    from zoo.cli.common import add_fast_args
+
+    add_fast_args(p)  # applied to the backbone: heads and post-processing stay float32
     return p.parse_args(argv)
 
 
@@ -82,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [(img, os.path.join(out_dir, os.path.splitext(os.path.basename(img))[0] + '.png')) for img in images]
     else:
         jobs = [(args.image, args.out or 'prediction.png')]
+    from zoo.cli.common import apply_fast_args, fast_summary, fast_target
+
     predictor = Predictor(args.config, args.checkpoint, device=args.device, cfg_options=args.cfg_options)
+    compiled = apply_fast_args(fast_target(predictor.model), args, what='tools/infer.py backbone')
     skipped = []
     for image, out in jobs:
         try:
@@ -97,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(
             f'infer: {os.path.basename(image)} -> {res["out_file"]} ({_summary(res, args.score_thr)}; '
-            f'{res["seconds"]:.1f}s)',
+            f'{res["seconds"]:.1f}s{fast_summary(args, compiled)})',
             flush=True,
         )
     if len(jobs) > 1:

@@ -6,8 +6,9 @@ model's pretrained cfgs (zoo.hub.ZooPretrainedCfg), which also generate weights/
 `--write` replaces the table between the markers in README.md; `--manifest` rewrites the manifest.
 
 Examples:
-  python tools/analysis/model_table.py              # print the table
-  python tools/analysis/model_table.py --write      # update README.md
+  python tools/analysis/model_table.py            # print the table
+  python tools/analysis/model_table.py --write    # update README.md
+  python tools/analysis/model_table.py --speed --write   # the fast-inference tables from benchmarks/fast_inference*.csv
   python tools/analysis/model_table.py --manifest   # regenerate weights/manifest.csv (no measuring)
 """
 
@@ -21,6 +22,8 @@ MANIFEST = os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'weights', 'manifest.csv'
 )
 BEGIN, END = '<!-- model-table:begin -->', '<!-- model-table:end -->'
+SPEED_BEGIN, SPEED_END = '<!-- speed-table:begin -->', '<!-- speed-table:end -->'
+SPEED_CSVS = ['benchmarks/fast_inference.csv', 'benchmarks/fast_inference_compile.csv']
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'README.md')
 
 
@@ -90,10 +93,68 @@ def render(rows: list[dict]) -> str:
     return '\n'.join(lines)
 
 
+def render_speed(csv_path: str) -> str:
+    """The README's fast-inference table from a ``benchmark.py --variants ...`` CSV: img/s per variant (with the
+    speed-up over fp32), the share of the matmul peak of the variant's precision, and the compile time."""
+    import csv
+
+    import zoo  # noqa: F401
+    from zoo.models import family_of
+
+    rows = list(csv.DictReader(open(csv_path)))
+    variants = list(dict.fromkeys(r['variant'] for r in rows))
+    by = {(r['model'], r['variant']): r for r in rows}
+    models = list(dict.fromkeys(r['model'] for r in rows))
+    r0 = rows[0]
+    head = ['model', 'family', 'input', 'GMACs'] + [f'{v} img/s' for v in variants]
+    compiled = any(r.get('compile_s') not in (None, '', 'nan') for r in rows)
+    head += [f'{v} % of peak' for v in variants] + (['compile (s)'] if compiled else [])
+    lines = ['| ' + ' | '.join(head) + ' |', '|---|---|---|' + '---:|' * (len(head) - 3)]
+    for m in models:
+        base = float(by[m, variants[0]]['infer_img_s'])
+        cells = [f'`{m}`', family_of(m) if m in zoo.models.list_zoo_models() else 'timm', f'{r0["img_size"]}²']
+        cells.append(f'{float(by[m, variants[0]]["gmacs"]):.2f}')
+        for v in variants:
+            x = float(by[m, v]['infer_img_s']) if (m, v) in by else float('nan')
+            cells.append('–' if x != x else f'{x:.2f}' + ('' if v == variants[0] else f' ({x / base:.2f}×)'))
+        cells += [f'{100 * float(by[m, v]["share_of_peak"]):.1f}' if (m, v) in by else '–' for v in variants]
+        compile_s = [
+            float(by[m, v]['compile_s']) for v in variants if (m, v) in by and by[m, v]['compile_s'] not in ('', 'nan')
+        ]
+        if compiled:
+            cells.append(f'{compile_s[0]:.0f}' if compile_s else '–')
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    loads = [float(r['load_avg']) for r in rows]
+    lines.append('')
+    lines.append(
+        f'{r0["device"]}, {r0["threads"]} thread(s), batch {r0["batch_size"]}; matmul peak measured in the same '
+        f'run: {float(r0["peak_fp32_gflop_s"]):.0f} GFLOP/s fp32, {float(r0["peak_bf16_gflop_s"]):.0f} GFLOP/s '
+        f'bf16; 1-minute load average {min(loads):.1f}-{max(loads):.1f} (other jobs on the machine). '
+        f'Generated from `{csv_path}`.'
+    )
+    return '\n'.join(lines)
+
+
+def replace_between(text: str, begin: str, end: str, body: str, where: str = 'README.md') -> str:
+    """``text`` with what lies between the ``begin`` and ``end`` markers replaced by ``body``."""
+    if begin not in text or end not in text:
+        raise SystemExit(f'error: {where} lacks the markers {begin} / {end}')
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f'{head}{begin}\n{body}\n{end}{tail}'
+
+
 def main(argv: list[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--write', action='store_true', help=f'replace the table in {README}')
     p.add_argument('--manifest', action='store_true', help=f'regenerate {MANIFEST} from the cfgs and stop')
+    p.add_argument(
+        '--speed',
+        nargs='*',
+        metavar='CSV',
+        help=f'the fast-inference tables (README "Fast inference"), one per benchmark CSV (default '
+        f'{" ".join(SPEED_CSVS)}), instead of the model table; with --write, replace them in README.md',
+    )
     args = p.parse_args(argv)
     if args.manifest:
         import zoo  # noqa: F401
@@ -102,16 +163,23 @@ def main(argv: list[str] | None = None) -> str:
         Path(MANIFEST).write_text(manifest_csv())
         print(f'model_table: wrote {MANIFEST}')
         return ''
-    table = render(table_rows())
+    speed = args.speed is not None
+    begin, end = (SPEED_BEGIN, SPEED_END) if speed else (BEGIN, END)
+    if speed:
+        tables = []
+        for csv_path in args.speed or SPEED_CSVS:
+            path = csv_path if os.path.isabs(csv_path) else os.path.join(os.path.dirname(README), csv_path)
+            if not os.path.isfile(path):
+                raise SystemExit(f'error: {csv_path} does not exist (tools/analysis/benchmark.py writes it)')
+            tables.append(render_speed(path).replace(os.path.dirname(README) + os.sep, ''))
+        table = '\n\n'.join(tables)
+    else:
+        table = render(table_rows())
     if args.write:
-        text = open(README).read()
-        if BEGIN not in text or END not in text:
-            raise SystemExit(f'error: {README} lacks the markers {BEGIN} / {END}')
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
+        text = replace_between(open(README).read(), begin, end, table, README)
         with open(README, 'w') as f:
-            f.write(f'{head}{BEGIN}\n{table}\n{END}{tail}')
-        print(f'model_table: wrote {table.count(chr(10)) - 1} models to {README}')
+            f.write(text)
+        print(f'model_table: wrote {table.count(chr(10)) - 1} rows to {README}')
     else:
         print(table)
     return table

@@ -8,6 +8,7 @@ timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=CKPT))
 Examples:
   python tools/test.py configs/classification/mambaout/mambaout_femto_digits.py work_dirs/x/model.safetensors
   python tools/test.py CONFIG work_dirs/x/best_accuracy_top1_epoch_12.pth --work-dir /tmp/eval
+  python tools/test.py CONFIG work_dirs/x/model.safetensors --bf16 --compile   # the fast path
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument('--launcher', choices=['none', 'pytorch'], default='none')
     p.add_argument('--local-rank', '--local_rank', type=int, default=0, help=argparse.SUPPRESS)
+    from zoo.cli.common import add_fast_args
+
+    add_fast_args(p)
     return p.parse_args(argv)
 
 
@@ -62,7 +66,15 @@ def main(argv: list[str] | None = None, exit_on_skip: bool = False) -> dict:
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     start = time.time()
     import zoo  # noqa: F401
-    from zoo.cli.common import UsageError, build_runner, finish_distributed, summarize_state_dict_error
+    from zoo.cli.common import (
+        UsageError,
+        apply_fast_args,
+        build_runner,
+        fast_summary,
+        fast_target,
+        finish_distributed,
+        summarize_state_dict_error,
+    )
     from zoo.engine.config import apply_runtime_options, load_config
     from zoo.hub import drop_pretrained, load_checkpoint_file, unwrap_state_dict
 
@@ -102,6 +114,8 @@ def main(argv: list[str] | None = None, exit_on_skip: bool = False) -> dict:
     if args.show_dir and cfg.get('default_scope') not in ('mmdet', 'mmseg'):
         runner.register_hook(_ShowHook(args.show_dir), priority='LOW')
     dumper = _attach_out(runner, cfg, args.out) if args.out else None
+    model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+    compiled = apply_fast_args(fast_target(model), args, what=f'tools/test.py {type(fast_target(model)).__name__}')
     metrics = runner.test()
     if dumper is not None and runner.rank == 0:
         dumper.write()
@@ -115,7 +129,7 @@ def main(argv: list[str] | None = None, exit_on_skip: bool = False) -> dict:
         )
         print(
             f'test: {os.path.basename(args.config)} with {os.path.basename(args.checkpoint)}: {shown} '
-            f'({time.time() - start:.0f}s{extra})',
+            f'({time.time() - start:.0f}s{extra}{fast_summary(args, compiled)})',
             flush=True,
         )
         if skipped:

@@ -5,6 +5,7 @@ Examples:
   python tools/wsi_extract.py data/wsi/slides --model vit_small_patch16_224.augreg_in21k \\
       --cfg-options wsi.extractor.model_kwargs.dynamic_img_size=True
   python tools/wsi_extract.py slides/ --model resnet50 --checkpoint my_weights.safetensors
+  python tools/wsi_extract.py slides/ --model resnet50 --bf16 --channels-last   # the fast path
 
 One <slide>.h5 per slide in --out (feat (N, D), coords (N, 2), extractor name and cfg). Coordinates
 come from wsi.coords_dir (tools/wsi_tile.py) or the slide is tiled on the fly. Resumable: finished
@@ -45,6 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help='override config keys, e.g. wsi.tiling.magnification=10 wsi.extractor.dtype=float32',
     )
     p.add_argument('--quiet', action='store_true', help='no progress bars')
+    from zoo.cli.common import add_fast_args
+
+    add_fast_args(p)
     return p.parse_args(argv)
 
 
@@ -77,6 +81,10 @@ def main(argv: list[str] | None = None) -> dict:
         input_size=ex.get('input_size'),
         model_kwargs=ex.get('model_kwargs'),
     )
+    from zoo.cli.common import apply_fast_args, fast_summary
+
+    compiled = apply_fast_args(extractor.model, args, what=f'tools/wsi_extract.py {extractor.name}')
+    extractor.channels_last = args.channels_last
     out_dir = args.out or wsi.feat_dir
     outcomes = extract_slides(
         slides,
@@ -98,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         f'wsi_extract: {len(done)} slides extracted ({n} patches, {n / max(secs, 1e-9):.0f} patches/s with '
         f'{extractor.name} on {device}), {len(outcomes) - len(done) - len(failed)} already done, '
-        f'{len(failed)} failed{names} in {time.time() - start:.1f}s -> {out_dir}',
+        f'{len(failed)} failed{names} in {time.time() - start:.1f}s -> {out_dir}{fast_summary(args, compiled)}',
         flush=True,
     )
     return dict(done=len(done), failed=[o.slide for o in failed], patches=n, outcomes=outcomes)

@@ -26,6 +26,15 @@ from zoo.layers.cross_attention import (
     project_qkv,
 )
 from zoo.layers.encoder_decoder_attention import GRAY_WEIGHTS, GateHead, UNetBody, body_view, gate_fuse
+from zoo.layers.fast_inference import (
+    CompileState,
+    bf16_autocast,
+    bf16_forward,
+    compile_failed,
+    compile_module,
+    float32_region,
+    prepare_inference,
+)
 from zoo.layers.multi_head_scan import (
     PATTERNS,
     MambaEngine,
@@ -73,6 +82,14 @@ __all__ = [
     'multi_head_attention',
     'project_output',
     'project_qkv',
+    # the fast inference path: bfloat16 autocast, torch.compile with an eager fallback, channels_last
+    'CompileState',
+    'bf16_autocast',
+    'bf16_forward',
+    'compile_failed',
+    'compile_module',
+    'float32_region',
+    'prepare_inference',
     # encoder-decoder self-attention: U-Net body and multi-scale gates (MEDUSA)
     'GRAY_WEIGHTS',
     'GateHead',

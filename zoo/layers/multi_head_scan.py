@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import register_notrace_module
 
+from .fast_inference import float32_region
 from .selective_scan import selective_scan
 
 __all__ = [
@@ -218,7 +219,11 @@ class ScanRouteAttention(nn.Module):
         self.t = float(t)
 
     def forward(self, ys: torch.Tensor) -> torch.Tensor:
-        """(b, K, d, L) -> (b, d, L)."""
+        """(b, K, d, L) -> (b, d, L) in ``ys``' dtype, computed in float32 (at least): the CV gate divides the
+        spread of K nearly equal route outputs by their range, which bfloat16 rounds to noise."""
+        dtype = ys.dtype
+        if dtype not in (torch.float32, torch.float64):
+            ys = ys.float()
         k = ys.shape[1]
         parts = ys.unbind(1)  # elementwise over K slices: much faster than reductions over dim 1
         total = parts[0]
@@ -231,7 +236,7 @@ class ScanRouteAttention(nn.Module):
         # sqrt with a zero (sub)gradient where all routes agree exactly (torch.std's gradient is NaN)
         std = torch.where(var > 0, var.clamp_min(1e-30).sqrt(), torch.zeros_like(var))
         cv = std / (mean - low + 1e-5)  # mean_k(y - min_k y) = mean - min
-        return total * F.relu(cv - self.t)
+        return (total * F.relu(cv - self.t)).to(dtype)
 
     def extra_repr(self) -> str:
         return f't={self.t}'
@@ -293,7 +298,14 @@ class MambaEngine(nn.Module):
 
 def run_engines(engines: list[MambaEngine], xs: torch.Tensor) -> torch.Tensor:
     """Runs several engines (same sizes) in one selective-scan call: their K-direction groups are
-    stacked, so ``xs`` is (b, E*K, d, L) with engine e owning groups e*K .. e*K+K-1."""
+    stacked, so ``xs`` is (b, E*K, d, L) with engine e owning groups e*K .. e*K+K-1.
+
+    Under autocast (``--bf16``) the engines run in float32 (autocast off) and return float32: the step sizes
+    ``exp(delta * A)`` compound over the whole sequence, and the routes' outputs feed the CV gate of
+    :class:`ScanRouteAttention`, which needs their small differences."""
+    if torch.is_autocast_enabled(xs.device.type):
+        with float32_region(xs):
+            return run_engines(engines, xs.float())
     b, k, d, L = xs.shape
     e0 = engines[0]
 

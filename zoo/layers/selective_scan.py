@@ -33,11 +33,12 @@ blocked scan above (default; forward and backward), and ``'fused'``, the exact r
 from __future__ import annotations
 
 import os
-import warnings
 
 import torch
 import torch.nn.functional as F
 from timm.layers import register_notrace_function
+
+from zoo.layers.fast_inference import compile_failed, float32_region
 
 __all__ = ['selective_scan', 'selective_scan_sequential', 'set_scan_backend', 'get_scan_backend']
 
@@ -142,7 +143,15 @@ def selective_scan(
 
     Returns:
         ``y`` of shape ``(b, d, L)`` in ``u``'s dtype (and the last state, float32/64, when asked).
+
+    Under autocast (``--bf16``) the scan still runs in float32 (float64 for float64 inputs): autocast is off
+    inside, and ``y`` comes back in ``u``'s dtype.
     """
+    if torch.is_autocast_enabled(u.device.type):
+        with float32_region(u):
+            return selective_scan(
+                u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, chunk_size, backend
+            )
     _check_inputs(u, delta, A, B, C)
     backend = _BACKEND if backend is None else backend
     if backend not in _BACKENDS:
@@ -458,12 +467,7 @@ def _fused_available() -> bool:
 def _fused_failed(e: Exception) -> None:
     """Turns the fused backend off for this process, with one warning that says why."""
     _fused_state.pop('kernels', None)
-    _fused_state['error'] = f'{type(e).__name__}: {e}'.strip().splitlines()[0]
-    warnings.warn(
-        f'selective_scan: fused backend unavailable ({_fused_state["error"]}); using the eager scan',
-        RuntimeWarning,
-        stacklevel=4,
-    )
+    _fused_state['error'] = compile_failed('selective_scan: fused backend', e, 'using the eager scan')
 
 
 def _kernel(name: str, *args):

@@ -88,8 +88,14 @@ class MultiSpike(nn.Module):
         self.binary = False  # spike-driven inference switch (set_spike_driven)
 
     def count(self, x: torch.Tensor) -> torch.Tensor:
-        """Integer spike counts ``k`` in ``0..levels`` (float dtype), differentiable by STE."""
-        return _MultiSpikeFn.apply(x * self.levels, self.levels)
+        """Integer spike counts ``k`` in ``0..levels`` (``x``'s dtype), differentiable by STE.
+
+        The threshold comparison runs in float32 (at least), so bfloat16 inputs (``--bf16``) fire where their
+        float32 values would: ``x * levels`` rounded to bfloat16 could cross a ``k + 1/2`` threshold. The
+        counts and ``k / norm`` are exact in bfloat16 for the zoo's levels.
+        """
+        xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        return _MultiSpikeFn.apply(xf * self.levels, self.levels).to(x.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.count(x) / self.norm
@@ -165,7 +171,10 @@ class MultiStepLIF(nn.Module):
         T = self.T
         if x.shape[0] % T:
             raise ValueError(f'MultiStepLIF: dim 0 ({x.shape[0]}) must be T * B with T={T}')
+        # the membrane potential and the threshold test run in float32 (at least) under --bf16 as well
         xs = x.unflatten(0, (T, -1))
+        if x.dtype not in (torch.float32, torch.float64):
+            xs = xs.float()
         v = torch.full_like(xs[0], self.v_reset)
         out = []
         for t in range(T):  # the membrane carries state over time: the loop over T is inherent
@@ -174,7 +183,7 @@ class MultiStepLIF(nn.Module):
             r = s.detach() if self.detach_reset else s
             v = r * self.v_reset + (1 - r) * v
             out.append(s)
-        return torch.stack(out).flatten(0, 1)
+        return torch.stack(out).flatten(0, 1).to(x.dtype)
 
     def count(self, x: torch.Tensor) -> torch.Tensor:
         return self(x)
@@ -256,8 +265,10 @@ def lsq_quantize(w: torch.Tensor, alpha: torch.Tensor, nbits: int) -> torch.Tens
     """
     qn, qp = -(2 ** (nbits - 1)), 2 ** (nbits - 1) - 1
     g = 1.0 / math.sqrt(w.numel() * qp)
-    a = _grad_scale(alpha, g).view(-1, *([1] * (w.ndim - 1)))
-    return _round_ste((w / a).clamp(qn, qp)) * a
+    # the steps and the rounding in float32 (at least), whatever the weights' dtype; the result in w's dtype
+    dtype = torch.promote_types(torch.promote_types(w.dtype, alpha.dtype), torch.float32)
+    a = _grad_scale(alpha.to(dtype), g).view(-1, *([1] * (w.ndim - 1)))
+    return (_round_ste((w.to(dtype) / a).clamp(qn, qp)) * a).to(w.dtype)
 
 
 class ActLSQ(nn.Module):
@@ -321,6 +332,13 @@ class _LSQMixin:
         return lsq_quantize(self.weight, self.alpha, self.nbits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.alpha is not None and torch.is_autocast_enabled(x.device.type):
+            # Quantised layers stay float32 under autocast (--bf16): their outputs feed multi-level spike
+            # thresholds, and bfloat16's rounding of the pre-activation (0.4%) flips spike counts, which
+            # compound through the depth (an initialised QSD-15M at 32 px: relative L2 error of the features 0.66
+            # with bfloat16 convolutions; with these in float32 its features are bit-identical to float32).
+            with torch.autocast(x.device.type, enabled=False):
+                return self.linear(x.float(), self.quantized_weight(), self.bias)
         return self.linear(x, self.quantized_weight(), self.bias)
 
     def extra_repr(self) -> str:

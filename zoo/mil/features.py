@@ -80,6 +80,7 @@ class Extractor:
     std: torch.Tensor
     input_size: int | None = None
     cfg: dict = field(default_factory=dict)
+    channels_last: bool = False  # hand the model NHWC batches (tools/wsi_extract.py --channels-last)
 
     @torch.no_grad()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
@@ -90,6 +91,8 @@ class Extractor:
                 x, size=(self.input_size, self.input_size), mode='bilinear', antialias=True, align_corners=False
             )
         x = (x - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x).float()
 
 

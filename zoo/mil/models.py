@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 
 from zoo.hub import unwrap_state_dict
+from zoo.layers.fast_inference import float32_region
 from zoo.registry import MODELS
 
 MILOutput = tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]
@@ -94,6 +95,15 @@ class Classifier1fc(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(x))
+
+
+def attention_pool(logits: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``softmax(logits) @ h`` in float32 with autocast off (under ``--bf16`` as well): the weights of thousands
+    of instances sum to 1, and bfloat16's 8-bit mantissa would round most of them (and their sum) away.
+    Returns the attention weights and the pooled features, both float32."""
+    with float32_region(h):
+        attn = logits.float().softmax(dim=-1)
+        return attn, attn @ h.float()
 
 
 class GatedAttention(nn.Module):
@@ -159,14 +169,14 @@ class ACMILGA(nn.Module):
         logits = self.attention(h)  # (M, N)
         if self.training and self.n_masked_patch > 0:
             logits = stkim_mask(logits, self.n_masked_patch, self.mask_drop)
-        attn = logits.softmax(dim=-1)
-        branch_feats = attn @ h  # (M, D)
+        attn, branch_feats = attention_pool(logits, h)  # (M, N), (M, D)
         # one classifier per branch: stack the M weight matrices into one batched product
         w = torch.stack([c.fc.weight for c in self.classifier])  # (M, C, D)
         b = torch.stack([c.fc.bias for c in self.classifier])  # (M, C)
         branch_feats = self.classifier[0].dropout(branch_feats)
         sub = torch.einsum('md,mcd->mc', branch_feats, w) + b
-        bag_feat = attn.mean(dim=0, keepdim=True) @ h  # (1, D)
+        with float32_region(h):
+            bag_feat = attn.mean(dim=0, keepdim=True) @ h.float()  # (1, D)
         return sub, self.Slide_classifier(bag_feat), logits.unsqueeze(0)
 
 
@@ -210,7 +220,7 @@ class MaskedMultiHeadAttention(nn.Module):
         logits = qh @ kh.transpose(-1, -2) / math.sqrt(qh.shape[-1])  # (1, H, 1, N)
         if self.training and self.n_masked_patch > 0:
             logits = stkim_mask(logits, self.n_masked_patch, self.mask_drop)
-        out = logits.softmax(dim=-1) @ vh  # (1, H, 1, D/H)
+        out = attention_pool(logits, vh)[1]  # (1, H, 1, D/H)
         out = out.transpose(1, 2).flatten(2)  # (1, 1, D)
         out = self.layer_norm(self.dropout(self.out_proj(out)))
         return out[0], logits[0]
@@ -234,7 +244,8 @@ class BagAttention(nn.Module):
     def forward(self, v: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
         _, n, d = v.shape
         vh = self.v_proj(v).reshape(1, n, self.num_heads, d // self.num_heads).transpose(1, 2)
-        out = (attn.unsqueeze(0) @ vh).transpose(1, 2).flatten(2)  # (1, 1, D)
+        with float32_region(vh):
+            out = (attn.unsqueeze(0).float() @ vh.float()).transpose(1, 2).flatten(2)  # (1, 1, D)
         return self.layer_norm(self.dropout(self.out_proj(out)))[0]
 
 
@@ -283,7 +294,7 @@ class ACMILMHA(nn.Module):
             subs.append(self.classifier[i](feat))
             logits.append(lg)
         logits = torch.cat(logits, dim=1)  # (H, M, N)
-        bag = self.bag_attention(h, logits.softmax(dim=-1).mean(dim=1, keepdim=True))
+        bag = self.bag_attention(h, logits.float().softmax(dim=-1).mean(dim=1, keepdim=True))
         return torch.cat(subs, dim=0), self.Slide_classifier(bag), logits
 
 
@@ -314,7 +325,7 @@ class ABMIL(nn.Module):
     def forward(self, x: torch.Tensor) -> MILOutput:
         h = self.dimreduction(_bag(x))
         logits = self.attention(h)  # (1, N)
-        return None, self.classifier(logits.softmax(dim=-1) @ h), logits.unsqueeze(0)
+        return None, self.classifier(attention_pool(logits, h)[1]), logits.unsqueeze(0)
 
 
 class _PoolMIL(nn.Module):
