@@ -12,6 +12,7 @@ from zoo.layers.agent_attention import (
     adapt_agent_bias,
     expand_attn_type,
     init_agent_biases,
+    pos_embed_for_grid,
     resize_agent_bias,
 )
 from zoo.layers.cross_attention import (
@@ -71,6 +72,7 @@ __all__ = [
     'adapt_agent_bias',
     'expand_attn_type',
     'init_agent_biases',
+    'pos_embed_for_grid',
     'resize_agent_bias',
     # global-local / pair-wise cross attention (DCAL)
     'GLCABlock',

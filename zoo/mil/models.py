@@ -100,10 +100,11 @@ class Classifier1fc(nn.Module):
 def attention_pool(logits: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``softmax(logits) @ h`` in float32 with autocast off (under ``--bf16`` as well): the weights of thousands
     of instances sum to 1, and bfloat16's 8-bit mantissa would round most of them (and their sum) away.
-    Returns the attention weights and the pooled features, both float32."""
+    Returns the attention weights (float32) and the pooled features, summed in float32 and handed on in ``h``'s dtype
+    (what the classifiers take: bfloat16 under autocast or in a model built in bfloat16)."""
     with float32_region(h):
         attn = logits.float().softmax(dim=-1)
-        return attn, attn @ h.float()
+        return attn, (attn @ h.float()).to(h.dtype)
 
 
 class GatedAttention(nn.Module):
@@ -176,7 +177,7 @@ class ACMILGA(nn.Module):
         branch_feats = self.classifier[0].dropout(branch_feats)
         sub = torch.einsum('md,mcd->mc', branch_feats, w) + b
         with float32_region(h):
-            bag_feat = attn.mean(dim=0, keepdim=True) @ h.float()  # (1, D)
+            bag_feat = (attn.mean(dim=0, keepdim=True) @ h.float()).to(h.dtype)  # (1, D)
         return sub, self.Slide_classifier(bag_feat), logits.unsqueeze(0)
 
 
@@ -245,7 +246,7 @@ class BagAttention(nn.Module):
         _, n, d = v.shape
         vh = self.v_proj(v).reshape(1, n, self.num_heads, d // self.num_heads).transpose(1, 2)
         with float32_region(vh):
-            out = (attn.unsqueeze(0).float() @ vh.float()).transpose(1, 2).flatten(2)  # (1, 1, D)
+            out = (attn.unsqueeze(0).float() @ vh.float()).transpose(1, 2).flatten(2).to(vh.dtype)  # (1, 1, D)
         return self.layer_norm(self.dropout(self.out_proj(out)))[0]
 
 
