@@ -16,9 +16,8 @@
 # Batch: Mixup 0.8 / CutMix 1.0, prob 1.0, switch prob 0.5, per batch (l.152-162), label smoothing 0.1 (l.58)
 # through timm's Mixup and SoftTargetCrossEntropy (TimmClassifier's mixup). No EMA except CSwin (main_ema.py).
 # No layer decay. Total batch = per-GPU batch x 8 GPUs (README: --nproc_per_node=8).
-_base_ = ['../../_base_/default_runtime.py']
+_base_ = ['../../_base_/default_runtime.py', '../../_base_/datasets/imagenet.py']
 
-data_root = 'data/imagenet'
 img_size = 224
 mean = (0.485, 0.456, 0.406)
 std = (0.229, 0.224, 0.225)
@@ -49,25 +48,10 @@ val_pipeline = [
         std=std,
     )
 ]
-train_dataloader = dict(
-    batch_size=128,  # per GPU, as the official configs
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ImageFolderDataset', data_root=data_root, split='train', pipeline=train_pipeline),
-)
-val_dataloader = dict(
-    batch_size=128,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ImageFolderDataset', data_root=data_root, split='val', pipeline=val_pipeline),
-)
+# loaders and evaluator: _base_/datasets/imagenet.py (128 images per GPU, as the official configs)
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=val_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='Accuracy', topk=(1, 5))
-test_evaluator = val_evaluator
 
 model = dict(
     type='TimmClassifier',

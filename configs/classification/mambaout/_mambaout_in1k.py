@@ -13,9 +13,8 @@
 #   (l.267-277), label smoothing 0.1 (l.281); evaluation at crop_pct 1.0, bicubic (the model's pretrained_cfg, l.649);
 #   no model EMA: --model-ema defaults to False (l.311) and the scripts do not set it.
 # Departure: timm's scheduler runs the warm-up inside the 300 cosine epochs; here the cosine starts after it.
-_base_ = ['../../_base_/default_runtime.py']
+_base_ = ['../../_base_/default_runtime.py', '../../_base_/datasets/imagenet.py']
 
-data_root = 'data/imagenet'
 img_size = 224
 mean = (0.485, 0.456, 0.406)
 std = (0.229, 0.224, 0.225)
@@ -47,25 +46,10 @@ val_pipeline = [
         std=std,
     )
 ]
-train_dataloader = dict(
-    batch_size=128,  # per GPU; x 8 GPUs x 4 accumulation steps = 4096
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ImageFolderDataset', data_root=data_root, split='train', pipeline=train_pipeline),
-)
-val_dataloader = dict(
-    batch_size=128,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ImageFolderDataset', data_root=data_root, split='val', pipeline=val_pipeline),
-)
+# loaders and evaluator: _base_/datasets/imagenet.py (128 images per GPU x 8 GPUs x 4 accumulation steps = 4096)
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=val_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='Accuracy', topk=(1, 5))
-test_evaluator = val_evaluator
 
 model = dict(
     type='TimmClassifier',
