@@ -217,6 +217,10 @@ def cache_file_name(url: str | tuple[str, str], name: str) -> str:
     return f'{name}-{hashlib.sha256(url.encode()).hexdigest()[:10]}.pth'
 
 
+# the fields ZooPretrainedCfg adds to timm's, kept out of model.pretrained_cfg
+ZOO_CFG_FIELDS = ('sha256', 'paper')
+
+
 @dataclass
 class ZooPretrainedCfg(PretrainedCfg):
     """timm's ``PretrainedCfg`` plus what the zoo records about the weights and the paper, so that one cfg is
@@ -239,9 +243,6 @@ class ZooPretrainedCfg(PretrainedCfg):
         for key in ZOO_CFG_FIELDS:
             out.pop(key, None)
         return out
-
-
-ZOO_CFG_FIELDS = ('sha256', 'paper')
 
 
 def zoo_default_cfgs(
@@ -301,6 +302,7 @@ def weight_cfgs() -> dict[str, ZooPretrainedCfg]:
 
 
 def _url_of(cfg: Any) -> str:
+    """The download URL of a cfg, whose ``url`` may be timm's ``(URL, FILE_NAME)`` pair; '' when it has none."""
     url = cfg.url
     return (url[0] if isinstance(url, (tuple, list)) else url) or ''
 
@@ -659,9 +661,8 @@ def pretrained_overlay(
     if kind == 'file':
         path = str(loc)
     elif kind == 'url':
-        url = loc[0] if isinstance(loc, (tuple, list)) else loc
         dst = Path(cache_dir or _default_cache()) / cache_file_name(loc, name)
-        path = download_file(url, dst, sha256=sha256, what=what)
+        path = download_file(_url_of(cfg), dst, sha256=sha256, what=what)
     elif kind == 'hf-hub':
         path = hf_weights_file(loc, cfg.hf_hub_filename, cache_dir, what=what)
     else:
