@@ -18,13 +18,12 @@ import argparse
 import os
 from pathlib import Path
 
-MANIFEST = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'weights', 'manifest.csv'
-)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+README = os.path.join(ROOT, 'README.md')
+MANIFEST = os.path.join(ROOT, 'weights', 'manifest.csv')  # zoo.hub.MANIFEST, without importing torch for --help
 BEGIN, END = '<!-- model-table:begin -->', '<!-- model-table:end -->'
 SPEED_BEGIN, SPEED_END = '<!-- speed-table:begin -->', '<!-- speed-table:end -->'
 SPEED_CSVS = ['benchmarks/fast_inference.csv', 'benchmarks/fast_inference_compile.csv']
-README = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'README.md')
 
 
 def measure(name: str) -> tuple[float, float, tuple[int, ...]]:
@@ -168,10 +167,10 @@ def main(argv: list[str] | None = None) -> str:
     if speed:
         tables = []
         for csv_path in args.speed or SPEED_CSVS:
-            path = csv_path if os.path.isabs(csv_path) else os.path.join(os.path.dirname(README), csv_path)
+            path = csv_path if os.path.isabs(csv_path) else os.path.join(ROOT, csv_path)
             if not os.path.isfile(path):
                 raise SystemExit(f'error: {csv_path} does not exist (tools/analysis/benchmark.py writes it)')
-            tables.append(render_speed(path).replace(os.path.dirname(README) + os.sep, ''))
+            tables.append(render_speed(path).replace(ROOT + os.sep, ''))
         table = '\n\n'.join(tables)
     else:
         table = render(table_rows())
