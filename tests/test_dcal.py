@@ -6,6 +6,7 @@ timm DeiT-T weights into ``dcal_deit_tiny_patch16_448``).
 
 from __future__ import annotations
 
+import copy
 import math
 import pickle
 
@@ -216,6 +217,25 @@ def test_model_rollout_equals_the_explicit_chain_in_eval_and_training(train: boo
         ref = _explicit_rollout(model.eval(), x)
     assert torch.allclose(out['rollout'].detach(), ref, atol=1e-6)
     assert torch.equal(out['query_idx'], select_local_queries(ref, model.local_query_ratio, 1))
+
+
+def test_eval_map_storage_kept_between_calls_gives_each_call_its_own_rollout() -> None:
+    # eval writes the maps into storage the model keeps between calls (fresh pages cost ~5 % per forward):
+    # a second call, a new batch size and a deep copy must each still give the rollout of their own input
+    model = _tiny(depth=4)
+    xs = [torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64), torch.randn(3, 3, 64, 64)]
+    with torch.no_grad():
+        for x in xs:
+            out = model.forward_branches(x, pwca=False)
+            assert torch.allclose(out['rollout'], _explicit_rollout(model, x), atol=1e-6)
+        buf = model._rollout_maps
+        assert buf is not None and tuple(buf.shape) == (3, 3, 17, 17)  # L - 1 maps of the last call's batch
+        assert not any(t is buf for t in model.state_dict().values())
+        twin = copy.deepcopy(model)
+        assert torch.equal(twin(xs[0]), model(xs[0]))
+        model.release_rollout_buffer()
+        assert model._rollout_maps is None
+        assert torch.equal(model(xs[0]), twin(xs[0]))
 
 
 def test_stacked_placement_feeds_glca_the_last_block_output() -> None:

@@ -160,9 +160,9 @@ def attention_with_head_mean(
     time.
 
     The same products as the one-shot ``probs = softmax(q kᵀ · scale)``, ``probs @ v``, ``probs.mean(1)``, but
-    the ``(h, rows, m)`` scores and probabilities of one block live in two scratch buffers that every block
-    reuses. They stay in cache for the output and the map, and no full ``(B, h, n, m)`` tensor is allocated:
-    on CPU the page faults of those fresh allocations cost more than the softmax itself (one DeiT-T block at
+    the ``(h, rows, m)`` scores, then (in place) probabilities, of one row block live in one scratch buffer that
+    every row block reuses. It stays in cache for the output and the map, and no full ``(B, h, n, m)`` tensor is
+    allocated: on CPU the page faults of those fresh allocations cost more than the softmax itself (one DeiT-T block at
     448², batch 8, one thread: softmax into a new tensor 41.5 ms, into a reused one 10.0 ms). No dropout, no
     autograd (eval / rollout).
 
@@ -172,28 +172,37 @@ def attention_with_head_mean(
             map, allocated once per forward); default a new tensor.
 
     Returns:
-        ``(out (B, h, n, d), head-mean map (B, n, m))``.
+        ``(out (B, h, n, d), head-mean map (B, n, m))``; ``out`` is a view of ``(B, n, h, d)`` storage.
     """
     B, h, n, d = q.shape
     m = k.shape[2]
-    qs = q * scale
     kt = k.transpose(-2, -1)
-    out = q.new_empty(B, h, n, v.shape[-1])
+    # (B, n, h, d) storage: the caller's head merge (transpose(1, 2).reshape) is then a view, not a copy
+    out = q.new_empty(B, n, h, v.shape[-1])
     amap = q.new_empty(B, n, m) if map_out is None else map_out
     if amap.shape != (B, n, m):
         raise ValueError(f'map_out has shape {tuple(amap.shape)}, expected {(B, n, m)}')
     rows = min(rows, n)
-    scores = q.new_empty(h, rows, m)
     probs = q.new_empty(h, rows, m)
+    rows_out = q.new_empty(h, rows, v.shape[-1])
     for b in range(B):
+        kb, vb = kt[b], v[b]
         for i in range(0, n, rows):
             j = min(i + rows, n)
-            s, p = scores[:, : j - i], probs[:, : j - i]
-            torch.matmul(qs[b, :, i:j], kt[b], out=s)
-            torch.softmax(s, dim=-1, out=p)
-            out[b, :, i:j] = torch.matmul(p, v[b])
-            torch.mean(p, dim=0, out=amap[b, i:j])  # fuse_heads' 'mean', written in place
-    return out, amap
+            p, o, a = probs[:, : j - i], rows_out[:, : j - i], amap[b, i:j]
+            torch.baddbmm(p, q[b, :, i:j], kb, beta=0.0, alpha=scale, out=p)  # scale inside: no scaled copy of q
+            torch.softmax(p, dim=-1, out=p)  # in place: one scratch block stays in cache
+            torch.matmul(p, vb, out=o)
+            out[b, i:j] = o.transpose(0, 1)
+            # head mean as h - 1 adds and a scale: torch.mean(dim=0, out=...) zero-fills, sums, then divides
+            if h == 1:
+                a.copy_(p[0])
+            else:
+                torch.add(p[0], p[1], out=a)
+                for t in range(2, h):
+                    a.add_(p[t])
+                a.mul_(1.0 / h)
+    return out.transpose(1, 2), amap
 
 
 def block_forward(

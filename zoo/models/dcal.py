@@ -284,20 +284,22 @@ class DCALMixin:
             return checkpoint(block_forward, blk, x, partner_kv, need_map, map_rows)
         return block_forward(blk, x, partner_kv, need_map, map_rows, map_out)
 
-    def _sa_stream(self, x: torch.Tensor, need_maps: bool):
-        """SA blocks; returns the last block's output, the per-block maps, keys / values and the last block's input.
+    def _sa_stream(self, x: torch.Tensor, need_maps: bool, keep_kv: bool = False):
+        """SA blocks; returns the last block's output, the per-block maps, keys / values (``keep_kv``, for PWCA;
+        else an empty list) and the last block's input.
 
         The class-token rollout uses only the class-token row of the last block's map, so that block returns
         that row alone ``(B, 1, N)`` and keeps the fused attention kernel. Without autograd the other blocks write
-        their maps into one buffer allocated here: separate per-block ``(B, N, N)`` tensors kept alive through the
-        stream fragment the heap, and the MLP's fresh activations then page-fault on every block.
+        their maps into :meth:`_rollout_buffer`. Eval keeps no keys / values: each block's would hold its whole
+        ``qkv`` output alive through the stream, and the MLP's fresh activations then land in new pages.
         """
         maps, kvs = [], []
         last_in = x
         depth = len(self.blocks)
         buf = None
-        if need_maps and not torch.is_grad_enabled() and depth > 1 and not torch.compiler.is_compiling():
-            buf = x.new_empty(depth - 1, x.shape[0], x.shape[1], x.shape[1])
+        traced = torch.compiler.is_compiling() or is_fx_symbolic_tracing()  # graphs keep no state between calls
+        if need_maps and not torch.is_grad_enabled() and depth > 1 and not traced:
+            buf = self._rollout_buffer(depth - 1, x)
         for i, blk in enumerate(self.blocks):
             last = i == depth - 1
             if last:
@@ -305,8 +307,28 @@ class DCALMixin:
             map_out = None if buf is None or last else buf[i]
             x, amap, kv = self._run_block(blk, x, None, need_maps, 1 if last else None, map_out)
             maps.append(amap)
-            kvs.append(kv)
+            if keep_kv:
+                kvs.append(kv)
+            del kv
         return x, maps, kvs, last_in
+
+    def _rollout_buffer(self, num_maps: int, x: torch.Tensor) -> torch.Tensor:
+        """``(num_maps, B, N, N)`` storage for the eval maps of one forward, kept between calls of the same shape.
+
+        A new buffer of this size (217 MB for DeiT-T at 448², batch 8) comes from fresh pages on every call, and
+        first touching them cost ~85 ms per forward on CPU, about 5 % of the model. Holding it costs that memory
+        between calls; :meth:`release_rollout_buffer` frees it.
+        """
+        shape = (num_maps, x.shape[0], x.shape[1], x.shape[1])
+        buf = getattr(self, '_rollout_maps', None)
+        if buf is None or buf.shape != shape or buf.dtype != x.dtype or buf.device != x.device:
+            self._rollout_maps = None  # free the old one before allocating
+            buf = self._rollout_maps = x.new_empty(shape)
+        return buf
+
+    def release_rollout_buffer(self) -> None:
+        """Free the map storage :meth:`_rollout_buffer` keeps between eval calls."""
+        self._rollout_maps = None
 
     def _glca_tokens(self, last_in: torch.Tensor, out: torch.Tensor, maps: list[torch.Tensor]):
         """GLCA block output for the class token + top-R rollout tokens: ``((B, 1 + R, C), indices, rollout)``."""
@@ -379,7 +401,7 @@ class DCALMixin:
         """
         t = self._embed_tokens(x)
         use_glca = self.glca is not None
-        out, maps, kvs, last_in = self._sa_stream(t, need_maps=use_glca)
+        out, maps, kvs, last_in = self._sa_stream(t, need_maps=use_glca, keep_kv=pwca)
         res: dict[str, torch.Tensor] = {}
         res['emb_sa'] = self._sa_pre_logits(self.norm(out))
         res['logits_sa'] = self.head(res['emb_sa'])
