@@ -469,6 +469,7 @@ def test_wrap_dcal_on_agent_deit() -> None:
         assert torch.allclose(model(x), ref, atol=1e-5)
         model.set_inference_branches('sa', 'glca')
         assert model(x).shape == (2, 4)
+    assert getattr(model, '_rollout_maps', None) is None  # agent blocks make their own maps: no kept storage
     assert torch.allclose(out['logits_sa'], ref, atol=1e-5)
     assert out['query_idx'].shape == (2, 1 + 10)  # 20 % of 7 x 7 patches
     # the run-time DCAL class pickles through its base class

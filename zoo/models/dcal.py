@@ -50,6 +50,7 @@ from torch import nn
 from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 
 from zoo.hub import build_model_with_weights, unwrap_state_dict, zoo_default_cfgs
+from zoo.layers.agent_attention import AgentAttention
 from zoo.layers.cross_attention import GLCABlock, block_forward, check_dcal_block
 from zoo.layers.rollout import rollout_cls_row, select_local_queries
 
@@ -296,15 +297,20 @@ class DCALMixin:
         maps, kvs = [], []
         last_in = x
         depth = len(self.blocks)
+        # slots in the kept map storage for blocks 1..L-1 with softmax attention (agent attention makes its own)
+        slots = {
+            i: n
+            for n, i in enumerate(i for i in range(depth - 1) if not isinstance(self.blocks[i].attn, AgentAttention))
+        }
         buf = None
         traced = torch.compiler.is_compiling() or is_fx_symbolic_tracing()  # graphs keep no state between calls
-        if need_maps and not torch.is_grad_enabled() and depth > 1 and not traced:
-            buf = self._rollout_buffer(depth - 1, x)
+        if need_maps and not torch.is_grad_enabled() and slots and not traced:
+            buf = self._rollout_buffer(len(slots), x)
         for i, blk in enumerate(self.blocks):
             last = i == depth - 1
             if last:
                 last_in = x
-            map_out = None if buf is None or last else buf[i]
+            map_out = None if buf is None or i not in slots else buf[slots[i]]
             x, amap, kv = self._run_block(blk, x, None, need_maps, 1 if last else None, map_out)
             maps.append(amap)
             if keep_kv:
