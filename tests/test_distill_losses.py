@@ -287,8 +287,112 @@ def test_maskd_frozen_tokens_from_a_file(tmp_path) -> None:
     torch.save({'state_dict': {'mask_modules.0.mask_token': torch.full((3, 2), 0.25)}}, path)
     loss = MasKDLoss(channels=2, num_masks=3, tokens=str(path))
     assert not loss.tokens.requires_grad and loss.tokens.eq(0.25).all()
+    with pytest.raises(ValueError, match='weighting head'):  # weight_mask needs the head from the same file
+        MasKDLoss(channels=2, num_masks=3, tokens=str(path), weight_mask=True)
     out = loss(torch.zeros(1, 2, 1, 2), torch.ones(1, 2, 1, 2))
     assert set(out) == {'feat'}
+
+
+def test_maskd_weighted_and_customised_masks_by_hand(tmp_path) -> None:
+    """MasKD's distillation stage as in hunto/MasKD (mmrazor/mmrazor/models/losses/maskd.py, MasKDLoss.forward):
+    per-mask softmax weights from the stage-1 head, and after the warmup the teacher's masks times the student's.
+    One channel, two positions, two masks. Tokens [[a], [-a]] with a = ln 3 on the teacher map t = [1, 1]: masks
+    sigmoid(ln 3) = 3/4 and 1/4 at both positions. D = t - s = [1, 2], so for a mask m constant over the two
+    positions, sum_p (m D_p)^2 / sum_p m = m^2 * 5 / (2 m) = 2.5 m. The head's last conv gives logits [0, ln 3]
+    (zero weights, biases [0, ln 3]): weights [1/4, 3/4]."""
+    a = math.log(3.0)
+    head = {
+        'prob.0.weight': torch.zeros(1, 1, 3, 3),
+        'prob.0.bias': torch.zeros(1),
+        'prob.2.weight': torch.zeros(2, 1, 1, 1),
+        'prob.2.bias': torch.tensor([0.0, a]),
+    }
+    state = {f'mask_modules.1.{k}': v for k, v in head.items()}
+    state['mask_modules.1.mask_token'] = torch.tensor([[a], [-a]])
+    state['mask_modules.0.mask_token'] = torch.zeros(2, 1)  # another level, not taken
+    path = tmp_path / 'stage1.pth'
+    torch.save({'state_dict': state}, path)
+    loss = MasKDLoss(channels=1, num_masks=2, tokens=str(path), level=1, weight_mask=True, custom_mask_warmup=1)
+    assert not any(p.requires_grad for p in loss.parameters())  # stage-1 masks and head stay fixed
+    t = torch.ones(1, 1, 1, 2)
+    s = torch.tensor([[[[0.0, -1.0]]]])
+    # step 0: teacher masks 3/4 and 1/4 -> 2.5 * [3/4, 1/4], weighted [1/4, 3/4]
+    expected = 0.25 * 2.5 * 0.75 + 0.75 * 2.5 * 0.25
+    assert loss(s, t)['feat'].item() == pytest.approx(expected)
+
+    # step 1 (warmup over): the student's masks multiply in. s = [0, -1]: sigmoid(a s) = [1/2, 1/4] and
+    # sigmoid(-a s) = [1/2, 3/4]; combined masks m1 = 3/4 [1/2, 1/4], m2 = 1/4 [1/2, 3/4]
+    def term(m: list[float]) -> float:
+        return sum((mi * d) ** 2 for mi, d in zip(m, (1.0, 2.0))) / sum(m)
+
+    expected = 0.25 * term([3 / 8, 3 / 16]) + 0.75 * term([1 / 8, 3 / 16])
+    assert loss(s, t)['feat'].item() == pytest.approx(expected)
+    loss.eval()  # no customisation counting outside training
+    assert int(loss.calls) == 2
+
+
+def test_maskd_segmentation_mass_eps_by_hand() -> None:
+    """MasKD's segmentation loss adds 1e-5 to the mask mass (hunto/MasKD, segmentation/losses/maskd.py)."""
+    loss = MasKDLoss(channels=1, num_masks=1, mass_eps=0.5)
+    with torch.no_grad():
+        loss.tokens.zero_()  # masks 1/2 at both positions: sum_p (D/2)^2 / (1 + 0.5) with D = [1, 1]
+    out = loss(torch.zeros(1, 1, 1, 2), torch.ones(1, 1, 1, 2))
+    assert out['feat'].item() == pytest.approx(0.5 / 1.5)
+
+
+def test_focal_global_loss_overlapping_boxes_by_hand() -> None:
+    """FGD's focal term on a 2 x 2 map (yzd-v/FGD, mmdet/distillation/losses/fgd.py, FeatureLoss.forward and
+    get_fea_loss), written out: two equal channels, teacher |T| = [[2, 0], [0, 0]] so that, at temperature 1,
+    the spatial attention is 4 softmax([2, 0, 0, 0]) and the channel attention is 1 (summed: twice one channel).
+    Two boxes on an 8 x 8 image: (0, 0, 8, 8) spans rows and columns floor(0)..ceil(2) = 0..2 (inclusive), 9 cells
+    of which 4 lie on the map, weight 1/9 (the area before clipping); (4, 4, 8, 8) spans 1..2, 4 cells, weight 1/4,
+    on the map only cell (1, 1), where the larger weight wins. No background is left."""
+    loss = FocalGlobalLoss(channels=2, temp=1.0, alpha_fgd=1.0, beta_fgd=1.0, gamma_fgd=0.0, lambda_fgd=0.0)
+    t = torch.tensor([[[[2.0, 0.0], [0.0, 0.0]]]]).expand(1, 2, 2, 2)
+    s = torch.tensor([[[[1.0, 1.0], [0.0, -2.0]]]]).expand(1, 2, 2, 2)
+    boxes = [torch.tensor([[0.0, 0.0, 8.0, 8.0], [4.0, 4.0, 8.0, 8.0]])]
+    out = loss(s, t, boxes, [(8, 8)])
+    e2 = math.exp(2.0)
+    att = [4 * e2 / (e2 + 3), 4 / (e2 + 3), 4 / (e2 + 3), 4 / (e2 + 3)]
+    d2 = [1.0, 1.0, 0.0, 4.0]
+    fg = [1 / 9, 1 / 9, 1 / 9, 1 / 4]
+    assert out['fg'].item() == pytest.approx(2 * sum(a * d * f for a, d, f in zip(att, d2, fg)))
+    assert out['bg'].item() == 0.0
+
+
+def test_fgd_and_maskd_configs_use_the_authors_settings() -> None:
+    """The per-detector settings of yzd-v/FGD (configs/distillers/fgd/*) and hunto/MasKD
+    (mmrazor/configs/distill/maskd/*), as read from those files."""
+    from conftest import ROOT
+    from mmengine.config import Config
+
+    coco = ROOT / 'configs/distill/coco'
+    fgd = {
+        'fgd_retinanet_r101-r50_fpn_2x_coco.py': ((0.001, 0.0005, 0.0005, 0.000005), 5),
+        'fgd_faster-rcnn_r101-r50_fpn_2x_coco.py': ((0.00005, 0.000025, 0.00005, 0.0000005), 4),
+        'fgd_reppoints-moment_r101-r50_fpn-gn_head-gn_2x_coco.py': ((0.0016, 0.0008, 0.0008, 0.000008), 5),
+    }
+    for name, (weights, levels) in fgd.items():
+        losses = Config.fromfile(str(coco / name)).model.distiller.distill_losses
+        assert len(losses) == levels, name
+        for cfg in losses.values():
+            got = (cfg.alpha_fgd, cfg.beta_fgd, cfg.gamma_fgd, cfg.lambda_fgd)
+            assert got == weights and cfg.temp == 0.5, (name, got)
+    maskd = {
+        'maskd_retinanet_r101-r50_fpn_2x_coco.py': (7.0, 7000, 0.02),
+        'maskd_faster-rcnn_r101-r50_fpn_2x_coco.py': (1.0, 7330, 0.02),
+    }
+    for name, (weight, warmup, lr) in maskd.items():
+        cfg = Config.fromfile(str(coco / name))
+        losses = cfg.model.distiller.distill_losses
+        assert len(losses) == 5 and cfg.optim_wrapper.optimizer.lr == lr
+        for i, loss in enumerate(losses.values()):
+            assert (loss.loss_weight, loss.custom_mask_warmup, loss.weight_mask, loss.level) == (
+                weight,
+                warmup,
+                True,
+                i,
+            )
 
 
 def test_feature_mse_and_logit_kd_by_hand() -> None:

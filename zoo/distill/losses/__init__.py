@@ -10,7 +10,7 @@ from .acam_kd import (
     masked_feature_losses,
 )
 from .focal_global import FocalGlobalLoss, focal_attention, foreground_masks
-from .maskd import MasKDLoss, teacher_masks
+from .maskd import MasKDLoss, mask_weight_head, teacher_masks
 from .qsd_fine_grained import QSDFineGrainedLoss
 from .simple import FeatureMSELoss, LogitKDLoss
 
@@ -28,6 +28,7 @@ __all__ = [
     'foreground_masks',
     'mask_contrast',
     'mask_spatial_spread',
+    'mask_weight_head',
     'masked_feature_losses',
     'teacher_masks',
 ]
