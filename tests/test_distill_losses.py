@@ -23,6 +23,7 @@ from zoo.distill.losses import (
     focal_attention,
     foreground_masks,
     mask_contrast,
+    mask_decorrelation,
     mask_spatial_spread,
     masked_feature_losses,
 )
@@ -145,7 +146,7 @@ def test_acam_kd_loss_parts_and_gradients() -> None:
     spatial, channel = loss.last_masks
     assert spatial.shape == (2, 3, 20) and channel.shape == (2, 3, 8)
     ls, lc = masked_feature_losses(f_t, f_s.detach(), spatial, channel)
-    div = dice_diversity(spatial) + dice_diversity(channel)
+    div = sum(dice_diversity(m) + mask_decorrelation(m) for m in (spatial, channel))
     torch.testing.assert_close(out['spatial'].detach(), ls)
     torch.testing.assert_close(out['channel'].detach(), lc)
     torch.testing.assert_close(out['div'].detach(), div)
@@ -236,6 +237,63 @@ def test_acam_kd_masks_neither_saturate_nor_stay_constant(seed: int) -> None:
     # the masks are not one map: some pair differs by more than 0.3 per position on average
     diff = (masks.unsqueeze(1) - masks.unsqueeze(2)).abs().mean((0, 3))
     assert diff.max() > 0.3, diff
+
+
+def _centred_cosines(masks: torch.Tensor) -> torch.Tensor:
+    """``(B, M, N)`` -> ``(M, M)``: the batch mean of the cosine between mean-removed masks, written here."""
+    c = masks - masks.mean(-1, keepdim=True)
+    c = c / c.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    return torch.einsum('bin,bjn->ij', c, c) / masks.shape[0]
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_acam_kd_masks_end_diverse(seed: int) -> None:
+    """After the tiny training, no two spatial masks are one pattern or its complement. Measured (seeds 0 / 1 / 2):
+    the mean |cosine| between centred masks is 0.29 / 0.29 / 0.29 with the defaults, 1.000 on all three with the
+    previous defaults (mask_norm='standardize', diversity='dice'); the largest Dice between a mask and another's
+    complement 0.77 / 0.76 / 0.80 against 1.000."""
+    masks = _train_tiny_acam(seed)
+    cos = _centred_cosines(masks)
+    off = ~torch.eye(cos.shape[0], dtype=torch.bool)
+    assert cos.abs()[off].mean() < 0.5, cos
+    assert cos.abs()[off].max() < 0.9, cos  # no pair is (nearly) equal or complementary
+    inv = 1 - masks
+    dice_inv = (
+        2
+        * torch.einsum('bin,bjn->bij', masks, inv)
+        / (masks.pow(2).sum(-1).unsqueeze(2) + inv.pow(2).sum(-1).unsqueeze(1))
+    )
+    assert dice_inv.mean(0)[off].max() < 0.9
+
+
+def test_mask_decorrelation_by_hand() -> None:
+    """Equal and complementary masks score 1, unrelated halves 0: on 4 positions, p = [1, 1, 0, 0],
+    q = [1, 0, 1, 0]; centred, p and q are orthogonal, p and 1 - p opposite."""
+    p = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    q = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    assert mask_decorrelation(torch.stack([p, 1 - p])[None]).item() == pytest.approx(1.0, abs=1e-5)
+    assert mask_decorrelation(torch.stack([p, q])[None]).item() == pytest.approx(0.0, abs=1e-6)
+    # three masks p, p, q: pairs (p, p) twice (ordered) at 1, the four with q at 0
+    assert mask_decorrelation(torch.stack([p, p, q])[None]).item() == pytest.approx(2 / 6, abs=1e-5)
+    # pairwise Dice cannot tell {p, p, 1-p, 1-p} from {p, 1-p, q, 1-q}: both 1/3
+    same = torch.stack([p, p, 1 - p, 1 - p])[None]
+    diverse = torch.stack([p, 1 - p, q, 1 - q])[None]
+    assert dice_diversity(same).item() == pytest.approx(1 / 3) and dice_diversity(diverse).item() == pytest.approx(
+        1 / 3
+    )
+    assert mask_decorrelation(same).item() == pytest.approx(1.0, abs=1e-5)
+    assert mask_decorrelation(diverse).item() == pytest.approx(1 / 3, abs=1e-5)
+
+
+def test_ascm_standardised_logits_by_hand() -> None:
+    """logit_temp: each mask's logits to zero mean and unit variance over the positions, times the temperature.
+    One channel, two positions [0, 2] (standardised: [-1, 1]), token 5: logits 5 [-1, 1] -> standardised
+    [-1, 1] -> sigmoid(3 [-1, 1])."""
+    masks = ASCMasks(1, 1, standardize=True, logit_temp=3.0)
+    with torch.no_grad():
+        masks.spatial_tokens.fill_(5.0)
+    spatial, _ = masks(torch.tensor([[[[0.0, 2.0]]]]))
+    torch.testing.assert_close(spatial.flatten(), torch.sigmoid(torch.tensor([-3.0, 3.0])), atol=1e-4, rtol=0)
 
 
 def test_focal_global_attention_and_masks_by_hand() -> None:

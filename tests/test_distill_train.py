@@ -57,7 +57,7 @@ def test_digits_acam_kd_trains_exports_and_evaluates(one_thread, digits_acam_run
     student = work / 'student.safetensors'
     assert student.is_file()
     metrics = test_tool.main([str(CONFIGS / 'test-resnet_digits.py'), str(student), '--work-dir', str(tmp_path / 't')])
-    # measured: 69.1 % top-1 (teacher 72.7 % after its one epoch); chance is 10 %, and a student whose exported
+    # measured: 69.9 % top-1 (teacher 72.7 % after its one epoch); chance is 10 %, and a student whose exported
     # weights did not reload (random head) stays near it
     assert metrics['accuracy/top1'] > 40.0, metrics
 
@@ -304,7 +304,7 @@ def test_segmentation_fixture_teacher_distils_into_a_smaller_student(one_thread,
     """The ADE fixture: the UPerNet smoke segmentor, trained briefly, is the teacher of a student with narrower
     heads (configs/smoke/distill), ACAM-KD on the segmentation logits. The distance falls, the masks vary over
     the image, and the exported plain student (the mmseg state-dict route) gives tools/test.py, with the
-    student's own config, the mIoU of the run's last validation (measured: 56.48 both; the teacher 94.18)."""
+    student's own config, the mIoU of the run's last validation (measured: 58.19 both; the teacher 94.18)."""
     pytest.importorskip('mmseg')
     from zoo.cli import make_fixtures
     from zoo.cli import test as test_tool
@@ -328,9 +328,11 @@ def test_segmentation_fixture_teacher_distils_into_a_smaller_student(one_thread,
     k = max(len(spatial) // 4, 1)
     # measured (seed 0): 1469 at the first log, 117 at the last (80 iterations, logged every 10)
     assert sum(spatial[-k:]) / k < 0.5 * sum(spatial[:k]) / k, spatial
-    # the three logit masks start flat and spread slowly: spatial std 0.002 -> 0.057 (measured)
+    # the three logit masks vary over the image at every log: with the standardised logits (the default
+    # mask_norm='standardize_logits') spatial std 0.32 at the first log and 0.37 at the last (measured); the
+    # previous default ('standardize') started flat and spread slowly, 0.002 -> 0.057
     spread = _losses(work, 'acam_spatial_std')
-    assert spread[-1] > 0.02 and spread[-1] > 5 * spread[0], spread
+    assert min(spread) > 0.2, spread
     student = work / 'student.safetensors'
     student_cfg = str(smoke / 'distill/_upernet_test-mambaout-narrow_fixture.py')
     tested = test_tool.main([student_cfg, str(student), '--work-dir', str(tmp_path / 's')])

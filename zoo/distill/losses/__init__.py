@@ -6,6 +6,7 @@ from .acam_kd import (
     STCAFusion,
     dice_diversity,
     mask_contrast,
+    mask_decorrelation,
     mask_spatial_spread,
     masked_feature_losses,
 )
@@ -27,6 +28,7 @@ __all__ = [
     'focal_attention',
     'foreground_masks',
     'mask_contrast',
+    'mask_decorrelation',
     'mask_spatial_spread',
     'mask_weight_head',
     'masked_feature_losses',
