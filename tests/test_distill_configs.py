@@ -1,6 +1,6 @@
-"""Every distillation config under configs/distill and configs/smoke/distill builds its distiller (teacher
-weights and the student's ImageNet weights switched off: no download): recorders, connectors and loss mappings
-resolve against the real student and teacher models."""
+"""Every distillation config under configs/distill and configs/smoke/distill builds its distiller, or MasKD's
+first-stage learner (teacher weights and the student's ImageNet weights switched off: no download): recorders,
+connectors and loss mappings resolve against the real student and teacher models."""
 
 from __future__ import annotations
 
@@ -22,13 +22,19 @@ def test_distill_config_builds(path) -> None:
 
     cfg = Config.fromfile(str(path))
     model_cfg = cfg.model.to_dict()
-    if model_cfg['type'] != 'SingleTeacherDistiller':  # the student-alone baselines
+    if model_cfg['type'] not in ('SingleTeacherDistiller', 'MasKDMaskLearner'):  # the student-alone baselines
         return
     if 'custom_imports' in cfg:
         import importlib
 
         for name in cfg.custom_imports['imports']:
             importlib.import_module(name)
+    if model_cfg['type'] == 'MasKDMaskLearner':  # MasKD's first stage: the teacher and its mask modules
+        model_cfg['checkpoint'] = None
+        with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'zoo')):
+            model = MODELS.build(model_cfg)
+        assert len(model.mask_modules) == len(model_cfg['channels'])
+        return
     model_cfg['teacher_ckpt'] = None
     if 'cfg_path' in model_cfg['architecture']:
         model_cfg['architecture']['pretrained'] = False

@@ -23,6 +23,7 @@ from zoo.distill.losses import (
     focal_attention,
     foreground_masks,
     mask_contrast,
+    mask_decorrelation,
     mask_spatial_spread,
     masked_feature_losses,
 )
@@ -145,7 +146,7 @@ def test_acam_kd_loss_parts_and_gradients() -> None:
     spatial, channel = loss.last_masks
     assert spatial.shape == (2, 3, 20) and channel.shape == (2, 3, 8)
     ls, lc = masked_feature_losses(f_t, f_s.detach(), spatial, channel)
-    div = dice_diversity(spatial) + dice_diversity(channel)
+    div = sum(dice_diversity(m) + mask_decorrelation(m) for m in (spatial, channel))
     torch.testing.assert_close(out['spatial'].detach(), ls)
     torch.testing.assert_close(out['channel'].detach(), lc)
     torch.testing.assert_close(out['div'].detach(), div)
@@ -224,10 +225,10 @@ def _train_tiny_acam(seed: int, **kw) -> torch.Tensor:
 
 @pytest.mark.parametrize('seed', [0, 1])
 def test_acam_kd_masks_neither_saturate_nor_stay_constant(seed: int) -> None:
-    """After a short training on a tiny case, every spatial mask varies over the image and the masks are not
-    all the same. Measured (seeds 0 / 1): each mask's spatial std 0.39-0.40 with the defaults; the previous
-    behaviour (mask_norm='none', mask_grad='diversity_only') ends with masks at about 0 or 1 everywhere,
-    std 0.002-0.032, and 'joint' at 0 everywhere."""
+    """After a short training on a tiny case, every spatial mask varies over the image and the masks are not all the
+    same. Measured (seeds 0 / 1): each mask's spatial std 0.37-0.38 with the defaults (0.39-0.40 with
+    mask_norm='standardize', diversity='dice'); the earlier behaviour (mask_norm='none', mask_grad='diversity_only')
+    ends with masks at about 0 or 1 everywhere, std 0.002-0.032, and 'joint' at 0 everywhere."""
     masks = _train_tiny_acam(seed)
     std = masks.std(-1, unbiased=False).mean(0)  # (M,) each mask's spread over the 64 positions
     assert std.min() > 0.2, std
@@ -236,6 +237,63 @@ def test_acam_kd_masks_neither_saturate_nor_stay_constant(seed: int) -> None:
     # the masks are not one map: some pair differs by more than 0.3 per position on average
     diff = (masks.unsqueeze(1) - masks.unsqueeze(2)).abs().mean((0, 3))
     assert diff.max() > 0.3, diff
+
+
+def _centred_cosines(masks: torch.Tensor) -> torch.Tensor:
+    """``(B, M, N)`` -> ``(M, M)``: the batch mean of the cosine between mean-removed masks, written here."""
+    c = masks - masks.mean(-1, keepdim=True)
+    c = c / c.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    return torch.einsum('bin,bjn->ij', c, c) / masks.shape[0]
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_acam_kd_masks_end_diverse(seed: int) -> None:
+    """After the tiny training, no two spatial masks are one pattern or its complement. Measured (seeds 0 / 1 / 2):
+    the mean |cosine| between centred masks is 0.29 / 0.29 / 0.29 with the defaults, 1.000 on all three with the
+    previous defaults (mask_norm='standardize', diversity='dice'); the largest Dice between a mask and another's
+    complement 0.77 / 0.76 / 0.80 against 1.000."""
+    masks = _train_tiny_acam(seed)
+    cos = _centred_cosines(masks)
+    off = ~torch.eye(cos.shape[0], dtype=torch.bool)
+    assert cos.abs()[off].mean() < 0.5, cos
+    assert cos.abs()[off].max() < 0.9, cos  # no pair is (nearly) equal or complementary
+    inv = 1 - masks
+    dice_inv = (
+        2
+        * torch.einsum('bin,bjn->bij', masks, inv)
+        / (masks.pow(2).sum(-1).unsqueeze(2) + inv.pow(2).sum(-1).unsqueeze(1))
+    )
+    assert dice_inv.mean(0)[off].max() < 0.9
+
+
+def test_mask_decorrelation_by_hand() -> None:
+    """Equal and complementary masks score 1, unrelated halves 0: on 4 positions, p = [1, 1, 0, 0],
+    q = [1, 0, 1, 0]; centred, p and q are orthogonal, p and 1 - p opposite."""
+    p = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    q = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    assert mask_decorrelation(torch.stack([p, 1 - p])[None]).item() == pytest.approx(1.0, abs=1e-5)
+    assert mask_decorrelation(torch.stack([p, q])[None]).item() == pytest.approx(0.0, abs=1e-6)
+    # three masks p, p, q: pairs (p, p) twice (ordered) at 1, the four with q at 0
+    assert mask_decorrelation(torch.stack([p, p, q])[None]).item() == pytest.approx(2 / 6, abs=1e-5)
+    # pairwise Dice cannot tell {p, p, 1-p, 1-p} from {p, 1-p, q, 1-q}: both 1/3
+    same = torch.stack([p, p, 1 - p, 1 - p])[None]
+    diverse = torch.stack([p, 1 - p, q, 1 - q])[None]
+    assert dice_diversity(same).item() == pytest.approx(1 / 3) and dice_diversity(diverse).item() == pytest.approx(
+        1 / 3
+    )
+    assert mask_decorrelation(same).item() == pytest.approx(1.0, abs=1e-5)
+    assert mask_decorrelation(diverse).item() == pytest.approx(1 / 3, abs=1e-5)
+
+
+def test_ascm_standardised_logits_by_hand() -> None:
+    """logit_temp: each mask's logits to zero mean and unit variance over the positions, times the temperature.
+    One channel, two positions [0, 2] (standardised: [-1, 1]), token 5: logits 5 [-1, 1] -> standardised
+    [-1, 1] -> sigmoid(3 [-1, 1])."""
+    masks = ASCMasks(1, 1, standardize=True, logit_temp=3.0)
+    with torch.no_grad():
+        masks.spatial_tokens.fill_(5.0)
+    spatial, _ = masks(torch.tensor([[[[0.0, 2.0]]]]))
+    torch.testing.assert_close(spatial.flatten(), torch.sigmoid(torch.tensor([-3.0, 3.0])), atol=1e-4, rtol=0)
 
 
 def test_focal_global_attention_and_masks_by_hand() -> None:
@@ -287,8 +345,112 @@ def test_maskd_frozen_tokens_from_a_file(tmp_path) -> None:
     torch.save({'state_dict': {'mask_modules.0.mask_token': torch.full((3, 2), 0.25)}}, path)
     loss = MasKDLoss(channels=2, num_masks=3, tokens=str(path))
     assert not loss.tokens.requires_grad and loss.tokens.eq(0.25).all()
+    with pytest.raises(ValueError, match='weighting head'):  # weight_mask needs the head from the same file
+        MasKDLoss(channels=2, num_masks=3, tokens=str(path), weight_mask=True)
     out = loss(torch.zeros(1, 2, 1, 2), torch.ones(1, 2, 1, 2))
     assert set(out) == {'feat'}
+
+
+def test_maskd_weighted_and_customised_masks_by_hand(tmp_path) -> None:
+    """MasKD's distillation stage as in hunto/MasKD (mmrazor/mmrazor/models/losses/maskd.py, MasKDLoss.forward):
+    per-mask softmax weights from the stage-1 head, and after the warmup the teacher's masks times the student's.
+    One channel, two positions, two masks. Tokens [[a], [-a]] with a = ln 3 on the teacher map t = [1, 1]: masks
+    sigmoid(ln 3) = 3/4 and 1/4 at both positions. D = t - s = [1, 2], so for a mask m constant over the two
+    positions, sum_p (m D_p)^2 / sum_p m = m^2 * 5 / (2 m) = 2.5 m. The head's last conv gives logits [0, ln 3]
+    (zero weights, biases [0, ln 3]): weights [1/4, 3/4]."""
+    a = math.log(3.0)
+    head = {
+        'prob.0.weight': torch.zeros(1, 1, 3, 3),
+        'prob.0.bias': torch.zeros(1),
+        'prob.2.weight': torch.zeros(2, 1, 1, 1),
+        'prob.2.bias': torch.tensor([0.0, a]),
+    }
+    state = {f'mask_modules.1.{k}': v for k, v in head.items()}
+    state['mask_modules.1.mask_token'] = torch.tensor([[a], [-a]])
+    state['mask_modules.0.mask_token'] = torch.zeros(2, 1)  # another level, not taken
+    path = tmp_path / 'stage1.pth'
+    torch.save({'state_dict': state}, path)
+    loss = MasKDLoss(channels=1, num_masks=2, tokens=str(path), level=1, weight_mask=True, custom_mask_warmup=1)
+    assert not any(p.requires_grad for p in loss.parameters())  # stage-1 masks and head stay fixed
+    t = torch.ones(1, 1, 1, 2)
+    s = torch.tensor([[[[0.0, -1.0]]]])
+    # step 0: teacher masks 3/4 and 1/4 -> 2.5 * [3/4, 1/4], weighted [1/4, 3/4]
+    expected = 0.25 * 2.5 * 0.75 + 0.75 * 2.5 * 0.25
+    assert loss(s, t)['feat'].item() == pytest.approx(expected)
+
+    # step 1 (warmup over): the student's masks multiply in. s = [0, -1]: sigmoid(a s) = [1/2, 1/4] and
+    # sigmoid(-a s) = [1/2, 3/4]; combined masks m1 = 3/4 [1/2, 1/4], m2 = 1/4 [1/2, 3/4]
+    def term(m: list[float]) -> float:
+        return sum((mi * d) ** 2 for mi, d in zip(m, (1.0, 2.0))) / sum(m)
+
+    expected = 0.25 * term([3 / 8, 3 / 16]) + 0.75 * term([1 / 8, 3 / 16])
+    assert loss(s, t)['feat'].item() == pytest.approx(expected)
+    loss.eval()  # no customisation counting outside training
+    assert int(loss.calls) == 2
+
+
+def test_maskd_segmentation_mass_eps_by_hand() -> None:
+    """MasKD's segmentation loss adds 1e-5 to the mask mass (hunto/MasKD, segmentation/losses/maskd.py)."""
+    loss = MasKDLoss(channels=1, num_masks=1, mass_eps=0.5)
+    with torch.no_grad():
+        loss.tokens.zero_()  # masks 1/2 at both positions: sum_p (D/2)^2 / (1 + 0.5) with D = [1, 1]
+    out = loss(torch.zeros(1, 1, 1, 2), torch.ones(1, 1, 1, 2))
+    assert out['feat'].item() == pytest.approx(0.5 / 1.5)
+
+
+def test_focal_global_loss_overlapping_boxes_by_hand() -> None:
+    """FGD's focal term on a 2 x 2 map (yzd-v/FGD, mmdet/distillation/losses/fgd.py, FeatureLoss.forward and
+    get_fea_loss), written out: two equal channels, teacher |T| = [[2, 0], [0, 0]] so that, at temperature 1,
+    the spatial attention is 4 softmax([2, 0, 0, 0]) and the channel attention is 1 (summed: twice one channel).
+    Two boxes on an 8 x 8 image: (0, 0, 8, 8) spans rows and columns floor(0)..ceil(2) = 0..2 (inclusive), 9 cells
+    of which 4 lie on the map, weight 1/9 (the area before clipping); (4, 4, 8, 8) spans 1..2, 4 cells, weight 1/4,
+    on the map only cell (1, 1), where the larger weight wins. No background is left."""
+    loss = FocalGlobalLoss(channels=2, temp=1.0, alpha_fgd=1.0, beta_fgd=1.0, gamma_fgd=0.0, lambda_fgd=0.0)
+    t = torch.tensor([[[[2.0, 0.0], [0.0, 0.0]]]]).expand(1, 2, 2, 2)
+    s = torch.tensor([[[[1.0, 1.0], [0.0, -2.0]]]]).expand(1, 2, 2, 2)
+    boxes = [torch.tensor([[0.0, 0.0, 8.0, 8.0], [4.0, 4.0, 8.0, 8.0]])]
+    out = loss(s, t, boxes, [(8, 8)])
+    e2 = math.exp(2.0)
+    att = [4 * e2 / (e2 + 3), 4 / (e2 + 3), 4 / (e2 + 3), 4 / (e2 + 3)]
+    d2 = [1.0, 1.0, 0.0, 4.0]
+    fg = [1 / 9, 1 / 9, 1 / 9, 1 / 4]
+    assert out['fg'].item() == pytest.approx(2 * sum(a * d * f for a, d, f in zip(att, d2, fg)))
+    assert out['bg'].item() == 0.0
+
+
+def test_fgd_and_maskd_configs_use_the_authors_settings() -> None:
+    """The per-detector settings of yzd-v/FGD (configs/distillers/fgd/*) and hunto/MasKD
+    (mmrazor/configs/distill/maskd/*), as read from those files."""
+    from conftest import ROOT
+    from mmengine.config import Config
+
+    coco = ROOT / 'configs/distill/coco'
+    fgd = {
+        'fgd_retinanet_r101-r50_fpn_2x_coco.py': ((0.001, 0.0005, 0.0005, 0.000005), 5),
+        'fgd_faster-rcnn_r101-r50_fpn_2x_coco.py': ((0.00005, 0.000025, 0.00005, 0.0000005), 4),
+        'fgd_reppoints-moment_r101-r50_fpn-gn_head-gn_2x_coco.py': ((0.0016, 0.0008, 0.0008, 0.000008), 5),
+    }
+    for name, (weights, levels) in fgd.items():
+        losses = Config.fromfile(str(coco / name)).model.distiller.distill_losses
+        assert len(losses) == levels, name
+        for cfg in losses.values():
+            got = (cfg.alpha_fgd, cfg.beta_fgd, cfg.gamma_fgd, cfg.lambda_fgd)
+            assert got == weights and cfg.temp == 0.5, (name, got)
+    maskd = {
+        'maskd_retinanet_r101-r50_fpn_2x_coco.py': (7.0, 7000, 0.02),
+        'maskd_faster-rcnn_r101-r50_fpn_2x_coco.py': (1.0, 7330, 0.02),
+    }
+    for name, (weight, warmup, lr) in maskd.items():
+        cfg = Config.fromfile(str(coco / name))
+        losses = cfg.model.distiller.distill_losses
+        assert len(losses) == 5 and cfg.optim_wrapper.optimizer.lr == lr
+        for i, loss in enumerate(losses.values()):
+            assert (loss.loss_weight, loss.custom_mask_warmup, loss.weight_mask, loss.level) == (
+                weight,
+                warmup,
+                True,
+                i,
+            )
 
 
 def test_feature_mse_and_logit_kd_by_hand() -> None:

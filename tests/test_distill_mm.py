@@ -195,3 +195,46 @@ def test_distill_benchmark_suite_times_each_method(tmp_path, one_thread) -> None
     with open(tmp_path / 'distill_step.csv') as f:
         assert [r['method'] for r in csv.DictReader(f)] == ['no KD', 'ACAM-KD']
     assert (tmp_path / 'distill_step.png').stat().st_size > 0
+
+
+def test_maskd_stage1_learns_only_the_masks_and_feeds_the_distillation_loss(tmp_path) -> None:
+    """MasKD's first stage (hunto/MasKD, mmdetection/maskd_hook.py): on a frozen tiny RetinaNet, one SGD step
+    moves only the mask modules; the neck outputs the model sees are sum_m w_m M_m F (checked against an
+    explicit computation); and the saved state dict loads into MasKDLoss(tokens=..., level=...)."""
+    from mmengine.optim import OptimWrapper
+
+    import zoo.distill  # noqa: F401
+    from zoo.distill.losses import MasKDLoss
+    from zoo.registry import MODELS
+
+    torch.manual_seed(0)
+    model = MODELS.build(
+        dict(
+            type='MasKDMaskLearner',
+            model=dict(cfg_path=_retina(tmp_path, 'teacher'), pretrained=False),
+            channels=[32] * 5,
+            num_masks=3,
+        )
+    )
+    model.init_weights()
+    model.train()
+    assert not any(m.training for m in model.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    frozen = {k: v.clone() for k, v in model.model.state_dict().items()}
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    losses = model.train_step(_batch(), optim)
+    assert {'loss_cls', 'loss_bbox', 'loss_div_0', 'loss_div_4'} <= set(losses)
+    assert all(torch.equal(v, model.model.state_dict()[k]) for k, v in frozen.items())
+    # the masked neck output, written out for level 1
+    x = torch.randn(2, 32, 4, 4)
+    level = model.mask_modules[1]
+    masks = torch.sigmoid(torch.einsum('mc,bchw->bmhw', level.mask_token, x))
+    w = torch.softmax(level.prob(x).flatten(1), dim=1)
+    expected = sum(w[:, m, None, None, None] * masks[:, m, None] * x for m in range(3))
+    torch.testing.assert_close(level(x)[0], expected)
+    # the distillation stage reads the tokens and head of a level from the saved state dict, frozen
+    path = tmp_path / 'stage1.pth'
+    torch.save({'state_dict': model.state_dict()}, path)
+    loss = MasKDLoss(channels=32, num_masks=3, tokens=str(path), level=1, weight_mask=True)
+    torch.testing.assert_close(loss.tokens, level.mask_token)
+    torch.testing.assert_close(loss.prob[2].weight, level.prob[2].weight)
+    assert not loss.tokens.requires_grad

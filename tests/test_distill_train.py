@@ -57,7 +57,7 @@ def test_digits_acam_kd_trains_exports_and_evaluates(one_thread, digits_acam_run
     student = work / 'student.safetensors'
     assert student.is_file()
     metrics = test_tool.main([str(CONFIGS / 'test-resnet_digits.py'), str(student), '--work-dir', str(tmp_path / 't')])
-    # measured: 69.1 % top-1 (teacher 72.7 % after its one epoch); chance is 10 %, and a student whose exported
+    # measured: 69.9 % top-1 (teacher 72.7 % after its one epoch); chance is 10 %, and a student whose exported
     # weights did not reload (random head) stays near it
     assert metrics['accuracy/top1'] > 40.0, metrics
 
@@ -97,8 +97,9 @@ def test_attention_map_draws_acam_masks_of_a_digits_run(digits_acam_run: Path, t
     masks, attention = maps['masks'], maps['attention']
     assert masks.shape == (4, 4, 4) and attention.shape == (4, 4)
     assert ((masks >= 0) & (masks <= 1)).all()  # sigmoids
-    # the overlay is not one flat level: the masks differ. Measured on this run: the four masks saturate, two
-    # near 1 and two near 0 over the whole image (docs/distillation.md), so no per-mask spread is asserted.
+    # the overlay is not one flat level: the masks differ. Measured on this run with the current defaults: each
+    # of the four masks spreads over the 4x4 grid (std 0.35-0.39, values 0.00-1.00); under the earliest defaults
+    # they saturated to constant maps, so only the overall range is asserted.
     assert masks.max() - masks.min() > 0.5, masks
     assert abs(float(attention.sum()) - 1.0) < 1e-4
     assert 'loss_acam' in run.stdout and png.name in run.stdout
@@ -279,8 +280,8 @@ def test_detection_fixture_teacher_distils_into_a_smaller_student(one_thread, tm
     assert sum(spatial[-k:]) / k < 0.5 * sum(spatial[:k]) / k, spatial
     assert min(mass) > 0.1, mass  # the masks do not collapse towards 0
     # nor do they end constant over the image at any level: measured at the last log, each mask's spatial std
-    # (mean over masks and images) 0.34-0.40 on P2-P6; the previous defaults ('diversity_only', mask_norm='none')
-    # ended at 0.000 on P5 and P6
+    # (mean over masks and images) 0.35-0.39 on P2-P6 (0.34-0.40 with mask_norm='standardize', diversity='dice');
+    # the earlier defaults ('diversity_only', mask_norm='none') ended at 0.000 on P5 and P6
     spread = [_losses(work, f'acam_p{i}_spatial_std')[-1] for i in range(2, 7)]
     assert min(spread) > 0.2, spread
     student = work / 'student.safetensors'
@@ -304,7 +305,7 @@ def test_segmentation_fixture_teacher_distils_into_a_smaller_student(one_thread,
     """The ADE fixture: the UPerNet smoke segmentor, trained briefly, is the teacher of a student with narrower
     heads (configs/smoke/distill), ACAM-KD on the segmentation logits. The distance falls, the masks vary over
     the image, and the exported plain student (the mmseg state-dict route) gives tools/test.py, with the
-    student's own config, the mIoU of the run's last validation (measured: 56.48 both; the teacher 94.18)."""
+    student's own config, the mIoU of the run's last validation (measured: 58.19 both; the teacher 94.18)."""
     pytest.importorskip('mmseg')
     from zoo.cli import make_fixtures
     from zoo.cli import test as test_tool
@@ -328,9 +329,11 @@ def test_segmentation_fixture_teacher_distils_into_a_smaller_student(one_thread,
     k = max(len(spatial) // 4, 1)
     # measured (seed 0): 1469 at the first log, 117 at the last (80 iterations, logged every 10)
     assert sum(spatial[-k:]) / k < 0.5 * sum(spatial[:k]) / k, spatial
-    # the three logit masks start flat and spread slowly: spatial std 0.002 -> 0.057 (measured)
+    # the three logit masks vary over the image at every log: with the standardised logits (the default
+    # mask_norm='standardize_logits') spatial std 0.32 at the first log and 0.37 at the last (measured); the
+    # previous default ('standardize') started flat and spread slowly, 0.002 -> 0.057
     spread = _losses(work, 'acam_spatial_std')
-    assert spread[-1] > 0.02 and spread[-1] > 5 * spread[0], spread
+    assert min(spread) > 0.2, spread
     student = work / 'student.safetensors'
     student_cfg = str(smoke / 'distill/_upernet_test-mambaout-narrow_fixture.py')
     tested = test_tool.main([student_cfg, str(student), '--work-dir', str(tmp_path / 's')])

@@ -2,7 +2,7 @@
 # (zoo.distill.SingleTeacherDistiller in MMRazor's vocabulary; leaves add the losses). Teacher: OpenMMLab's
 # published faster-rcnn_r101_fpn_2x_coco (39.8 mAP in mmdet's model zoo). Student neck and
 # head are inherited from the teacher (FGD / MasKD practice), the student's ImageNet backbone is kept.
-# Schedule: mmdet's 2x (SGD 0.02 at batch 16, 1000-iter warmup) with gradient clipping 35 as FGD / MasKD.
+# Schedule: mmdet's 2x (SGD 0.02 at batch 16, 500-step linear warmup) with gradient clipping 35 as FGD / MasKD.
 # Paper (arXiv 2503.06307, Table 1, R50 student mAP): student 38.4, FGD 40.4, MasKD 40.8, ACAM-KD 41.4.
 # The export hook writes work_dir/student.safetensors: tools/test.py takes it with mmdet::faster_rcnn/faster-
 # rcnn_r50_fpn_2x_coco.py.

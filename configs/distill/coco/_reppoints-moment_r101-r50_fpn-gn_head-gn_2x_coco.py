@@ -2,7 +2,7 @@
 # (zoo.distill.SingleTeacherDistiller in MMRazor's vocabulary; leaves add the losses). Teacher: OpenMMLab's
 # published reppoints-moment_r101_fpn-gn_head-gn_2x_coco (40.5 mAP in mmdet's model zoo). Student neck and
 # head are inherited from the teacher (FGD / MasKD practice), the student's ImageNet backbone is kept.
-# Schedule: mmdet's 2x (SGD 0.02 at batch 16, 1000-iter warmup) with gradient clipping 35 as FGD / MasKD.
+# Schedule: mmdet's 2x (SGD 0.01 at batch 16, 500-step linear warmup) with gradient clipping 35 as FGD / MasKD.
 # Paper (arXiv 2503.06307, Table 1, R50 student mAP): student 38.6, FGD 41.0, MasKD 41.1, ACAM-KD 42.5.
 # The export hook writes work_dir/student.safetensors: tools/test.py takes it with mmdet::reppoints/reppoints-
 # moment_r50_fpn-gn_head-gn_2x_coco.py.

@@ -6,11 +6,12 @@ from .acam_kd import (
     STCAFusion,
     dice_diversity,
     mask_contrast,
+    mask_decorrelation,
     mask_spatial_spread,
     masked_feature_losses,
 )
 from .focal_global import FocalGlobalLoss, focal_attention, foreground_masks
-from .maskd import MasKDLoss, teacher_masks
+from .maskd import MasKDLoss, mask_weight_head, teacher_masks
 from .qsd_fine_grained import QSDFineGrainedLoss
 from .simple import FeatureMSELoss, LogitKDLoss
 
@@ -27,7 +28,9 @@ __all__ = [
     'focal_attention',
     'foreground_masks',
     'mask_contrast',
+    'mask_decorrelation',
     'mask_spatial_spread',
+    'mask_weight_head',
     'masked_feature_losses',
     'teacher_masks',
 ]

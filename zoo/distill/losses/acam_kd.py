@@ -30,6 +30,7 @@ __all__ = [
     'mask_spatial_spread',
     'masked_feature_losses',
     'mask_contrast',
+    'mask_decorrelation',
 ]
 
 
@@ -109,13 +110,22 @@ class ASCMasks(nn.Module):
             ``'outer'``: ``m_c (M, 1)`` as the formula is transcribed, an outer product; every channel mask is
             then a monotone function of the same ``v`` (one scalar per mask), so ``M`` masks can hardly
             differ and the diversity loss has little to act on, which is why it is not the default.
+        logit_temp: if set (our addition), each spatial mask's logits are brought to zero mean and unit
+            variance over the positions and multiplied by ``logit_temp``: every mask then has the same
+            sharpness (``sigmoid(+-logit_temp)`` one standard deviation out), so no loss can saturate a mask
+            by growing its logits, and growing one direction of the fused map no longer pays.
     """
 
     def __init__(
-        self, channels: int, num_masks: int, channel_mask: str = 'elementwise', standardize: bool = False
+        self,
+        channels: int,
+        num_masks: int,
+        channel_mask: str = 'elementwise',
+        standardize: bool = False,
+        logit_temp: float | None = None,
     ) -> None:
         super().__init__()
-        self.standardize = standardize
+        self.standardize, self.logit_temp = standardize, logit_temp
         if channel_mask not in ('elementwise', 'outer'):
             raise ValueError(f"channel_mask must be 'elementwise' or 'outer', got {channel_mask!r}")
         self.channel_mask = channel_mask
@@ -132,7 +142,11 @@ class ASCMasks(nn.Module):
             # only where a channel is high, never a constant offset, so no mask can be switched on or off
             # everywhere at once
             z = (z - z.mean(-1, keepdim=True)) / (z.std(-1, keepdim=True, unbiased=False) + 1e-5)
-        spatial = torch.sigmoid(torch.einsum('mc,bcn->bmn', self.spatial_tokens, z))
+        logits = torch.einsum('mc,bcn->bmn', self.spatial_tokens, z)  # (B, M, HW)
+        if self.logit_temp is not None:
+            mu, sd = logits.mean(-1, keepdim=True), logits.std(-1, keepdim=True, unbiased=False)
+            logits = self.logit_temp * (logits - mu) / (sd + 1e-5)
+        spatial = torch.sigmoid(logits)
         v = fused.mean(dim=(2, 3))  # (B, C)
         channel = torch.sigmoid(self.channel_tokens.unsqueeze(0) * v.unsqueeze(1))  # (B, M, C)
         return spatial, channel
@@ -206,6 +220,32 @@ def dice_diversity(masks: torch.Tensor, mode: str = 'pairwise', eps: float = 1e-
     raise ValueError(f"mode must be 'pairwise' or 'global', got {mode!r}")
 
 
+def mask_decorrelation(masks: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """The mean over the batch and the ordered pairs ``i != j`` of the squared cosine between the centred masks
+    ``M_i - mean_n M_i`` (our addition to the Dice term).
+
+    Dice cannot tell ``M`` masks apart when each covers about half of the positions: for binary masks of mass
+    ``N/2``, ``sum_{i<j} <M_i, M_j>`` only depends on how many masks cover each position, so
+    ``{p, p, 1-p, 1-p}`` (two patterns, equal or complementary) scores the same pairwise Dice as four different
+    halves. The squared cosine of the centred masks is 1 for an equal and for a complementary pair and 0 for
+    unrelated patterns, so it penalises exactly that degenerate set.
+
+    Args:
+        masks: ``(B, M, N)``.
+
+    Returns:
+        a scalar in ``[0, 1]``; ``0`` when ``M == 1``.
+    """
+    B, M, _ = masks.shape
+    if M < 2:
+        return masks.sum() * 0.0
+    c = masks - masks.mean(-1, keepdim=True)
+    c = c / (c.norm(dim=-1, keepdim=True) + eps)
+    cos = c @ c.transpose(1, 2)  # (B, M, M)
+    off = ~torch.eye(M, dtype=torch.bool, device=masks.device)
+    return cos[:, off].pow(2).mean()
+
+
 def mask_contrast(masks: torch.Tensor, dist: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """How much of the student-teacher distance each mask selects: the objective the masks *ascend* under
     ``mask_grad='adversarial'``.
@@ -248,10 +288,18 @@ class ACAMKDLoss(nn.Module):
         alpha: weight of ``L^s + L^c``; lambda_div: weight of ``L_div`` (both 1 in the paper).
         qk_channels, detach_student: see ``STCAFusion``.
         channel_mask: see ``ASCMasks``; normalize: see ``masked_feature_losses``; dice: see ``dice_diversity``.
-        diversity_on: which masks the Dice loss applies to (``'spatial'``, ``'channel'``; the paper's
+        diversity_on: which masks the diversity loss applies to (``'spatial'``, ``'channel'``; the paper's
             wording covers the masks in general, so both by default).
-        mask_norm: ``'standardize'`` (default): see ``ASCMasks(standardize=True)``; ``'none'``: the paper's
+        diversity: ``'dice+decorrelation'`` (default): the paper's Dice term plus ``mask_decorrelation``
+            (our addition: Dice alone is indifferent between ``M`` different half-image masks and masks that are
+            equal or complementary, and on the tiny case they end that way); ``'dice'``: the paper's term alone.
+        mask_norm: ``'standardize_logits'`` (default): ``ASCMasks(standardize=True, logit_temp=mask_temp)``,
+            every spatial mask with zero-mean, unit-variance logits times ``mask_temp``; ``'standardize'``:
+            ``ASCMasks(standardize=True)`` only (the previous default, whose logits grow until the masks are
+            binary and the fused map collapses to one spatial pattern, measured); ``'none'``: the paper's
             ``sigmoid(m_s z)`` on the raw fused map, whose masks end constant over the image (measured).
+        mask_temp: the logit scale of ``'standardize_logits'`` (3: a mask is 0.95 / 0.05 one standard
+            deviation above / below its mean logit).
         mask_grad: ``'adversarial'`` (default): the distances that train the student see detached masks,
             and the fusion and the masks *ascend* ``mask_contrast`` (the share of the detached
             student-teacher distance that each mask selects, mass-normalised) while descending ``L_div``:
@@ -286,17 +334,28 @@ class ACAMKDLoss(nn.Module):
         normalize: str = 'paper',
         dice: str = 'pairwise',
         diversity_on: tuple[str, ...] = ('spatial', 'channel'),
+        diversity: str = 'dice+decorrelation',
         mask_grad: str = 'adversarial',
-        mask_norm: str = 'standardize',
+        mask_norm: str = 'standardize_logits',
+        mask_temp: float = 3.0,
         loss_weight: float = 1.0,
     ) -> None:
         super().__init__()
-        if mask_norm not in ('standardize', 'none'):
-            raise ValueError(f"mask_norm must be 'standardize' or 'none', got {mask_norm!r}")
+        if mask_norm not in ('standardize_logits', 'standardize', 'none'):
+            raise ValueError(f"mask_norm must be 'standardize_logits', 'standardize' or 'none', got {mask_norm!r}")
+        if diversity not in ('dice+decorrelation', 'dice'):
+            raise ValueError(f"diversity must be 'dice+decorrelation' or 'dice', got {diversity!r}")
         if mask_grad not in ('adversarial', 'joint', 'diversity_only'):
             raise ValueError(f"mask_grad must be 'adversarial', 'joint' or 'diversity_only', got {mask_grad!r}")
         self.fusion = STCAFusion(channels, qk_channels, detach_student or mask_grad == 'adversarial')
-        self.masks = ASCMasks(channels, num_masks, channel_mask, standardize=mask_norm == 'standardize')
+        self.masks = ASCMasks(
+            channels,
+            num_masks,
+            channel_mask,
+            standardize=mask_norm != 'none',
+            logit_temp=mask_temp if mask_norm == 'standardize_logits' else None,
+        )
+        self.diversity = diversity
         self.alpha, self.lambda_div, self.loss_weight = alpha, lambda_div, loss_weight
         self.normalize, self.dice, self.mask_grad = normalize, dice, mask_grad
         self.diversity_on = tuple(diversity_on)
@@ -315,6 +374,8 @@ class ACAMKDLoss(nn.Module):
         for kind, m in (('spatial', spatial), ('channel', channel)):
             if kind in self.diversity_on:
                 div = div + dice_diversity(m, self.dice)
+                if self.diversity == 'dice+decorrelation':
+                    div = div + mask_decorrelation(m)
         w = self.loss_weight
         out = dict(
             spatial=w * self.alpha * ls,
