@@ -14,7 +14,9 @@ from zoo.layers.agent_attention import (
     init_agent_biases,
     pos_embed_for_grid,
     resize_agent_bias,
+    tokens_to_grid,
 )
+from zoo.layers.cpu_fusion import FusedMlp, fused_linear_ok, linear_bias, linear_gelu, linear_split
 from zoo.layers.cross_attention import (
     GLCABlock,
     agent_attention_forward,
@@ -74,6 +76,13 @@ __all__ = [
     'init_agent_biases',
     'pos_embed_for_grid',
     'resize_agent_bias',
+    'tokens_to_grid',
+    # fused float32 CPU inference (oneDNN linear + bias / GELU)
+    'FusedMlp',
+    'fused_linear_ok',
+    'linear_bias',
+    'linear_gelu',
+    'linear_split',
     # global-local / pair-wise cross attention (DCAL)
     'GLCABlock',
     'agent_attention_forward',

@@ -44,6 +44,8 @@ from timm.layers import (
 )
 from torch import nn
 
+from zoo.layers.cpu_fusion import linear_bias, linear_split
+
 __all__ = [
     'AgentAttention',
     'AgentAttentionCore',
@@ -52,6 +54,7 @@ __all__ = [
     'expand_attn_type',
     'adapt_agent_bias',
     'pos_embed_for_grid',
+    'tokens_to_grid',
 ]
 
 # How position embeddings follow the input grid: the same bilinear rule as the agent biases
@@ -86,6 +89,19 @@ def resize_agent_bias(bias: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     if tuple(bias.shape[-2:]) == tuple(size):
         return bias
     return F.interpolate(bias, size=size, mode='bilinear', align_corners=False)
+
+
+def tokens_to_grid(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """Per-head tokens ``(B, h, H*W, d)`` -> map ``(B, h*d, H, W)``.
+
+    A view when the heads are channel slices of a token-major tensor (``(B, H*W, h, d)`` transposed, as the
+    projections give them): then the map has channels-last strides, which convolution and pooling use without
+    a layout copy (its batch stride, too, is set from the tokens: a transpose-then-reshape of a batch of one
+    gives it another, and PyTorch then falls back to contiguous NCHW).
+    """
+    B, h, _, d = x.shape
+    H, W = hw
+    return x.permute(0, 2, 1, 3).reshape(B, H, W, h * d).permute(0, 3, 1, 2)
 
 
 def _agent_side(agent_num: int) -> int:
@@ -168,18 +184,17 @@ class AgentAttentionCore(nn.Module):
         if W != ww:
             aw, wa = resize_agent_bias(aw, (1, W)), resize_agent_bias(wa, (1, W))
         bias1 = (resize_agent_bias(self.an_bias, (H, W)) + ah + aw).reshape(h, n, H * W)
-        bias2 = (resize_agent_bias(self.na_bias, (H, W)) + ha + wa).reshape(h, n, H * W).transpose(1, 2)
+        bias2_t = (resize_agent_bias(self.na_bias, (H, W)) + ha + wa).reshape(h, n, H * W)
         if self.num_prefix_tokens:
             bias1 = torch.cat([self.ac_bias[0], bias1], dim=2)
-            bias2 = torch.cat([self.ca_bias[0], bias2], dim=1)
-        return bias1, bias2
+            bias2_t = torch.cat([self.ca_bias[0].transpose(1, 2), bias2_t], dim=2)
+        # bias2 is a transposed view: contiguous along the tokens, the layout the CPU broadcast step adds it in
+        return bias1, bias2_t.transpose(1, 2)
 
     def pool_agents(self, q: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         """Agent tokens: ``(B, h, P + H*W, d)`` queries -> ``(B, h, n, d)``, pooled from the patch queries."""
         B, h, _, d = q.shape
-        H, W = hw
-        grid = q[:, :, self.num_prefix_tokens :].transpose(-1, -2).reshape(B, h * d, H, W)
-        agents = F.adaptive_avg_pool2d(grid, self.pool_size)
+        agents = F.adaptive_avg_pool2d(tokens_to_grid(q[:, :, self.num_prefix_tokens :], hw), self.pool_size)
         return agents.reshape(B, h, d, self.agent_num).transpose(-1, -2)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
@@ -200,13 +215,25 @@ class AgentAttentionCore(nn.Module):
         agents = self.pool_agents(q, hw)
         bias1, bias2 = self.agent_biases(hw)
         agent_v = self._softmax_attention(agents, k, v, bias1.to(q.dtype))
-        return self._softmax_attention(q, agents, agent_v, bias2.to(q.dtype))
+        if self._use_sdpa(q):
+            return self._softmax_attention(q, agents, agent_v, bias2.to(q.dtype))
+        # agent broadcast on CPU, computed transposed: logits (B, h, n, N) and the softmax over the n agents
+        # along dim -2, so each step runs over the long, contiguous token axis (a softmax over rows of 9-49
+        # elements vectorises poorly); bias2 is contiguous in this layout
+        logits = torch.matmul(agents * agents.shape[-1] ** -0.5, q.transpose(-1, -2))
+        attn = torch.softmax(logits + bias2.to(q.dtype).transpose(-1, -2), dim=-2)
+        if self.training and self.attn_drop:
+            attn = F.dropout(attn, self.attn_drop)
+        return torch.matmul(attn.transpose(-1, -2), agent_v)
+
+    def _use_sdpa(self, q: torch.Tensor) -> bool:
+        return self.fused_attn is True or (self.fused_attn is None and q.device.type != 'cpu' and use_fused_attn())
 
     def _softmax_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """``softmax(q k^T / sqrt(d) + bias) v``. Fused SDPA on accelerators; on CPU, where SDPA's
         flash kernel is slower than plain GEMMs for the few agent keys / queries here, explicit matmuls."""
         drop = self.attn_drop if self.training else 0.0
-        if self.fused_attn is True or (self.fused_attn is None and q.device.type != 'cpu' and use_fused_attn()):
+        if self._use_sdpa(q):
             return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop)
         scale = q.shape[-1] ** -0.5
         # fold the scale into the operand with fewer rows (the agents), not the N queries
@@ -278,19 +305,22 @@ class AgentAttention(AgentAttentionCore):
         """
         B, N, C = x.shape
         h, d = self.num_heads, self.head_dim
+        # linear_bias(m, x) is m(x) and linear_split(m, x, sizes) m(x).split(sizes, -1); in float32 CPU
+        # inference the bias is added inside the GEMM and each split is its own dense output (cpu_fusion)
         if self.separate_q:
-            q = self.q(x).reshape(B, N, h, d).transpose(1, 2)
-            k, v = self.kv(x).reshape(B, N, 2, h, d).permute(2, 0, 3, 1, 4).unbind(0)
+            q = linear_bias(self.q, x)
+            k, v = linear_split(self.kv, x, [C, C])
         else:
-            q, k, v = self.qkv(x).reshape(B, N, 3, h, d).permute(2, 0, 3, 1, 4).unbind(0)
+            q, k, v = linear_split(self.qkv, x, [C, C, C])
+        q, k, v = (t.reshape(B, N, h, d).transpose(1, 2) for t in (q, k, v))
         out = self.attend(q, k, v, hw).transpose(1, 2).reshape(B, N, C)
         P = self.num_prefix_tokens
-        H, W = hw
-        v_grid = v[:, :, P:].transpose(-1, -2).reshape(B, C, H, W)
-        div = self.dwc(v_grid).flatten(2).transpose(1, 2)
+        # v's grid is a channels-last view of the projection output (dense on the fused CPU path), so the
+        # conv runs channels-last and its output, flattened, is already in token-major (B, H*W, C) order
+        div = self.dwc(tokens_to_grid(v[:, :, P:], hw)).flatten(2).transpose(1, 2)
         # prefix tokens get no DWC term (out may alias the SDPA output, so no in-place add)
         out = out + (F.pad(div, (0, 0, P, 0)) if P else div)
-        return self.proj_drop(self.proj(out))
+        return self.proj_drop(linear_bias(self.proj, out))
 
     def extra_repr(self) -> str:
         return f'dim={self.dim}, num_heads={self.num_heads}, agent_num={self.agent_num}, window={self.window_size}'

@@ -32,7 +32,6 @@ import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import (
     DropPath,
-    Mlp,
     calculate_drop_path_rates,
     get_device_dtype,
     register_notrace_function,
@@ -52,6 +51,7 @@ from zoo.layers.agent_attention import (
     expand_attn_type,
     pos_embed_for_grid,
 )
+from zoo.layers.cpu_fusion import FusedMlp
 from zoo.layers.weight_init import init_linear_layernorm
 
 __all__ = ['AgentPyramidVisionTransformer', 'checkpoint_filter_fn']
@@ -149,11 +149,14 @@ class Block(nn.Module):
             self.attn = SpatialReductionAttention(dim, num_heads, qkv_bias, attn_drop, proj_drop, sr_ratio, **dd)
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.norm2 = norm_layer(dim, **dd)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop, **dd)
+        self.mlp = FusedMlp(dim, int(dim * mlp_ratio), drop=proj_drop, **dd)
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), hw))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        # the attention output (and drop_path's) is a fresh tensor: the residual is added into it in place
+        x = self.drop_path(self.attn(self.norm1(x), hw)).add_(x)
+        if self.training and not isinstance(self.drop_path, nn.Identity):
+            return x + self.drop_path(self.mlp(self.norm2(x)))
+        return self.mlp(self.norm2(x), shortcut=x)  # x + mlp(norm2(x)), the add fused on the fast path
 
 
 class PatchEmbed(nn.Module):
@@ -174,13 +177,16 @@ class PatchEmbed(nn.Module):
         self.norm = nn.LayerNorm(embed_dim, **dd)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        x = self.proj(x)
+        # channels-last in (a no-op for the previous stage's output, a copy of the 3-channel image for the
+        # first): the conv output is then token-major, and the flatten + transpose below is a view
+        x = self.proj(x.contiguous(memory_format=torch.channels_last))
         hw = (x.shape[2], x.shape[3])
         return self.norm(x.flatten(2).transpose(1, 2)), hw
 
 
 class Stage(nn.Module):
-    """Patch embedding, position embedding (resized to the input grid) and blocks. NCHW in and out."""
+    """Patch embedding, position embedding (resized to the input grid) and blocks. ``(B, C, H, W)`` in and out
+    (out: channels-last strides)."""
 
     def __init__(
         self,
@@ -231,7 +237,8 @@ class Stage(nn.Module):
                 x = checkpoint(blk, x, hw)
             else:
                 x = blk(x, hw)
-        return x.transpose(1, 2).reshape(x.shape[0], -1, *hw)
+        # (B, H*W, C) -> (B, C, H, W) as a channels-last view (no copy)
+        return x.reshape(x.shape[0], *hw, x.shape[-1]).permute(0, 3, 1, 2)
 
 
 class AgentPyramidVisionTransformer(nn.Module):
