@@ -206,6 +206,7 @@ LAYER_BUILDS = {
     'AgentAttentionCore': lambda **dd: zl.AgentAttentionCore(2, 4, (4, 4), num_prefix_tokens=1, **dd),
     'AgentAttention': lambda **dd: zl.AgentAttention(16, 2, agent_num=4, window_size=(4, 4), separate_q=True, **dd),
     'GLCABlock': lambda **dd: zl.GLCABlock(16, 2, **dd),
+    'FusedMlp': lambda **dd: zl.FusedMlp(8, 16, **dd),
     'UNetBody': lambda **dd: zl.UNetBody(1, (4, 4, 4, 4, 8), (8, 8, 4, 4), **dd),
     'GateHead': lambda **dd: zl.GateHead(8, **dd),
     'ScanRoutes': lambda **dd: zl.ScanRoutes('S', (3, 4), **dd),
