@@ -13,7 +13,9 @@ An HTML comment on the line above a block tells the docs test what the block nee
   (an official checkpoint, a trained model); ``tests/test_docs.py`` makes them the way a user gets
   them, then runs the block;
 * ``<!-- docs-test: run by tests/FILE.py::TEST -->``: a smoke run that TEST runs through
-  :func:`run_block` and then checks (its numbers), so the suite does not train it twice;
+  :func:`run_block` (or, where interpreter start-ups would break its time budget, command by command in-process:
+  ``tests/test_distill_train.py::_run_tools_in_process``) and then checks (its numbers), so the suite does not
+  train it twice;
 * ``<!-- docs-test: suite command -->``: the quick-start block (``make demo`` / ``make test``): ``.ci/run``
   runs ``make test``, and the demo's config trains in the suite.
 """

@@ -5,6 +5,7 @@ tools/test.py and the student's own config."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -338,3 +339,61 @@ def test_segmentation_fixture_teacher_distils_into_a_smaller_student(one_thread,
     student_cfg = str(smoke / 'distill/_upernet_test-mambaout-narrow_fixture.py')
     tested = test_tool.main([student_cfg, str(student), '--work-dir', str(tmp_path / 's')])
     assert tested['mIoU'] == pytest.approx(metrics['mIoU']), (tested, metrics)
+
+
+def _run_tools_in_process(code: str) -> list:
+    """Each ``python tools/NAME.py ARGS`` command of a bash block, called as ``zoo.cli.NAME.main(ARGS)`` (what
+    tools/NAME.py runs, without an interpreter start per command) in the current directory; their results."""
+    import importlib
+    import shlex
+
+    results = []
+    for line in code.replace('\\\n', ' ').splitlines():
+        words = shlex.split(line)
+        if not words:
+            continue
+        assert words[0] == 'python' and words[1].startswith('tools/'), line
+        name = words[1].removeprefix('tools/').removesuffix('.py')
+        results.append(importlib.import_module(f'zoo.cli.{name}').main(words[2:]))
+    return results
+
+
+@pytest.mark.slow
+def test_agent_pvt_retinanet_pair_trains_along_the_user_route(one_thread, tmp_path: Path, monkeypatch) -> None:
+    """configs/distill/coco/acam-kd_retinanet_agent-pvt-s-t_fpn_1x_coco.py along the user's route, with the real
+    Agent-PVT-S / Agent-PVT-T RetinaNets (80 classes) on the COCO fixture: docs/distillation.md's block (the
+    fixture with COCO's categories, tools/train.py on the teacher's config, tools/train.py on the pair from that
+    checkpoint, tools/test.py on the exported student.safetensors with the student's own config), its commands
+    run in-process. The distillation losses are logged and finite, the teacher ran with the checkpoint's weights,
+    the exported student is the run's student under the student config's keys, and tools/test.py gives a bbox
+    mAP. Measured: 60 s on one thread."""
+    pytest.importorskip('mmdet')
+    from mmdet.datasets import CocoDataset
+    from safetensors.torch import load_file
+
+    from zoo.hub import load_checkpoint_file, unwrap_state_dict
+    from zoo.testing.dense import COCO80_CLASSES
+
+    assert COCO80_CLASSES == CocoDataset.METAINFO['classes']  # the fixture's names are the ones the configs use
+    block = find_block('docs/distillation.md', 'acam-kd_retinanet_agent-pvt-s-t_fpn_1x_coco.py')
+    monkeypatch.chdir(user_dir(tmp_path / 'user'))
+    *_, tested = _run_tools_in_process(block.code)
+    work = Path('work_dirs/acam-kd_retinanet_agent-pvt-s-t_fpn_1x_coco')
+    for level in ('p3', 'p4', 'p5', 'p6', 'p7'):
+        for part in ('spatial', 'channel', 'div'):
+            values = _losses(work, f'loss_acam_{level}_{part}')
+            assert len(values) == 8 and all(math.isfinite(v) for v in values), (level, part, values)
+    total = _losses(work, 'loss')
+    assert len(total) == 8 and all(math.isfinite(v) for v in total), total
+    # the teacher ran with the checkpoint's weights, bit for bit (its init would be another random draw: the
+    # backbone's pretrained weights are off and init_weights never runs on the teacher)
+    trained = unwrap_state_dict(load_checkpoint_file('work_dirs/retinanet_agent-pvt-s_fpn_1x_coco/epoch_1.pth'))
+    run = unwrap_state_dict(load_checkpoint_file(work / 'epoch_1.pth'))
+    assert {k.removeprefix('teacher.') for k in run if k.startswith('teacher.')} == set(trained)
+    assert all(torch.equal(run[f'teacher.{k}'], v) for k, v in trained.items())
+    # the exported plain student: the distilled student's weights under the student config's own keys (which
+    # tools/test.py has loaded strictly: it fails on any missing or extra key)
+    student = load_file(str(work / 'student.safetensors'))
+    assert set(student) == {k.removeprefix('student.') for k in run if k.startswith('student.')}
+    assert all(torch.equal(v, run[f'student.{k}']) for k, v in student.items())
+    assert 0.0 <= tested['coco/bbox_mAP'] <= 1.0, tested

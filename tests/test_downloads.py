@@ -500,6 +500,131 @@ def test_wsi_extract_offline_default_extractor(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
+# MasKD's released stage-1 masks (hunto/MasKD at b5af34f: README "release v0.0.1"; the RetinaNet R101 file
+# named in mmrazor/configs/distill/maskd/retinanet_r101-retinanet_r50_coco.py is on Gumpest/MasKD v0.0.3)
+# ------------------------------------------------------------------------------------------------
+_MASKD_RETINANET = '/Gumpest/MasKD/releases/download/v0.0.3/maskd_retinanet_r101_fpn_2x_coco_20200131-5560aee8.ckpt'
+
+
+def _maskd_stage1_checkpoint(channels: int = 8, num_tokens: int = 6, levels: int = 5) -> tuple[dict, torch.nn.Module]:
+    """A stage-1 checkpoint built the way the authors' stage 1 builds and saves one (hunto/MasKD at b5af34f).
+
+    ``mmdetection/maskd_hook.py`` (``MasKDHook.before_run``) adds a ``ModuleList`` of ``MaskModule(c, 6, True)``
+    (``mmdetection/maskd.py``: parameters ``mask_token`` and ``prob`` = conv3x3, pool, conv1x1) to the detector as
+    ``mask_modules`` and gives the optimizer only those parameters (RetinaNet: Adam, lr 0.01, wd 1e-3). mmcv 1.x's
+    ``IterBasedRunner.save_checkpoint`` -> ``mmcv.runner.save_checkpoint`` then writes one dict through one
+    ``torch.save`` into an open file: ``meta`` (the runner's meta: env_info, config text, seed, exp_name, and
+    mmdet_version, CLASSES, epoch, iter, mmcv_version, time), ``state_dict`` (the unwrapped detector's state dict
+    moved to the CPU, an ``OrderedDict`` keeping ``_metadata``) and ``optimizer``. A tiny stand-in detector
+    (``backbone`` / ``neck`` / ``bbox_head``) keeps the file small; the mask modules have the real layout.
+    Returns the checkpoint and the detector."""
+    import time
+    from collections import OrderedDict
+
+    from zoo.distill.maskd_stage1 import MaskModule  # the authors' parameter names: mask_token, prob.0, prob.2
+
+    torch.manual_seed(0)
+    detector = torch.nn.Module()
+    detector.backbone = torch.nn.Conv2d(3, channels, 3, padding=1)
+    detector.neck = torch.nn.Conv2d(channels, channels, 1)
+    detector.bbox_head = torch.nn.Conv2d(channels, 4, 1)
+    detector.add_module('mask_modules', torch.nn.ModuleList(MaskModule(channels, num_tokens) for _ in range(levels)))
+    optim = torch.optim.Adam(detector.mask_modules.parameters(), lr=0.01, weight_decay=1e-3)
+    x = torch.randn(2, channels, 4, 4)
+    loss = sum(out.square().mean() + div for out, div in (m(x) for m in detector.mask_modules))
+    loss.backward()
+    optim.step()  # the file then holds trained tokens and Adam's state, as a 2000-iteration run's does
+    own = detector.state_dict()
+    state = OrderedDict((k, v.cpu()) for k, v in own.items())
+    state._metadata = getattr(own, '_metadata', OrderedDict())
+    meta = dict(
+        env_info='sys.platform: linux\nPyTorch: 1.8.1',
+        config="_base_ = '../retinanet/retinanet_r101_fpn_2x_coco.py'",
+        seed=None,
+        exp_name='retinanet_r101_fpn_2x_coco.py',
+        mmdet_version='2.14.0+0a1b2c3',
+        CLASSES=('person', 'bicycle'),
+        epoch=1,
+        iter=2000,
+        mmcv_version='1.3.8',
+        time=time.asctime(),
+    )
+    return dict(meta=meta, state_dict=state, optimizer=optim.state_dict()), detector
+
+
+def _serve_release(host, path: str, body: bytes) -> str:
+    """A GitHub release asset: the release URL answers with a redirect to the stored object."""
+    n = len(host.routes)
+    host.routes[path] = ('redirect', f'/github-production-release-asset/maskd{n}?response-content-disposition=x')
+    host.routes[f'/github-production-release-asset/maskd{n}?response-content-disposition=x'] = body
+    return host.base + path
+
+
+def test_maskd_stage1_release_loads_per_level_by_url(host, caches: Path, tmp_path: Path) -> None:
+    """A file in the layout of MasKD's released stage-1 checkpoints, served under their RetinaNet file's URL,
+    loads through MasKDLoss(tokens=URL, level=i): every level's tokens and weighting head equal the written ones,
+    frozen; the file is downloaded once."""
+    from zoo.distill.losses import MasKDLoss
+
+    checkpoint, detector = _maskd_stage1_checkpoint()
+    file = tmp_path / 'iter_2000.pth'
+    with open(file, 'wb') as f:  # mmcv 1.x's local save: torch.save into the opened file
+        torch.save(checkpoint, f)
+    url = _serve_release(host, _MASKD_RETINANET, file.read_bytes())
+    for level, written in enumerate(detector.mask_modules):
+        loss = MasKDLoss(channels=8, num_masks=6, tokens=url, level=level, weight_mask=True, custom_mask_warmup=7000)
+        assert torch.equal(loss.tokens, written.mask_token), level
+        for k, v in written.prob.state_dict().items():
+            assert torch.equal(loss.prob.state_dict()[k], v), (level, k)
+        assert not any(p.requires_grad for p in loss.parameters())
+    assert host.requests.count(_MASKD_RETINANET) == 1, host.requests
+    assert (caches / 'maskd' / _MASKD_RETINANET.rsplit('/', 1)[1]).is_file()
+
+
+def test_maskd_stage1_bad_input_is_one_line_naming_file_and_key(host, caches: Path, tmp_path: Path) -> None:
+    """A level the file lacks, a truncated download, a file of another layout (the teacher's own detector
+    checkpoint; tokens of another shape; a file that pickles an object): one line naming the file and the key."""
+    from zoo.distill.losses import MasKDLoss
+
+    checkpoint, _ = _maskd_stage1_checkpoint(levels=2)
+    body = _bytes(checkpoint)
+    stem = '/hunto/MasKD/releases/download/v0.0.1/maskd_'
+
+    url = _serve_release(host, stem + 'two_levels.pth', body)
+    with pytest.raises(CheckpointError) as err:
+        MasKDLoss(channels=8, num_masks=6, tokens=url, level=4, weight_mask=True)
+    _one_line_naming(err.value, 'maskd_two_levels.pth', url, "'mask_modules.4.mask_token'", 'levels 0, 1')
+
+    url = _serve_release(host, stem + 'truncated.pth', body[: len(body) // 2])
+    with pytest.raises(CheckpointError) as err:
+        MasKDLoss(channels=8, num_masks=6, tokens=url, level=0)
+    _one_line_naming(err.value, 'maskd_truncated.pth', url, 'truncated', 'delete it')
+
+    detector_only = {k: v for k, v in checkpoint['state_dict'].items() if 'mask' not in k}
+    teacher = {'meta': {'epoch': 24}, 'state_dict': detector_only}
+    url = _serve_release(host, stem + 'teacher.pth', _bytes(teacher))
+    with pytest.raises(CheckpointError) as err:
+        MasKDLoss(channels=8, num_masks=6, tokens=url, level=0)
+    _one_line_naming(err.value, 'maskd_teacher.pth', "'mask_modules.<level>.mask_token'", 'backbone.weight')
+
+    url = _serve_release(host, stem + 'eight_tokens.pth', body)
+    with pytest.raises(CheckpointError) as err:  # the file has 6 tokens of 8 channels
+        MasKDLoss(channels=8, num_masks=8, tokens=url, level=1, weight_mask=True)
+    _one_line_naming(err.value, url, 'mask_modules.1.mask_token', '(6, 8)', '(8, 8)')
+    with pytest.raises(CheckpointError) as err:  # a head the file does not have
+        path = tmp_path / 'no_head.pth'
+        torch.save({'state_dict': {'mask_modules.0.mask_token': torch.zeros(6, 8)}}, path)
+        MasKDLoss(channels=8, num_masks=6, tokens=str(path), level=0, weight_mask=True)
+    _one_line_naming(err.value, str(path), 'mask_modules.0.prob')
+
+    pickled = dict(checkpoint, meta=dict(checkpoint['meta'], work_dir=Path('/work_dirs/maskd')))
+    url = _serve_release(host, stem + 'pickled.pth', _bytes(pickled))
+    with pytest.raises(CheckpointError) as err:  # torch.load(weights_only=True): no object is rebuilt
+        MasKDLoss(channels=8, num_masks=6, tokens=url, level=0)
+    _one_line_naming(err.value, 'maskd_pickled.pth', 'refuses', 'pathlib')
+
+
+# ------------------------------------------------------------------------------------------------
 # Bad local files
 # ------------------------------------------------------------------------------------------------
 def _bad_file(kind: str, tmp_path: Path, model: torch.nn.Module) -> Path:

@@ -2,6 +2,7 @@
 
 Examples:
   python tools/make_fixtures.py coco --out data/fixtures/coco        # COCO instances: squares and discs
+  python tools/make_fixtures.py coco --coco-categories                # ... labelled as COCO's person / bicycle
   python tools/make_fixtures.py ade --out data/fixtures/ade          # ADE20K layout: wall / building / sky
   python tools/make_fixtures.py slides --out data/fixtures/wsi       # pyramidal TIFF slides + slides.csv
   python tools/make_fixtures.py lesions --out data/fixtures/lesions  # ISIC layout: skin-lesion masks
@@ -47,6 +48,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument('--size', type=int, help='image side in pixels (coco/ade 128, lesions/scans 64, slides 2048)')
     p.add_argument(
+        '--coco-categories',
+        action='store_true',
+        help="coco: list COCO's 80 categories and label squares 'person', discs 'bicycle', so a config for real "
+        'COCO (80-class heads) reads the fixture with only its data paths changed',
+    )
+    p.add_argument(
         '--slides',
         type=int,
         nargs=3,
@@ -81,7 +88,7 @@ def make(kind: str, out: str, args: argparse.Namespace) -> str:
     if kind == 'coco':
         from zoo.testing.dense import make_coco_fixture
 
-        info = make_coco_fixture(out, seed=args.seed, **opts)
+        info = make_coco_fixture(out, seed=args.seed, coco_categories=args.coco_categories, **opts)
         return (
             f'COCO instances, {info["num_images"]} train / {info["num_val"]} val images '
             f'({info["num_objects"]} training objects)'

@@ -33,6 +33,20 @@ from PIL import Image, ImageDraw
 # maps custom classes by name onto ADE20K's 150), so the three shapes borrow ADE20K's first three
 # class names: background -> 'wall', squares -> 'building', discs -> 'sky'.
 COCO_CLASSES = ('square', 'disc')
+# COCO 2017's 80 detection categories in their annotation-file order (the order of mmdet's CocoDataset.METAINFO).
+# With ``coco_categories=True`` the fixture lists all 80 and labels the squares 'person' and the discs 'bicycle',
+# so a config written for real COCO (80-class heads, COCO's class names) reads it with only its paths changed.
+COCO80_CLASSES = (
+    'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck', 'boat', 'traffic light',
+    'fire hydrant', 'stop sign', 'parking meter', 'bench', 'bird', 'cat', 'dog', 'horse', 'sheep', 'cow',
+    'elephant', 'bear', 'zebra', 'giraffe', 'backpack', 'umbrella', 'handbag', 'tie', 'suitcase', 'frisbee',
+    'skis', 'snowboard', 'sports ball', 'kite', 'baseball bat', 'baseball glove', 'skateboard', 'surfboard',
+    'tennis racket', 'bottle', 'wine glass', 'cup', 'fork', 'knife', 'spoon', 'bowl', 'banana', 'apple',
+    'sandwich', 'orange', 'broccoli', 'carrot', 'hot dog', 'pizza', 'donut', 'cake', 'chair', 'couch',
+    'potted plant', 'bed', 'dining table', 'toilet', 'tv', 'laptop', 'mouse', 'remote', 'keyboard',
+    'cell phone', 'microwave', 'oven', 'toaster', 'sink', 'refrigerator', 'book', 'clock', 'vase', 'scissors',
+    'teddy bear', 'hair drier', 'toothbrush',
+)  # fmt: skip
 ADE_CLASSES = ('wall', 'building', 'sky')
 _SHAPE_COLOURS = {'square': (220, 60, 40), 'disc': (40, 90, 230)}
 
@@ -103,6 +117,7 @@ def make_coco_fixture(
     max_objects: int = 3,
     seed: int = 0,
     num_val: int | None = None,
+    coco_categories: bool = False,
 ) -> dict:
     """Write a COCO-format instance set of squares and discs under ``root``.
 
@@ -113,6 +128,8 @@ def make_coco_fixture(
         max_objects: at most this many shapes per image (at least one).
         seed: RNG seed; the same seed gives the same files.
         num_val: held-out validation images (default: ``num_images``), drawn from another stream.
+        coco_categories: list COCO's 80 categories (``COCO80_CLASSES``, ids 1-80) and label squares 'person'
+            and discs 'bicycle' (the same images and boxes), for configs written for real COCO.
 
     Returns:
         ``dict(data_root, classes, num_images, num_val, num_objects)`` (``num_objects``: training split).
@@ -121,7 +138,8 @@ def make_coco_fixture(
     _check_sizes('make_coco_fixture', num_images, num_val, size)
     root = Path(root)
     (root / 'annotations').mkdir(parents=True, exist_ok=True)
-    categories = [dict(id=i + 1, name=n, supercategory='shape') for i, n in enumerate(COCO_CLASSES)]
+    names = COCO80_CLASSES if coco_categories else COCO_CLASSES
+    categories = [dict(id=i + 1, name=n, supercategory='shape') for i, n in enumerate(names)]
     n_objects = 0
     for k, (split, count) in enumerate((('train2017', num_images), ('val2017', num_val))):
         rng = _split_rng(seed, k)
@@ -148,9 +166,7 @@ def make_coco_fixture(
         n_objects += len(anns) if split == 'train2017' else 0
         with open(root / 'annotations' / f'instances_{split}.json', 'w') as f:
             json.dump(dict(images=images, annotations=anns, categories=categories), f)
-    return dict(
-        data_root=str(root), classes=COCO_CLASSES, num_images=num_images, num_val=num_val, num_objects=n_objects
-    )
+    return dict(data_root=str(root), classes=names, num_images=num_images, num_val=num_val, num_objects=n_objects)
 
 
 def _check_sizes(fn: str, num_images: int, num_val: int, size: int) -> None:

@@ -11,7 +11,7 @@ from .acam_kd import (
     masked_feature_losses,
 )
 from .focal_global import FocalGlobalLoss, focal_attention, foreground_masks
-from .maskd import MasKDLoss, mask_weight_head, teacher_masks
+from .maskd import MasKDLoss, load_stage1, mask_weight_head, teacher_masks
 from .qsd_fine_grained import QSDFineGrainedLoss
 from .simple import FeatureMSELoss, LogitKDLoss
 
@@ -27,6 +27,7 @@ __all__ = [
     'dice_diversity',
     'focal_attention',
     'foreground_masks',
+    'load_stage1',
     'mask_contrast',
     'mask_decorrelation',
     'mask_spatial_spread',

@@ -25,6 +25,8 @@ they are frozen. Without a file, tokens (and the head) are learned jointly with 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -33,7 +35,7 @@ from zoo.registry import MODELS
 
 from .acam_kd import dice_diversity
 
-__all__ = ['MasKDLoss', 'mask_weight_head', 'teacher_masks']
+__all__ = ['MasKDLoss', 'load_stage1', 'mask_weight_head', 'teacher_masks']
 
 
 def teacher_masks(tokens: torch.Tensor, t_feature: torch.Tensor) -> torch.Tensor:
@@ -55,27 +57,73 @@ def mask_weight_head(channels: int, num_masks: int) -> nn.Sequential:
     return head
 
 
-def _load_stage1(path: str, level: int | None) -> dict[str, torch.Tensor]:
-    """The tokens (key ``tokens``) and weighting-head tensors (keys ``prob.*``) of one level of a stage-1
-    checkpoint; ``level=None`` takes the only ``mask_token`` / ``tokens`` tensor of the file."""
-    from zoo.hub import _default_cache, download_file, load_checkpoint_file, unwrap_state_dict
+def _stage1_levels(state: Mapping[str, Any]) -> dict[int, dict[str, torch.Tensor]]:
+    """The ``mask_modules.<level>.*`` tensors of a state dict, per level. A key is cut where ``mask_modules.``
+    starts, as the authors' ``MasKDLoss.init_weights`` cuts it, so a prefix in front (a wrapper's ``module.``)
+    does not matter."""
+    levels: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        at = key.find('mask_modules.') if isinstance(key, str) else -1
+        if at < 0 or not isinstance(value, torch.Tensor):
+            continue
+        level, _, name = key[at + len('mask_modules.') :].partition('.')
+        if level.isdigit() and name:
+            levels.setdefault(int(level), {})[name] = value
+    return levels
 
-    if path.startswith(('http://', 'https://')):
-        path = download_file(path, _default_cache() / 'maskd' / path.rsplit('/', 1)[1], what='MasKD masks')
-    sd = unwrap_state_dict(load_checkpoint_file(path))
+
+def load_stage1(source: str, level: int | None = None) -> dict[str, torch.Tensor]:
+    """One level of a MasKD stage-1 checkpoint: ``{'mask_token': (M, C)}`` plus, when the file has the
+    weighting head, ``'prob.0.weight' (C, C, 3, 3)``, ``'prob.0.bias' (C,)``, ``'prob.2.weight' (M, C, 1, 1)``,
+    ``'prob.2.bias' (M,)``.
+
+    ``source`` is a file or an http(s) URL (downloaded once into ``<torch hub>/checkpoints/maskd/``). The file is
+    read with ``torch.load(weights_only=True)``. Its layout is the one the authors' stage 1 writes (hunto/MasKD
+    ``mmdetection/maskd_hook.py`` adds ``mask_modules`` to the detector, and mmcv 1.x's ``save_checkpoint`` writes
+    ``{'meta': ..., 'state_dict': <detector + mask_modules, float32>, 'optimizer': ...}``), which their
+    distillation stage reads back as ``ckpt['state_dict']`` (``mmrazor/mmrazor/models/losses/maskd.py``,
+    ``MasKDLoss.init_weights``). A bare state dict (no ``state_dict`` entry) is taken as well. ``level=None``
+    takes the file's only level. Every failure is a one-line ``CheckpointError`` naming the file and the key.
+    """
+    from zoo.hub import CheckpointError, _default_cache, download_file, load_checkpoint_file
+
+    path, name = source, source
+    if source.startswith(('http://', 'https://')):
+        filename = source.split('?', 1)[0].rstrip('/').rsplit('/', 1)[1]
+        path = download_file(source, _default_cache() / 'maskd' / filename, what='MasKD masks')
+        name = f'{path} (downloaded from {source}; delete it to download again)'
+    try:
+        ckpt = load_checkpoint_file(path)
+    except CheckpointError as err:
+        raise CheckpointError(str(err).replace(path, name, 1)) from None
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, Mapping) else ckpt
+    if not isinstance(state, Mapping):
+        what = "its 'state_dict' is" if isinstance(ckpt, Mapping) else 'it holds'
+        raise CheckpointError(
+            f'{name}: not a MasKD stage-1 checkpoint: {what} a {type(state).__name__}, expected '
+            "{'state_dict': {'mask_modules.<level>.mask_token': ...}}"
+        )
+    levels = _stage1_levels(state)
+    if not levels:
+        keys = [str(k) for k in list(state)[:3]]
+        raise CheckpointError(
+            f"{name}: no 'mask_modules.<level>.mask_token' key in its state dict ({len(state)} keys: "
+            f'{", ".join(keys)}{", ..." if len(state) > 3 else ""}): not a MasKD stage-1 checkpoint'
+        )
+    found = ', '.join(map(str, sorted(levels)))
     if level is None:
-        found = [k for k in sd if k.endswith(('mask_token', 'tokens'))]
-        if len(found) != 1:
-            raise ValueError(f'{path}: expected one mask-token tensor, found {len(found)}; pass level=')
-        prefix = found[0][: -len('mask_token' if found[0].endswith('mask_token') else 'tokens')]
-    else:
-        prefix = next((k[: k.index('mask_modules.')] for k in sd if 'mask_modules.' in k), '')
-        prefix = f'{prefix}mask_modules.{level}.'
-    out = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
-    if 'mask_token' in out:
-        out['tokens'] = out.pop('mask_token')
-    if 'tokens' not in out:
-        raise ValueError(f'{path}: no mask tokens under {prefix!r}')
+        if len(levels) != 1:
+            raise CheckpointError(f'{name}: holds mask modules of levels {found}; pass level=')
+        level = next(iter(levels))
+    if level not in levels:
+        raise CheckpointError(f"{name}: no key 'mask_modules.{level}.mask_token' (the file has levels {found})")
+    out = levels[level]
+    token = out.get('mask_token')
+    if token is None or token.dim() != 2 or not token.is_floating_point():
+        what = 'missing' if token is None else f'{tuple(token.shape)} {token.dtype}'
+        raise CheckpointError(
+            f"{name}: 'mask_modules.{level}.mask_token' is {what}, expected a floating (num_masks, channels) tensor"
+        )
     return out
 
 
@@ -118,19 +166,36 @@ class MasKDLoss(nn.Module):
         self.tokens = nn.Parameter(torch.randn(num_masks, channels) * 0.01)
         self.prob = mask_weight_head(channels, num_masks) if weight_mask else None
         if tokens is not None:
-            loaded = _load_stage1(tokens, level)
-            self.tokens.data.copy_(loaded.pop('tokens'))
-            head = {k[len('prob.') :]: v for k, v in loaded.items() if k.startswith('prob.')}
-            if self.prob is not None:
-                if not head:
-                    raise ValueError(f'{tokens}: weight_mask=True but the file holds no weighting head (prob.*)')
-                self.prob.load_state_dict(head)
+            self._load(tokens, level)
         trainable = tokens is None if freeze is None else not freeze
         self.requires_grad_(trainable)
         self.custom_mask_warmup = custom_mask_warmup
         # training calls so far (MasKD's ``_iter``); a buffer, so a resumed run keeps counting
         self.register_buffer('calls', torch.zeros((), dtype=torch.long))
         self.mass_eps, self.lambda_div, self.loss_weight = mass_eps, lambda_div, loss_weight
+
+    def _load(self, source: str, level: int | None) -> None:
+        """Copy a stage-1 level (``load_stage1``) into the tokens and, with ``weight_mask``, the head; shapes must
+        match exactly (the authors load with ``strict=True``)."""
+        from zoo.hub import CheckpointError
+
+        loaded = load_stage1(source, level)
+        key = 'mask_modules.' + (str(level) if level is not None else '<its only level>')
+        own = {'mask_token': self.tokens}
+        if self.prob is not None:
+            own.update({f'prob.{k}': v for k, v in self.prob.state_dict().items()})
+            if not any(k.startswith('prob.') for k in loaded):
+                raise CheckpointError(f'{source}: weight_mask=True but the file holds no weighting head ({key}.prob.*)')
+        for k, mine in own.items():
+            if k not in loaded:
+                raise CheckpointError(f'{source}: no key {key}.{k!r} (the file has {sorted(loaded)})')
+            if loaded[k].shape != mine.shape:
+                raise CheckpointError(
+                    f'{source}: {key}.{k} has shape {tuple(loaded[k].shape)}, this loss needs {tuple(mine.shape)} '
+                    f'(channels={self.tokens.shape[1]}, num_masks={self.tokens.shape[0]})'
+                )
+            with torch.no_grad():
+                mine.copy_(loaded[k])
 
     def forward(self, s_feature: torch.Tensor, t_feature: torch.Tensor) -> dict[str, torch.Tensor]:
         t = t_feature.detach()
