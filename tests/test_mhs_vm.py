@@ -197,8 +197,8 @@ def _grads(fn, x, names=GRAD_NAMES):
 @pytest.mark.parametrize('bc_form', ['grouped', 'shared', 'constant'])
 def test_fused_backward_matches_sequential_reference(bc_form):
     # L = 300: 19 chunks of 16 with a padded tail, so both the forward's and the backward's chunk recurrences
-    # run on two levels. Compiling the backward kernels takes about 60-110 s per B / C form (once; Inductor's
-    # disk cache keeps them), the checks then take about a second.
+    # run on two levels. Compiling the backward kernels took 100-130 s per B / C form at load average 5 (once:
+    # Inductor's disk cache keeps them); the checks then take about a second.
     x = _inputs(b=2, k=2, dk=2, n=3, L=300, bc_form=bc_form, seed=6)
     for softplus in (True, False):
         if not softplus:  # delta + bias must then be positive
@@ -244,7 +244,7 @@ def test_fused_backward_compile_failure_falls_back_to_eager(monkeypatch):
 @pytest.mark.slow
 def test_fused_backward_unet_training_step_matches_eager(one_thread):
     # A tiny VM-UNet (4 heads, 64x64: scans of 256, 64, 16 and 4 tokens): one float32 training step's gradients
-    # through the fused backward equal the eager scan's. Compiling: about 2-4 minutes from a cold cache.
+    # through the fused backward equal the eager scan's. Compiling: 287 s here (load average 5), then seconds.
     torch.manual_seed(0)
     net = create_mhs_vm_unet('mhs_vm_unet_4h', **dict(TINY, img_size=64)).train()
     x, target = torch.randn(2, 3, 64, 64), (torch.rand(2, 1, 64, 64) > 0.5).float()
