@@ -163,7 +163,7 @@ def test_fused_backend_long_sequence_float32_and_autograd_fallback():
     assert y32.dtype == torch.float32
     torch.testing.assert_close(y32.double(), y_ref, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(last32.double(), last_ref, rtol=1e-4, atol=1e-5)
-    # autograd needs the graph: the fused backend hands over to the eager scan, gradients are exact
+    # autograd needs the graph: the fused backward (float64 here), gradients are exact
     u = x['u'].clone().requires_grad_(True)
     selective_scan(**dict(x, u=u), delta_softplus=True, backend='fused').sum().backward()
     u_ref = x['u'].clone().requires_grad_(True)
@@ -180,6 +180,87 @@ def test_scan_backend_selection_and_bad_name(monkeypatch):
     monkeypatch.setattr(ss, '_BACKEND', 'fused')
     assert ss.get_scan_backend() == 'fused'
     torch.testing.assert_close(selective_scan(**x), reference_scan(**x)[0], rtol=1e-9, atol=1e-10)
+
+
+GRAD_NAMES = ['u', 'delta', 'A', 'B', 'C', 'D', 'z', 'delta_bias']
+
+
+def _grads(fn, x, names=GRAD_NAMES):
+    """Gradients of sum(w * fn(**x)) for the inputs ``names`` (a fixed, sign-changing weight w)."""
+    leaves = {k: v.clone().requires_grad_(k in names) if torch.is_tensor(v) else v for k, v in x.items()}
+    w = torch.linspace(-1, 1, x['u'].numel(), dtype=x['u'].dtype).view_as(x['u'])
+    (fn(**leaves) * w).sum().backward()
+    return {k: leaves[k].grad for k in names}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('bc_form', ['grouped', 'shared', 'constant'])
+def test_fused_backward_matches_sequential_reference(bc_form):
+    # L = 300: 19 chunks of 16 with a padded tail, so both the forward's and the backward's chunk recurrences
+    # run on two levels. Compiling the backward kernels took 100-130 s per B / C form at load average 5 (once:
+    # Inductor's disk cache keeps them); the checks then take about a second.
+    x = _inputs(b=2, k=2, dk=2, n=3, L=300, bc_form=bc_form, seed=6)
+    for softplus in (True, False):
+        if not softplus:  # delta + bias must then be positive
+            x = dict(x, delta=x['delta'].abs(), delta_bias=x['delta_bias'].abs())
+        fused = _grads(lambda s=softplus, **a: selective_scan(**a, delta_softplus=s, backend='fused'), x)
+        ref = _grads(lambda s=softplus, **a: reference_scan(**a, delta_softplus=s)[0], x)
+        for k in GRAD_NAMES:
+            torch.testing.assert_close(fused[k], ref[k], rtol=1e-8, atol=1e-9, msg=f'{bc_form}: gradient of {k}')
+    # optional inputs absent, only some inputs needing gradients
+    x2 = dict(x, D=None, z=None, delta_bias=None)
+    names = ['delta', 'B']
+    fused = _grads(lambda **a: selective_scan(**a, backend='fused'), x2, names)
+    ref = _grads(lambda **a: reference_scan(**a)[0], x2, names)
+    for k in names:
+        torch.testing.assert_close(fused[k], ref[k], rtol=1e-8, atol=1e-9, msg=f'{bc_form}: gradient of {k}')
+
+
+@pytest.mark.slow
+def test_fused_backward_compile_failure_falls_back_to_eager(monkeypatch):
+    import zoo.layers.fast_inference as fi
+
+    x = _inputs(b=2, k=2, dk=2, n=3, L=300, seed=6)  # the grouped shapes above: forward kernels cached
+    assert ss._fused_available()
+    kernels = dict(ss._fused_state['kernels'])
+
+    def broken(*args):
+        raise RuntimeError('no C++ compiler (simulated)')
+
+    kernels['_local_scan_bwd'] = broken
+    monkeypatch.setattr(ss, '_fused_state', {'kernels': kernels})
+    monkeypatch.setattr(fi, '_warned', set())
+    with pytest.warns(RuntimeWarning, match='fused backend: torch.compile failed .*no C\\+\\+ compiler'):
+        fused = _grads(lambda **a: selective_scan(**a, delta_softplus=True, backend='fused'), x)
+    assert 'error' in ss._fused_state and 'kernels' not in ss._fused_state  # off for the rest of the process
+    ref = _grads(lambda **a: reference_scan(**a, delta_softplus=True)[0], x)
+    for k in GRAD_NAMES:
+        torch.testing.assert_close(fused[k], ref[k], rtol=1e-8, atol=1e-9, msg=f'gradient of {k}')
+    # later calls run the eager scan (no second warning)
+    again = _grads(lambda **a: selective_scan(**a, delta_softplus=True, backend='fused'), x)
+    torch.testing.assert_close(again['u'], ref['u'], rtol=1e-8, atol=1e-9)
+
+
+@pytest.mark.slow
+def test_fused_backward_unet_training_step_matches_eager(one_thread):
+    # A tiny VM-UNet (4 heads, 64x64: scans of 256, 64, 16 and 4 tokens): one float32 training step's gradients
+    # through the fused backward equal the eager scan's. Compiling: 287 s here (load average 5), then seconds.
+    torch.manual_seed(0)
+    net = create_mhs_vm_unet('mhs_vm_unet_4h', **dict(TINY, img_size=64)).train()
+    x, target = torch.randn(2, 3, 64, 64), (torch.rand(2, 1, 64, 64) > 0.5).float()
+    grads = {}
+    for backend in ('eager', 'fused'):
+        ss.set_scan_backend(backend)
+        try:
+            net.zero_grad(set_to_none=True)
+            F.binary_cross_entropy_with_logits(net(x), target).backward()
+        finally:
+            ss.set_scan_backend('eager')
+        grads[backend] = {k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None}
+    assert grads['eager'].keys() == grads['fused'].keys() and len(grads['eager']) > 50
+    for k, g in grads['eager'].items():
+        scale = g.abs().max().item()
+        torch.testing.assert_close(grads['fused'][k], g, rtol=1e-3, atol=1e-4 * max(scale, 1e-3), msg=k)
 
 
 def test_selective_scan_float32_backward_finite_at_the_range_cap():

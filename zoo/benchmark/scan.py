@@ -9,6 +9,11 @@ backend's first call (compile, or Inductor's disk cache) is timed separately (``
 
 ``model``: MHS-VM VM-UNet forward (eval, no grad), batch 1: images/s and the peak RSS growth over the
 built model, each size, thread count and backend in a fresh process.
+
+``train``: MHS-VM VM-UNet training step (forward, BCE loss, backward, AdamW step; train mode), per backend,
+all backends in one fresh process per size and thread count with interleaved rounds (the machine may be
+loaded: only ratios from one process are comparable); the first step of each backend (the fused one
+compiles its forward and backward kernels there) is timed separately, and the load average is recorded.
 """
 
 from __future__ import annotations
@@ -19,7 +24,17 @@ from zoo.benchmark.memory import peak_rss_mb, reset_peak_rss, rss_mb, run_probe
 from zoo.benchmark.report import Panel, write_report
 from zoo.benchmark.timing import measure, median, round_robin
 
-__all__ = ['bench_kernel', 'bench_model', 'model_worker', 'scan_inputs', 'write_kernel', 'write_model']
+__all__ = [
+    'bench_kernel',
+    'bench_model',
+    'bench_train',
+    'model_worker',
+    'scan_inputs',
+    'train_worker',
+    'write_kernel',
+    'write_model',
+    'write_train',
+]
 
 
 def scan_inputs(L: int, k: int = 4, d_sub: int = 24, n: int = 16, seed: int = 0) -> dict:
@@ -164,3 +179,82 @@ def write_model(rows: list[dict], out: str, unet: str = 'mhs_vm_unet_4h') -> tup
         Panel('peak RSS growth (MB)', {'MB': [r['peak_rss_growth_mb'] for r in rows]}, groups=groups),
     ]
     return write_report(rows, panels, out, title=f'MHS-VM {unet} forward (eval), batch 1', digits=6)
+
+
+def train_worker(spec: dict) -> list[dict]:
+    """VM-UNet training-step rows, in this (fresh) process: ``spec`` has ``unet``, ``size``, ``batch``,
+    ``rounds``, ``threads``, ``backends``. One model and optimizer; the backends take turns each round."""
+    import os
+    import time
+
+    import torch.nn.functional as F
+
+    torch.set_num_threads(spec['threads'])
+    from zoo.layers.selective_scan import set_scan_backend
+    from zoo.models.mhs_vm import create_mhs_vm_unet
+
+    torch.manual_seed(0)
+    size, batch = spec['size'], spec['batch']
+    model = create_mhs_vm_unet(spec['unet'], img_size=size).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randn(batch, 3, size, size)
+    target = (torch.rand(batch, 1, size, size) > 0.5).float()
+
+    def step(backend: str) -> None:
+        set_scan_backend(backend)
+        opt.zero_grad(set_to_none=True)
+        F.binary_cross_entropy_with_logits(model(x), target).backward()
+        opt.step()
+
+    first = {}
+    for b in spec['backends']:  # first step: compiles (fused); also the warm-up
+        t0 = time.perf_counter()
+        step(b)
+        first[b] = time.perf_counter() - t0
+    load_before = os.getloadavg()[0]
+    samples = round_robin({b: (lambda b=b: step(b)) for b in spec['backends']}, spec['rounds'], warmup=0)
+    load_after = os.getloadavg()[0]
+    ref = median(samples[spec['backends'][0]])
+    rows = []
+    for b in spec['backends']:
+        sec = median(samples[b])
+        rows.append(
+            dict(
+                size=size,
+                batch=batch,
+                backend=b,
+                step_ms=sec * 1e3,
+                speedup_vs_first_backend=ref / sec,
+                first_step_s=first[b],
+                threads=spec['threads'],
+                rounds=spec['rounds'],
+                loadavg_1min=(load_before + load_after) / 2,
+            )
+        )
+    return rows
+
+
+def bench_train(
+    sizes: list[int], rounds: int, threads: list[int], backends: list[str], unet: str = 'mhs_vm_unet_4h', batch: int = 1
+) -> list[dict]:
+    """Rows of :func:`train_worker`, one fresh process per (thread count, size)."""
+    import json
+
+    rows = []
+    for n in threads:
+        for size in sizes:
+            spec = dict(what='train', unet=unet, size=size, batch=batch, rounds=rounds, threads=n, backends=backends)
+            out = run_probe(['scan', '--worker', json.dumps(spec)], f'{unet} train {size}px {n}t')
+            if out is not None:
+                rows.extend(out['rows'])
+    return rows
+
+
+def write_train(rows: list[dict], out: str, unet: str = 'mhs_vm_unet_4h') -> tuple[str, str]:
+    """``<out>.csv`` and ``<out>.png``: training-step time per backend."""
+    groups = [f'{r["size"]}², b{r["batch"]}, {r["threads"]}t\n{r["backend"]}' for r in rows]
+    panels = [
+        Panel('training step (ms)', {'ms': [r['step_ms'] for r in rows]}, groups=groups),
+        Panel('first step, compile included (s)', {'s': [r['first_step_s'] for r in rows]}, groups=groups),
+    ]
+    return write_report(rows, panels, out, title=f'MHS-VM {unet} training step (AdamW), per scan backend', digits=6)

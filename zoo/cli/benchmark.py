@@ -168,16 +168,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         '--what',
-        choices=['kernel', 'model'],
+        choices=['kernel', 'model', 'train'],
         default='kernel',
-        help='kernel: scan speed against the sequential scan (default); model: VM-UNet forward',
+        help='kernel: scan speed against the sequential scan (default); model: VM-UNet forward; '
+        'train: VM-UNet training step (backends interleaved in one process)',
     )
     s.add_argument('--lengths', type=int, nargs='+', default=[1024, 4096, 16384], help='kernel: scan lengths L')
     s.add_argument(
-        '--img-sizes', '--sizes', type=int, nargs='+', default=[256, 512], help='model: image sides (divisible by 32)'
+        '--img-sizes',
+        '--sizes',
+        type=int,
+        nargs='+',
+        help='model / train: image sides, divisible by 32 (default: model 256 512, train 256)',
     )
     s.add_argument('--unet', default='mhs_vm_unet_4h', choices=['mhs_vm_unet_4h', 'mhs_vm_unet_3h'])
     s.add_argument('--threads', type=int, nargs='+', help='torch thread counts (default: kernel 1 2, model 2)')
+    s.add_argument('--batch', type=int, default=1, help='train: images per training step')
     s.add_argument(
         '--backends',
         nargs='+',
@@ -186,7 +192,10 @@ def _parser() -> argparse.ArgumentParser:
         help='selective_scan backends to measure',
     )
     s.add_argument('--rounds', '--repeats', type=int, default=3, help='timed runs per point (median)')
-    s.add_argument('--out', help='output prefix (default benchmarks/mhs_vm_scan_speed or mhs_vm_throughput)')
+    s.add_argument(
+        '--out',
+        help='output prefix (default benchmarks/mhs_vm_scan_speed, mhs_vm_throughput or mhs_vm_train_step)',
+    )
     s.add_argument('--worker', help=argparse.SUPPRESS)
     s.set_defaults(func=_main_scan, parser=s)
 
@@ -411,7 +420,11 @@ def _main_models(args: argparse.Namespace) -> list[Result]:
 
 def _main_scan(args: argparse.Namespace) -> list[dict]:
     if args.worker:
-        print(json.dumps(scan.model_worker(json.loads(args.worker))))
+        spec = json.loads(args.worker)
+        if spec.get('what') == 'train':
+            print(json.dumps(dict(rows=scan.train_worker(spec))))
+        else:
+            print(json.dumps(scan.model_worker(spec)))
         return []
     start = time.time()
     if args.what == 'kernel':
@@ -419,8 +432,23 @@ def _main_scan(args: argparse.Namespace) -> list[dict]:
         csv_path, png_path = scan.write_kernel(rows, args.out or 'benchmarks/mhs_vm_scan_speed')
         summary = ', '.join(f'L={r["L"]} {r["backend"]} {r["threads"]}t: {r["speedup"]:.1f}x' for r in rows)
         print(f'benchmark scan: speed-up over the sequential scan {summary}')
+    elif args.what == 'train':
+        rows = scan.bench_train(
+            args.img_sizes or [256], args.rounds, args.threads or [1], args.backends, args.unet, args.batch
+        )
+        if not rows:
+            raise RuntimeError('benchmark scan: every VM-UNet training measurement failed (see above)')
+        csv_path, png_path = scan.write_train(rows, args.out or 'benchmarks/mhs_vm_train_step', args.unet)
+        summary = ', '.join(
+            f'{r["size"]}² b{r["batch"]} ({r["threads"]}t, {r["backend"]}): {r["step_ms"]:.0f} ms '
+            f'({r["speedup_vs_first_backend"]:.2f}x, load {r["loadavg_1min"]:.1f})'
+            for r in rows
+        )
+        print(f'benchmark scan: {args.unet} training step {summary}')
     else:
-        rows = scan.bench_model(args.img_sizes, args.rounds, args.threads or [2], args.backends, args.unet)
+        rows = scan.bench_model(
+            args.img_sizes or [256, 512], args.rounds, args.threads or [2], args.backends, args.unet
+        )
         if not rows:
             raise RuntimeError('benchmark scan: every VM-UNet measurement failed (see above)')
         csv_path, png_path = scan.write_model(rows, args.out or 'benchmarks/mhs_vm_throughput', args.unet)

@@ -27,7 +27,7 @@ plain autograd through the vectorised ops (checked against a sequential float64 
 
 Two backends (``backend=`` / :func:`set_scan_backend` / ``ZOO_SCAN_BACKEND``): ``'eager'``, the
 blocked scan above (default; forward and backward), and ``'fused'``, the exact recurrence in
-``torch.compile``d kernels (forward only, about twice as fast on CPU; see the section at the end).
+``torch.compile``d kernels, forward and a hand-written backward (see the sections at the end).
 """
 
 from __future__ import annotations
@@ -138,8 +138,8 @@ def selective_scan(
         chunk_size: force the chunk length (a power of two); ``None`` picks it from the data
             (eager backend only).
         backend: ``'eager'`` (blocked log-space scan in plain ops) or ``'fused'`` (``torch.compile``d
-            kernels, forward only: when autograd needs the graph the eager scan runs); ``None``
-            uses the process default (:func:`set_scan_backend`, ``ZOO_SCAN_BACKEND``, else ``'eager'``).
+            kernels, forward and backward; with autograd and ``return_last_state`` the eager scan runs);
+            ``None`` uses the process default (:func:`set_scan_backend`, ``ZOO_SCAN_BACKEND``, else ``'eager'``).
 
     Returns:
         ``y`` of shape ``(b, d, L)`` in ``u``'s dtype (and the last state, float32/64, when asked).
@@ -162,9 +162,11 @@ def selective_scan(
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias)
     )
-    if backend == 'fused' and not needs_grad and _fused_available():
+    if backend == 'fused' and not (needs_grad and return_last_state) and _fused_available():
         try:
-            return _fused_call(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, dtype)
+            return _fused_call(
+                u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, dtype, needs_grad
+            )
         except Exception as e:  # noqa: BLE001 - inputs are checked above: this is the compiler failing
             _fused_failed(e)
     delta, Bv, Cv, g = _prepare(u, delta, A, B, C, delta_bias, delta_softplus, dtype)
@@ -365,10 +367,12 @@ def selective_scan_sequential(
 # that torch.compile (Inductor's C++/OpenMP code generator) turns into loop nests which keep the
 # state in registers: the exact recurrence, unrolled over the T = 16 positions of a chunk (so there
 # is no log-space rescaling and no range limit), plus a 16-way unrolled recurrence over chunks,
-# applied hierarchically. It serves inference: when autograd needs the graph, the eager scan runs
-# (compiling the unrolled backward takes minutes). Compiling the forward takes 5-30 s once (shapes
+# applied hierarchically. When autograd needs the graph, :class:`_FusedScanFn` runs the same forward
+# and a backward written the same way (next section; tracing autograd through the unrolled forward
+# took minutes to compile). Compiling the forward takes 5-45 s once, the backward 40-110 s (shapes
 # are dynamic; Inductor caches the result on disk); if it fails (no C++ compiler, unsupported
-# platform), a warning is printed once and the eager scan runs instead.
+# platform), a warning is printed once and the eager scan runs instead (in a backward that already
+# ran the fused forward: the eager scan recomputed under autograd).
 
 _BACKENDS = ('eager', 'fused')
 _BACKEND = os.environ.get('ZOO_SCAN_BACKEND', 'eager')
@@ -454,7 +458,7 @@ def _fused_available() -> bool:
         try:
             kernels = {
                 f.__name__: torch.compile(f, fullgraph=True, dynamic=True)
-                for f in (_local_scan, _chunk_summaries, _recurrence_16)
+                for f in (_local_scan, _chunk_summaries, _recurrence_16, _bwd_summaries, _local_scan_bwd)
             }
             _fused_state['kernels'] = kernels
             # compile something small now: fail early, once
@@ -502,15 +506,6 @@ def _linear_recurrence(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return states.flatten(3, 4)[:, :, :, :n_steps]
 
 
-def _fused_call(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, dtype):
-    """:func:`selective_scan` through the compiled kernels (arguments checked by the caller)."""
-    # bias and softplus run inside the first kernel (aten's CPU softplus is slow)
-    delta, Bv, Cv, g = _prepare(u, delta, A, B, C, None, False, dtype)
-    uf = u.to(dtype)
-    y, state = _fused_scan(uf, delta, A.to(dtype), Bv, Cv, g, D, delta_bias, delta_softplus)
-    return _finish(y, uf, None, z, u.dtype, state if return_last_state else None)
-
-
 def _fused_scan(
     uf: torch.Tensor,
     delta: torch.Tensor,
@@ -521,9 +516,11 @@ def _fused_scan(
     D: torch.Tensor | None,
     delta_bias: torch.Tensor | None,
     delta_softplus: bool,
+    keep: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused-kernel scan of raw delta: (b, d, L) -> y (b, d, L) with the D skip (not z), and the last
-    state (b, d, N)."""
+    state (b, d, N). ``keep``, when given, receives what the fused backward needs (chunked B / C,
+    final step sizes, chunk decays and inclusive chunk-end states: all small except B / C)."""
     b, d, L = uf.shape
     h, n, T = d // g, A_.shape[1], _FUSED_T
     nc = -(-L // T)
@@ -531,17 +528,189 @@ def _fused_scan(
     if pad:  # padded steps get delta = 0 and u = 0 (in the kernel): the state passes through unchanged
         delta, uf = F.pad(delta, (0, pad)), F.pad(uf, (0, pad))
     dl, ul = delta.contiguous().view(b, g, h, nc, T, 1), uf.contiguous().view(b, g, h, nc, T, 1)
-
-    def chunked(t: torch.Tensor) -> torch.Tensor:  # (.., L|1, N) -> (.., nc|1, T, N)
-        if t.shape[3] == 1:  # the same for every step
-            return t.unsqueeze(3).expand(-1, -1, -1, -1, T, -1)
-        return (F.pad(t, (0, 0, 0, pad)) if pad else t).unflatten(3, (nc, T)).contiguous()
-
-    Bc, Cc = chunked(Bv), chunked(Cv)
+    Bc, Cc = _chunked(Bv, nc, pad), _chunked(Cv, nc, pad)
     A2 = (A_ * _LOG2E).view(1, g, h, 1, n)
     bias = (uf.new_zeros(d) if delta_bias is None else delta_bias.to(uf.dtype)).view(1, g, h, 1, 1, 1)
     dl, du, decay, ends = _kernel('_chunk_summaries', dl, ul, bias, A2, Bc, L, bool(delta_softplus))
     states = _linear_recurrence(decay, ends)  # inclusive state at each chunk end
     Dv = (uf.new_zeros(d) if D is None else D.to(uf.dtype)).view(1, g, h, 1, 1)
     y = _kernel('_local_scan', dl, du, A2, Bc, Cc, states, ul, Dv)
+    if keep is not None:
+        keep.update(Bc=Bc, Cc=Cc, dl=dl, ul=ul, A2=A2, decay=decay, states=states)
     return y.reshape(b, d, nc * T)[..., :L], states[:, :, :, -1].reshape(b, d, n)
+
+
+def _chunked(t: torch.Tensor, nc: int, pad: int) -> torch.Tensor:
+    """(b|1, g|1, h|1, L|1, N) -> (.., nc|1, T, N), zero-padded to nc * T steps."""
+    if t.shape[3] == 1:  # the same for every step
+        return t.unsqueeze(3).expand(-1, -1, -1, -1, _FUSED_T, -1)
+    return (F.pad(t, (0, 0, 0, pad)) if pad else t).unflatten(3, (nc, _FUSED_T)).contiguous()
+
+
+# --- fused backward -------------------------------------------------------------------------------
+# Reverse-mode of the recurrence, with the forward's structure. With g_t = dL/dh_t (the adjoint):
+#     g_t = dy_t C_t + a_{t+1} g_{t+1},        a_t = exp(delta_t A)
+#     dC_t = dy_t h_t,   dB_t = g_t delta_t u_t,   du_t = delta_t <g_t, B_t> + D dy_t,
+#     ddelta_t = u_t <g_t, B_t> + <g_t a_t h_{t-1}, A>,   dA = sum_t delta_t g_t a_t h_{t-1}.
+# (a) per chunk, the adjoint a chunk hands to the previous one from its own dy alone:
+#     sum_t exp(A * cumdelta_t) dy_t C_t (one exp per element, like the forward's chunk summaries);
+# (b) a reverse linear recurrence over chunks (the forward's, on flipped chunks), with the chunk decays
+#     saved by the forward; (c) one kernel per chunk that recomputes h_t from the saved chunk-start
+#     state (16 unrolled steps, states kept) and runs the adjoint back over the chunk, emitting every
+#     gradient. All hand-written and compiled like the forward: tracing autograd through the unrolled
+#     forward took minutes to compile.
+
+
+def _bwd_summaries(dl, dy, A2, C):
+    """Per chunk, the adjoint handed to the previous chunk from this chunk's dy alone,
+    sum_t exp(A * sum_{s<=t} delta_s) dy_t C_t.
+
+    dl, dy: (b, g, h, nc, T, 1); A2: (1, g, h, 1, N) = A*log2(e); C: broadcastable to (b, g, h, nc, T, N).
+    Returns (b, g, h, nc, N)."""
+    cum = dl.cumsum(dim=4)
+    return (torch.exp2(cum * A2.unsqueeze(-2)) * dy * C).sum(-2)
+
+
+def _local_scan_bwd(dl, ul, A2, B, C, states, carry, dy):
+    """Gradients inside each chunk. dl, ul, dy: (b, g, h, nc, T, 1) final step sizes, u and dL/dy
+    (the scan output, before the D skip); A2: (1, g, h, 1, N); B, C: broadcastable to (b, g, h, nc, T, N);
+    states: (b, g, h, nc, N) inclusive chunk-end states of the forward; carry: (b, g, h, nc, N) the
+    adjoint entering each chunk's last step from the later chunks (already times their decay).
+
+    Returns, for each step t of the chunk in order, dB_t, dC_t per channel (b, g, h, nc, N) and du_t
+    (without the D term), ddelta_t (b, g, h, nc); then dA per chunk (b, g, h, nc, N). One tensor per
+    step, not stacked: a stacked (.., T, N) output made Inductor write every step twice (2x slower)."""
+    T = dl.shape[4]
+    h = F.pad(states[:, :, :, :-1], (0, 0, 1, 0))  # state entering the chunk
+    hs, decays = [h], []
+    for t in range(T):  # forward again, keeping the chunk's states
+        a = torch.exp2(dl[:, :, :, :, t] * A2)
+        h = a * h + dl[:, :, :, :, t] * ul[:, :, :, :, t] * B[:, :, :, :, t]
+        decays.append(a)
+        hs.append(h)
+    A = A2 * (1.0 / _LOG2E)
+    gnext = carry
+    out = [None] * (4 * T)
+    dA = torch.zeros_like(carry)
+    for t in range(T - 1, -1, -1):
+        dyt, dlt, ut = dy[:, :, :, :, t], dl[:, :, :, :, t], ul[:, :, :, :, t]
+        gt = dyt * C[:, :, :, :, t] + gnext  # the adjoint of h_t
+        gb = (gt * B[:, :, :, :, t]).sum(-1)
+        x = gt * decays[t] * hs[t]  # dL/d(exp(delta_t A)) * exp(delta_t A)
+        out[4 * t : 4 * t + 4] = gt * (dlt * ut), dyt * hs[t + 1], dlt[..., 0] * gb, ut[..., 0] * gb + (x * A).sum(-1)
+        dA = dA + x * dlt
+        gnext = decays[t] * gt
+    return (*out, dA)
+
+
+def _sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Sums the dims of ``t`` that ``shape`` broadcasts (size 1 there)."""
+    dims = [i for i, (a, s) in enumerate(zip(t.shape, shape)) if s == 1 and a != 1]
+    return t.sum(dims, keepdim=True) if dims else t
+
+
+class _FusedScanFn(torch.autograd.Function):
+    """The fused scan with its fused backward: (uf, raw delta, A, B view, C view, D, delta_bias) -> y
+    (b, d, L) with the D skip. B / C views as :func:`_prepare` makes them (broadcastable to
+    (b, G, H, L, N)); autograd takes the gradients on through ``_prepare`` (casts, grouping)."""
+
+    @staticmethod
+    def forward(ctx, uf, delta, A_, Bv, Cv, D, delta_bias, g: int, delta_softplus: bool):
+        keep = {}
+        y, _ = _fused_scan(uf, delta, A_, Bv, Cv, g, D, delta_bias, delta_softplus, keep)
+        ctx.g, ctx.softplus, ctx.shapes = g, delta_softplus, (Bv.shape, Cv.shape)
+        ctx.has = (D is not None, delta_bias is not None)
+        ctx.save_for_backward(
+            uf, delta, A_, Bv, Cv, D, delta_bias, keep['Bc'], keep['Cc'], keep['dl'], keep['decay'], keep['states']
+        )
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        uf, delta, A_, Bv, Cv, D, delta_bias, Bc, Cc, dl, decay, states = ctx.saved_tensors
+        grads = None
+        if 'kernels' in _fused_state:
+            try:
+                grads = _fused_backward(ctx, gy, uf, delta, A_, D, delta_bias, Bc, Cc, dl, decay, states)
+            except Exception as e:  # noqa: BLE001 - the compiler failing: recompute with the eager scan
+                _fused_failed(e)
+        if grads is None:
+            grads = _eager_backward(ctx, gy, uf, delta, A_, Bv, Cv, D, delta_bias)
+        return (*grads, None, None)
+
+
+def _fused_backward(ctx, gy, uf, delta, A_, D, delta_bias, Bc, Cc, dl, decay, states):
+    """Gradients of :class:`_FusedScanFn` through the compiled backward kernels."""
+    b, d, L = uf.shape
+    g = ctx.g
+    h, n, T = d // g, A_.shape[1], _FUSED_T
+    nc = dl.shape[3]
+    pad = nc * T - L
+    gy = gy.to(uf.dtype)
+    dy = (F.pad(gy, (0, pad)) if pad else gy).contiguous().view(b, g, h, nc, T, 1)
+    ul = (F.pad(uf, (0, pad)) if pad else uf).contiguous().view(b, g, h, nc, T, 1)
+    A2 = (A_ * _LOG2E).view(1, g, h, 1, n)
+    local = _kernel('_bwd_summaries', dl, dy, A2, Cc)
+    # adjoint leaving each chunk to the left: X_c = local_c + decay_c X_{c+1} (a recurrence on flipped chunks)
+    X = _linear_recurrence(decay.flip(3), local.flip(3)).flip(3)
+    carry = F.pad(X[:, :, :, 1:], (0, 0, 0, 1))  # entering chunk c from chunk c + 1 (none for the last)
+    out = _kernel('_local_scan_bwd', dl, ul, A2, Bc, Cc, states, carry, dy)
+    dA = out[-1]
+    # per-channel dB_t / dC_t summed over the channels (and steps) that share them, then stacked
+    dB = torch.stack([_sum_to(t, Bc.shape[:4] + Bc.shape[5:]) for t in out[0:-1:4]], dim=4)
+    dC = torch.stack([_sum_to(t, Cc.shape[:4] + Cc.shape[5:]) for t in out[1:-1:4]], dim=4)
+    du, ddl = torch.stack(out[2:-1:4], dim=4), torch.stack(out[3:-1:4], dim=4)
+
+    def per_token(t):  # (b, g, h, nc, T) -> (b, d, L)
+        return t.reshape(b, d, nc * T)[..., :L]
+
+    def per_state(t, shape):  # (b|1, g|1, h|1, nc|1, T, N) -> the B / C view's shape (b|1, G|1, H|1, L|1, N)
+        if t.shape[3] == 1 and shape[3] == 1:  # constant B / C: also summed over the chunk's steps
+            return t.sum(4)
+        return t.flatten(3, 4)[:, :, :, :L]
+
+    du, ddl = per_token(du), per_token(ddl)
+    dD = None
+    if ctx.has[0]:
+        du = du + gy * D.to(uf.dtype)[None, :, None]
+        dD = (gy * uf).sum((0, 2)).to(D.dtype)
+    if ctx.softplus:
+        bias = 0.0 if delta_bias is None else delta_bias.to(uf.dtype)[None, :, None]
+        ddl = ddl * torch.sigmoid(delta + bias)
+    dbias = ddl.sum((0, 2)).to(delta_bias.dtype) if ctx.has[1] else None
+    dA_ = dA.sum((0, 3)).reshape(d, n)
+    dBv, dCv = per_state(dB, ctx.shapes[0]), per_state(dC, ctx.shapes[1])
+    return du, ddl, dA_, dBv, dCv, dD, dbias
+
+
+def _eager_backward(ctx, gy, uf, delta, A_, Bv, Cv, D, delta_bias):
+    """Fallback gradients of :class:`_FusedScanFn` (a backward kernel failed to compile): the eager scan
+    recomputed under autograd, with B / C expanded to one group per channel."""
+    b, d, L = uf.shape
+    n = A_.shape[1]
+    args = [uf, delta, A_, Bv, Cv, D, delta_bias]
+    leaves = [None if t is None else t.detach().requires_grad_(True) for t in args]
+    with torch.enable_grad():
+        u_, dt_, A2_, B_, C_, D_, bias_ = leaves
+
+        def per_channel(t):  # (b|1, G|1, H|1, L|1, N) -> (b, d, N, L), one group per channel
+            return t.expand(b, ctx.g, d // ctx.g, L, n).reshape(b, d, L, n).transpose(2, 3)
+
+        y = selective_scan(
+            u_, dt_, A2_, per_channel(B_), per_channel(C_), D_, None, bias_, ctx.softplus, backend='eager'
+        )
+        used = [t for t in leaves if t is not None]
+        grads = iter(torch.autograd.grad(y, used, gy, allow_unused=True))
+    return tuple(None if t is None else next(grads) for t in leaves)
+
+
+def _fused_call(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, dtype, needs_grad=False):
+    """:func:`selective_scan` through the compiled kernels (arguments checked by the caller)."""
+    # bias and softplus run inside the first kernel (aten's CPU softplus is slow)
+    delta, Bv, Cv, g = _prepare(u, delta, A, B, C, None, False, dtype)
+    uf = u.to(dtype)
+    if needs_grad:  # autograd needs the graph: the fused backward (not with return_last_state)
+        y = _FusedScanFn.apply(uf, delta, A.to(dtype), Bv, Cv, D, delta_bias, g, bool(delta_softplus))
+        return _finish(y, uf, None, z, u.dtype, None)
+    y, state = _fused_scan(uf, delta, A.to(dtype), Bv, Cv, g, D, delta_bias, delta_softplus)
+    return _finish(y, uf, None, z, u.dtype, state if return_last_state else None)
