@@ -29,12 +29,9 @@ bench: install
 	$(PY) tools/analysis/benchmark.py --models mambaout_femto mambaout_kobe mambaout_tiny resnet50 convnext_tiny \
 		--bench both --batch-size 8 --out benchmarks/mambaout_cpu
 	OMP_NUM_THREADS=1 $(PY) tools/analysis/benchmark.py --models mambaout_femto agent_deit_tiny agent_pvt_tiny \
-		agent_swin_tiny agent_cswin_tiny dcal_deit_tiny_patch16_448 qsd_transformer_15m mhs_vm_encoder_3h \
-		medusa_mambaout_femto --img-sizes 224 --batch-size 2 --rounds 2 --iters 1 --bench infer --threads 1 \
-		--no-memory --variants fp32 bf16 channels_last --out benchmarks/fast_inference
-	OMP_NUM_THREADS=1 $(PY) tools/analysis/benchmark.py --models mambaout_femto medusa_mambaout_femto --img-sizes 224 \
-		--batch-size 2 --rounds 2 --iters 1 --bench infer --threads 1 --no-memory --variants fp32 bf16 compile \
-		--out benchmarks/fast_inference_compile
+		agent_swin_tiny agent_cswin_tiny dcal_deit_tiny_patch16_448 qsd_transformer_15m meta_spikeformer_15m \
+		mhs_vm_encoder_3h medusa_mambaout_femto --img-sizes 224 --batch-size 2 --rounds 2 --bench infer --threads 1 \
+		--no-memory --variants fp32 bf16 compile bf16+compile --out benchmarks/fast_inference
 
 readme: install
 	$(PY) tools/analysis/model_table.py --write

@@ -23,7 +23,7 @@ README = os.path.join(ROOT, 'README.md')
 MANIFEST = os.path.join(ROOT, 'weights', 'manifest.csv')  # zoo.hub.MANIFEST, without importing torch for --help
 BEGIN, END = '<!-- model-table:begin -->', '<!-- model-table:end -->'
 SPEED_BEGIN, SPEED_END = '<!-- speed-table:begin -->', '<!-- speed-table:end -->'
-SPEED_CSVS = ['benchmarks/fast_inference.csv', 'benchmarks/fast_inference_compile.csv']
+SPEED_CSVS = ['benchmarks/fast_inference.csv']
 
 
 def measure(name: str) -> tuple[float, float, tuple[int, ...]]:
