@@ -10,6 +10,7 @@ from zoo.layers.agent_attention import (
     AgentAttention,
     AgentAttentionCore,
     adapt_agent_bias,
+    adaptive_pool_matrix,
     expand_attn_type,
     init_agent_biases,
     pos_embed_for_grid,
@@ -77,6 +78,7 @@ __all__ = [
     'pos_embed_for_grid',
     'resize_agent_bias',
     'tokens_to_grid',
+    'adaptive_pool_matrix',
     # fused float32 CPU inference (oneDNN linear + bias / GELU)
     'FusedMlp',
     'fused_linear_ok',
