@@ -1,16 +1,24 @@
-"""Depthwise convolutions that train in float32 under CPU bfloat16 autocast where that is faster.
+"""Depthwise convolutions on feature maps no larger than their kernel: cheaper, and trained in float32 under CPU
+bfloat16 autocast, where that is faster.
 
-oneDNN's bfloat16 depthwise-convolution *backward* is slow on CPUs without AMX when the feature map is no larger
-than the kernel (a 7 x 7 kernel on the 4 x 4 .. 1 x 1 maps of 32 px inputs, a 3 x 3 kernel on 2 x 2 / 1 x 1 maps).
-Measured on an AVX-512-BF16 Xeon, 1 thread, forward + backward, bfloat16 vs float32 on the same bfloat16 input:
-(64, 192, 2 x 2, k7) 5.9 vs 2.3 ms, (64, 288, 1 x 1, k7) 8.2 vs 1.7 ms, (64, 96, 4 x 4, k7) 4.3 vs 2.8 ms,
-(32, 288, 7 x 7, k7) 16.3 vs 12.1 ms, (64, 320, 2 x 2, k3) 5.8 vs 1.6 ms; on larger maps the two are within
-noise of each other (56 x 56 .. 14 x 14 at 224 px), and inference (no backward) is faster in bfloat16 everywhere
-(the casts cost more than the convolution), so only a training step on a small map runs in float32.
+Two measured reasons (AVX-512-BF16 Xeon without AMX, 1 thread, forward + backward):
 
-:class:`SmallGridDepthwiseConv2d` is an ``nn.Conv2d`` (same parameters, state-dict keys and results outside that
-case); :func:`small_grid_depthwise_convs` swaps it in for the depthwise convolutions of a built model (timm's
-MambaOut blocks: the training wrapper and MEDUSA's trunk call it; the zoo's own layers build it directly).
+* oneDNN's bfloat16 depthwise-convolution *backward* is slow when the map is no larger than the kernel (a 7 x 7
+  kernel on the 4 x 4 .. 1 x 1 maps of 32 px inputs, a 3 x 3 kernel on 2 x 2 / 1 x 1 maps). bfloat16 vs float32 on
+  the same bfloat16 input: (64, 192, 2 x 2, k7) 5.9 vs 2.3 ms, (64, 288, 1 x 1, k7) 8.2 vs 1.7 ms, (64, 96, 4 x 4,
+  k7) 4.3 vs 2.8 ms, (32, 288, 7 x 7, k7) 16.3 vs 12.1 ms, (64, 320, 2 x 2, k3) 5.8 vs 1.6 ms. On larger maps the
+  two are within noise of each other (56 x 56 .. 14 x 14 at 224 px), and inference (no backward) is faster in
+  bfloat16 everywhere (the casts cost more than the convolution), so only a training step on a small map runs in
+  float32.
+* on a map smaller than the kernel's reach most taps only ever meet the zero padding; dropping them gives the same
+  result for less (a 7 x 7 kernel on a 1 x 1 map is a per-channel scale: 0.3 vs 1.5 ms float32, 0.5 vs 8.1 ms
+  bfloat16 at (64, 288)).
+
+:class:`SmallGridDepthwiseConv2d` is an ``nn.Conv2d`` (same parameters, state-dict keys and results);
+:func:`small_grid_depthwise_convs` swaps it in for the depthwise convolutions of a built model (timm's MambaOut
+blocks: the training wrapper ``TimmClassifier``, MEDUSA's trunk and the benchmark's model builder call it; the zoo's
+own layers build it directly). Nothing changes at 224 px inputs (the smallest maps, 7 x 7, do not reach below a 7 x 7
+kernel's reach) except that a bf16-autocast training step runs the 7 x 7 maps' depthwise convs in float32.
 """
 
 from __future__ import annotations
