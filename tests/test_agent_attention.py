@@ -13,7 +13,14 @@ import torch
 import torch.nn.functional as F
 
 import zoo  # noqa: F401  (registers the models)
-from zoo.layers.agent_attention import AgentAttention, expand_attn_type, resize_agent_bias
+from zoo.layers.agent_attention import (
+    AgentAttention,
+    AgentAttentionCore,
+    adaptive_pool_matrix,
+    expand_attn_type,
+    resize_agent_bias,
+    tokens_to_grid,
+)
 from zoo.models import paper_facts
 from zoo.models.agent_cswin import LePEBranch
 
@@ -118,6 +125,62 @@ def test_agent_attention_float32_close_to_reference() -> None:
     with torch.no_grad():
         got = m(x, (12, 8))
     torch.testing.assert_close(got.double(), naive_agent_attention(m, x, (12, 8)), rtol=1e-4, atol=1e-4)
+
+
+# upsampling (both sides, one side), equal, downsampling, non-square grids; agent side 7, 3 or 2
+POOL_CASES = [((1, 1), 7), ((2, 2), 7), ((2, 3), 7), ((4, 4), 7), ((7, 7), 7), ((5, 7), 7), ((8, 8), 7), ((3, 1), 2)]
+POOL_CASES += [((14, 10), 7), ((9, 4), 3)]
+
+
+@pytest.mark.parametrize('hw, side', POOL_CASES)
+def test_adaptive_pool_matrix_is_adaptive_avg_pool2d(hw: tuple[int, int], side: int) -> None:
+    """``P @ x`` equals ``adaptive_avg_pool2d`` on every kind of grid (within float32 rounding: 1e-6)."""
+    torch.manual_seed(0)
+    H, W = hw
+    x = torch.randn(2, 5, H, W)
+    ref = F.adaptive_avg_pool2d(x, side).flatten(2)
+    got = (adaptive_pool_matrix(hw, side) @ x.flatten(2).transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-6)
+    if H <= side and W <= side:  # upsampling bins hold 1 or 2 cells: entries 1, 1/2, 1/4, exact
+        assert set(adaptive_pool_matrix(hw, side).unique().tolist()) <= {0.0, 0.25, 0.5, 1.0}
+
+
+@pytest.mark.parametrize('prefix', [0, 1])
+@pytest.mark.parametrize('hw, side', POOL_CASES)
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_pool_agents_values_and_gradients_equal_the_adaptive_pool(
+    hw: tuple[int, int], side: int, prefix: int, dtype: torch.dtype
+) -> None:
+    """``pool_agents`` (the averaging-matrix product where a backward follows on a grid no larger than the agents,
+    the pool elsewhere) gives ``adaptive_avg_pool2d``'s agents and query gradients, prefix tokens included
+    (they get no gradient from the agents)."""
+    torch.manual_seed(0)
+    H, W = hw
+    core = AgentAttentionCore(num_heads=3, agent_num=side * side, window_size=hw, num_prefix_tokens=prefix)
+    B, h, d = 2, 3, 4
+    # queries as the projections give them: (B, P + H*W, h, d) transposed to (B, h, P + H*W, d)
+    q0 = torch.randn(B, prefix + H * W, h, d).to(dtype).transpose(1, 2)
+    g = torch.randn(B, h, side * side, d).to(dtype)
+    q_ref, q_new = q0.clone().requires_grad_(True), q0.clone().requires_grad_(True)
+    grid = tokens_to_grid(q_ref[:, :, prefix:], hw)
+    ref = F.adaptive_avg_pool2d(grid, side).reshape(B, h, d, side * side).transpose(-1, -2)
+    got = core.pool_agents(q_new, hw)
+    assert got.shape == ref.shape == (B, h, side * side, d) and got.dtype == dtype
+    ref.backward(g)
+    got.backward(g)
+    if dtype == torch.float32:
+        torch.testing.assert_close(got, ref, rtol=0, atol=1e-6)
+        torch.testing.assert_close(q_new.grad, q_ref.grad, rtol=0, atol=1e-6)
+    else:  # the bf16 pool's backward rounds as it sums (up to 49 terms at 1 x 1): both against float64
+        q64 = q0.double().requires_grad_(True)
+        ref64 = F.adaptive_avg_pool2d(tokens_to_grid(q64[:, :, prefix:], hw), side)
+        ref64.reshape(B, h, d, side * side).transpose(-1, -2).backward(g.double())
+        torch.testing.assert_close(got.double(), ref.double(), rtol=0, atol=1e-6)
+        torch.testing.assert_close(q_new.grad.double(), q64.grad, rtol=2**-7, atol=1e-2)
+    if prefix:
+        assert not q_new.grad[:, :, :prefix].any()
+    with torch.no_grad():  # no backward follows: the pool itself
+        assert torch.equal(core.pool_agents(q0, hw), ref.detach())
 
 
 def test_bias_resize_is_identity_at_the_built_size() -> None:

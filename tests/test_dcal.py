@@ -496,3 +496,27 @@ def test_grad_checkpointing_keeps_training_gradients() -> None:
     assert grads[0].keys() == grads[1].keys() and len(grads[0]) == len(list(_tiny().parameters()))
     for n, g in grads[0].items():
         assert torch.allclose(g, grads[1][n], atol=1e-5), n
+
+
+@pytest.mark.parametrize('keys', [10, 64, 65])
+def test_cpu_training_attention_on_short_sequences_equals_sdpa(keys: int) -> None:
+    """In a CPU training step on <= CPU_TRAIN_EXPLICIT_KEYS keys, multi_head_attention takes the explicit products
+    (faster there than SDPA's CPU backward): the same output and gradients as SDPA, map included."""
+    from zoo.layers.cross_attention import CPU_TRAIN_EXPLICIT_KEYS, multi_head_attention
+
+    torch.manual_seed(0)
+    blk = Block(32, 2, qkv_bias=True).train()
+    q0, k0, v0 = (torch.randn(3, 2, n, 16) for n in (7, keys, keys))
+    g = torch.randn(3, 2, 7, 16)
+    q, k, v = (t.clone().requires_grad_(True) for t in (q0, k0, v0))
+    out, amap = multi_head_attention(blk.attn, q, k, v, need_map=True)
+    out.backward(g)
+    qr, kr, vr = (t.clone().requires_grad_(True) for t in (q0, k0, v0))
+    ref = F.scaled_dot_product_attention(qr, kr, vr, scale=blk.attn.scale)
+    ref.backward(g)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    for a, b in ((q, qr), (k, kr), (v, vr)):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6)
+    probs = ((q0 * blk.attn.scale) @ k0.transpose(-2, -1)).softmax(-1).mean(1)
+    torch.testing.assert_close(amap, probs, rtol=1e-5, atol=1e-6)
+    assert (keys <= CPU_TRAIN_EXPLICIT_KEYS) == (keys <= 64)

@@ -207,6 +207,7 @@ LAYER_BUILDS = {
     'AgentAttention': lambda **dd: zl.AgentAttention(16, 2, agent_num=4, window_size=(4, 4), separate_q=True, **dd),
     'GLCABlock': lambda **dd: zl.GLCABlock(16, 2, **dd),
     'FusedMlp': lambda **dd: zl.FusedMlp(8, 16, **dd),
+    'SmallGridDepthwiseConv2d': lambda **dd: zl.SmallGridDepthwiseConv2d(8, 8, 7, padding=3, groups=8, **dd),
     'UNetBody': lambda **dd: zl.UNetBody(1, (4, 4, 4, 4, 8), (8, 8, 4, 4), **dd),
     'GateHead': lambda **dd: zl.GateHead(8, **dd),
     'ScanRoutes': lambda **dd: zl.ScanRoutes('S', (3, 4), **dd),

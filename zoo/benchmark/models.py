@@ -125,6 +125,11 @@ def build(name: str, img_size: int, device: str, kwargs: dict | None = None) -> 
             if not kwargs:
                 raise
             raise ModelKwargsError(f'--model-kwargs {json.dumps(kwargs)} for {name}: {err}') from None
+    # as the training wrapper (TimmClassifier) builds it: depthwise convs on maps no larger than the kernel crop their
+    # taps and train in float32 under bf16 autocast (zoo.layers.amp_conv); nothing changes at 224 px inference
+    from zoo.layers.amp_conv import small_grid_depthwise_convs
+
+    small_grid_depthwise_convs(model)
     return model.to(device)
 
 

@@ -24,6 +24,9 @@ dcal: DCAL against its plain ViT (params, GMACs, img/s), its training step again
   rollout against the full matrix-product chain; writes benchmarks/dcal_{inference,training,rollout}.csv|png.
 medusa: medusa_resnet50 against timm's resnet50 at 480², batch 8 (params, GMACs, img/s) and the body alone at
   256², next to the published 29.2M / 29.1 GMACs; writes benchmarks/medusa.csv|png.
+amp: one training step of each family's demo config (digits; MEDUSA's scans) in float32 and with tools/train.py
+  --amp (bf16 autocast on CPU), through the config's classifier and optimizer wrapper, at 1 and 2 threads;
+  writes benchmarks/amp_training.csv|png.
 distill: one training step of RetinaNet R50 at 800x1333, batch 1, CPU, without distillation and with the MSE, FGD,
   MasKD and ACAM-KD COCO configs (R101 teacher); and STCA-FF's peak memory on P3, fused SDPA against naive;
   writes benchmarks/distill_{step,memory}.csv|png (needs the mm extra).
@@ -41,6 +44,7 @@ Examples:
   python tools/analysis/benchmark.py dcal --models dcal_deit_tiny_patch16_448 --what inference rollout
   python tools/analysis/benchmark.py medusa --rounds 3
   python tools/analysis/benchmark.py distill --threads 1
+  python tools/analysis/benchmark.py amp --threads 1 2 --rounds 5
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ import time
 
 import torch
 
-from zoo.benchmark import dcal, distill, medusa, scan, wsi
+from zoo.benchmark import amp, dcal, distill, medusa, scan, wsi
 from zoo.benchmark.models import (
     ModelKwargsError,
     Result,
@@ -65,7 +69,7 @@ from zoo.benchmark.models import (
 )
 from zoo.cli.common import UsageError, add_fast_args, check_model_names
 
-SUITES = ('models', 'scan', 'wsi', 'dcal', 'medusa', 'distill')
+SUITES = ('models', 'scan', 'wsi', 'dcal', 'medusa', 'distill', 'amp')
 
 
 def _value(text: str):
@@ -111,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
     sub = p.add_subparsers(
         dest='suite',
-        metavar='{models,scan,wsi,dcal,medusa,distill}',
+        metavar='{models,scan,wsi,dcal,medusa,distill,amp}',
         help='what to benchmark (default models: `benchmark.py --models ...`)',
     )
     m = sub.add_parser(
@@ -301,7 +305,28 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument('--threads', type=int, help="torch threads (default: torch's)")
     k.add_argument('--out-dir', default='benchmarks', help='folder of distill_{step,memory}.csv / .png')
     k.set_defaults(func=_main_distill, parser=k)
+
+    a = sub.add_parser(
+        'amp',
+        help='one training step per demo config, float32 vs --amp (bf16)',
+        description=amp.__doc__,
+        formatter_class=fmt,
+    )
+    a.add_argument('--configs', nargs='+', default=list(amp.CONFIGS), metavar='CONFIG[:key=value,...]')
+    a.add_argument('--threads', type=int, nargs='+', default=[1, 2], help='torch thread counts (default 1 2)')
+    a.add_argument('--rounds', type=int, default=5, help='interleaved rounds (median is reported)')
+    a.add_argument('--iters', type=int, default=2, help='timed steps per round')
+    a.add_argument('--batch-size', type=int, help="override the configs' train batch size")
+    a.add_argument('--out', default='benchmarks/amp_training', help='output prefix for .csv and .png')
+    a.set_defaults(func=_main_amp, parser=a)
     return p
+
+
+def _main_amp(args: argparse.Namespace) -> list[dict]:
+    rows = amp.bench(tuple(args.configs), tuple(args.threads), args.rounds, args.iters, args.batch_size)
+    paths = amp.write(rows, args.out)
+    print(f'benchmark amp: wrote {paths[0]} and {paths[1]}', flush=True)
+    return rows
 
 
 def _main_distill(args: argparse.Namespace) -> list[dict]:

@@ -56,6 +56,11 @@ class TimmClassifier(BaseModel):
             if 'Unknown model' in str(err):
                 raise ConfigKeyError(f"model.model_name: unknown timm model '{model_name}'") from None
             raise
+        # timm's depthwise convs (MambaOut's 7 x 7) on maps no larger than the kernel (the late stages at 32 px):
+        # cropped taps, and float32 in a --amp (bf16) step, where oneDNN's bf16 depthwise backward is slow
+        from zoo.layers.amp_conv import small_grid_depthwise_convs
+
+        small_grid_depthwise_convs(self.backbone)
         self.model_name = model_name
         self.label_smoothing = label_smoothing
         if kwargs.get('pretrained') and 'num_classes' in kwargs:

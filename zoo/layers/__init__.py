@@ -10,12 +10,14 @@ from zoo.layers.agent_attention import (
     AgentAttention,
     AgentAttentionCore,
     adapt_agent_bias,
+    adaptive_pool_matrix,
     expand_attn_type,
     init_agent_biases,
     pos_embed_for_grid,
     resize_agent_bias,
     tokens_to_grid,
 )
+from zoo.layers.amp_conv import SmallGridDepthwiseConv2d, small_grid_depthwise_convs
 from zoo.layers.cpu_fusion import FusedMlp, fused_linear_ok, linear_bias, linear_gelu, linear_split
 from zoo.layers.cross_attention import (
     GLCABlock,
@@ -77,6 +79,10 @@ __all__ = [
     'pos_embed_for_grid',
     'resize_agent_bias',
     'tokens_to_grid',
+    'adaptive_pool_matrix',
+    # depthwise convolutions on maps no larger than the kernel (cropped taps; float32 in bf16-autocast training)
+    'SmallGridDepthwiseConv2d',
+    'small_grid_depthwise_convs',
     # fused float32 CPU inference (oneDNN linear + bias / GELU)
     'FusedMlp',
     'fused_linear_ok',

@@ -44,6 +44,7 @@ from timm.layers import (
 )
 from torch import nn
 
+from zoo.layers.amp_conv import SmallGridDepthwiseConv2d
 from zoo.layers.cpu_fusion import linear_bias, linear_split
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     'adapt_agent_bias',
     'pos_embed_for_grid',
     'tokens_to_grid',
+    'adaptive_pool_matrix',
 ]
 
 # How position embeddings follow the input grid: the same bilinear rule as the agent biases
@@ -102,6 +104,40 @@ def tokens_to_grid(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     B, h, _, d = x.shape
     H, W = hw
     return x.permute(0, 2, 1, 3).reshape(B, H, W, h * d).permute(0, 3, 1, 2)
+
+
+def _pool_bins(size_in: int, size_out: int, device: torch.device) -> torch.Tensor:
+    """``(size_out, size_in)`` 0 / 1 membership of adaptive-pooling bins: output ``i`` averages the inputs
+    ``[floor(i * size_in / size_out), ceil((i + 1) * size_in / size_out))``, the bins of ``adaptive_avg_pool2d``."""
+    i = torch.arange(size_out, device=device)
+    start = torch.div(i * size_in, size_out, rounding_mode='floor')
+    end = torch.div((i + 1) * size_in + size_out - 1, size_out, rounding_mode='floor')
+    j = torch.arange(size_in, device=device)
+    return (j[None, :] >= start[:, None]) & (j[None, :] < end[:, None])
+
+
+def adaptive_pool_matrix(
+    hw: tuple[int, int], size: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """The averaging matrix of ``adaptive_avg_pool2d`` from an ``H x W`` grid to ``size x size``.
+
+    ``P @ x`` with ``x`` ``(..., H*W, d)`` (row-major grid) is the adaptive average pool, ``(..., size*size, d)``.
+    ``P`` is the Kronecker product of the row and column averaging matrices; each row holds ``1 / bin size``.
+
+    Args:
+        hw: the input grid ``(H, W)``.
+        size: the output side ``p`` (the output is ``p x p``).
+
+    Returns:
+        ``(size * size, H * W)``.
+    """
+    H, W = hw
+    dev = torch.device('cpu') if device is None else torch.device(device)
+    ph = _pool_bins(H, size, dev).to(dtype)
+    pw = _pool_bins(W, size, dev).to(dtype)
+    ph = ph / ph.sum(1, keepdim=True)
+    pw = pw / pw.sum(1, keepdim=True)
+    return (ph[:, None, :, None] * pw[None, :, None, :]).reshape(size * size, H * W)
 
 
 def _agent_side(agent_num: int) -> int:
@@ -192,9 +228,24 @@ class AgentAttentionCore(nn.Module):
         return bias1, bias2_t.transpose(1, 2)
 
     def pool_agents(self, q: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        """Agent tokens: ``(B, h, P + H*W, d)`` queries -> ``(B, h, n, d)``, pooled from the patch queries."""
+        """Agent tokens: ``(B, h, P + H*W, d)`` queries -> ``(B, h, n, d)``, pooled from the patch queries.
+
+        The adaptive average pool, or the same average as a product with its averaging matrix
+        (:func:`adaptive_pool_matrix`) when a backward pass follows and the grid is no larger than the agent grid
+        (``H, W <= p``: the late stages of small inputs, 2 x 2 or 1 x 1 grids pooled *up* to 7 x 7 at 32 px).
+        There ``adaptive_avg_pool2d``'s backward is pathologically slow on CPU (measured, 1 thread, fp32 fwd+bwd:
+        59 ms vs 8 ms at (64, 320, 2 x 2), 97 vs 16 ms at (64, 512, 1 x 1), 10 vs 2 ms at (8, 512, 7 x 7); a quarter
+        of an Agent-PVT-T bf16 training step at 32 px), while the pool's forward is the faster one everywhere, so
+        inference keeps it. Upsampling bins hold 1 or 2 cells, so the matrix entries (1, 1/2, 1/4) are exact in any
+        dtype and the product differs from the pool only in the summation order of at most 4 terms.
+        """
         B, h, _, d = q.shape
-        agents = F.adaptive_avg_pool2d(tokens_to_grid(q[:, :, self.num_prefix_tokens :], hw), self.pool_size)
+        H, W = hw
+        p = self.pool_size
+        patches = q[:, :, self.num_prefix_tokens :]
+        if q.requires_grad and H <= p and W <= p:
+            return torch.matmul(adaptive_pool_matrix(hw, p, q.dtype, q.device), patches)
+        agents = F.adaptive_avg_pool2d(tokens_to_grid(patches, hw), p)
         return agents.reshape(B, h, d, self.agent_num).transpose(-1, -2)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
@@ -292,7 +343,9 @@ class AgentAttention(AgentAttentionCore):
             self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias, **dd)
         self.proj = nn.Linear(dim, dim, **dd)
         self.proj_drop = nn.Dropout(proj_drop)
-        self.dwc = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim, **dd)
+        # an nn.Conv2d; on the 2 x 2 / 1 x 1 maps of small inputs it drops the taps that only meet the padding and
+        # trains in float32 under bf16 autocast (oneDNN's bf16 depthwise backward: 5.8 vs 1.6 ms at (64, 320, 2 x 2))
+        self.dwc = SmallGridDepthwiseConv2d(dim, dim, kernel_size=3, padding=1, groups=dim, **dd)
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         """

@@ -92,6 +92,14 @@ def project_output(attn: nn.Module, out: torch.Tensor, x: torch.Tensor) -> torch
     return attn.proj_drop(out) if hasattr(attn, 'proj_drop') else out
 
 
+# Keys up to which a CPU training step (autograd on) takes the explicit products instead of fused SDPA: SDPA's CPU
+# backward costs more there and the (B, h, n, m) probabilities it saves are small. Measured forward + backward, batch
+# 64, 2 heads of 32, 1 thread, SDPA vs explicit: 10 tokens 4.0 vs 1.5 ms float32, 9.6 vs 1.6 ms bfloat16 (the bf16
+# flash backward, 2.4x its float32, made the DCAL digits step slower under --amp); 50 tokens 30 vs 20 ms, 59 vs 23 ms;
+# at 197 tokens float32 SDPA is the faster (161 vs 325 ms), so long sequences keep it.
+CPU_TRAIN_EXPLICIT_KEYS = 64
+
+
 @register_notrace_function  # FX: fused / explicit / per-image paths picked from grad mode and shapes
 @torch.fx.wrap
 def multi_head_attention(
@@ -105,9 +113,10 @@ def multi_head_attention(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``softmax(q kᵀ · scale) v`` with the dropout of ``attn``; optionally the head-mean map too.
 
-    Fused SDPA whenever ``attn.fused_attn`` allows it. A map for rollout is then computed on the side without
-    gradient (rollout only ranks tokens), which keeps training memory at SDPA's level. Without gradient (eval)
-    the attention is computed once explicitly and gives both the output and the map.
+    Fused SDPA whenever ``attn.fused_attn`` allows it, except in a CPU training step on short sequences
+    (:data:`CPU_TRAIN_EXPLICIT_KEYS` keys or fewer), where the explicit products are faster. A map for rollout is
+    then computed on the side without gradient (rollout only ranks tokens), which keeps training memory at SDPA's
+    level. Without gradient (eval) the attention is computed once explicitly and gives both the output and the map.
 
     Args:
         q: ``(B, h, n, d)``; k, v: ``(B, h, m, d)``.
@@ -120,6 +129,8 @@ def multi_head_attention(
     scale = getattr(attn, 'scale', q.shape[-1] ** -0.5)
     drop = attn.attn_drop.p if attn.training and isinstance(getattr(attn, 'attn_drop', None), nn.Dropout) else 0.0
     fused = getattr(attn, 'fused_attn', True)
+    if fused and q.device.type == 'cpu' and torch.is_grad_enabled() and k.shape[2] <= CPU_TRAIN_EXPLICIT_KEYS:
+        fused = False  # SDPA's CPU backward is slower than the explicit products on short sequences (see the constant)
     if need_map and map_rows is not None:
         if fused:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, scale=scale)

@@ -59,6 +59,7 @@ from torch import nn
 from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 
 from zoo.hub import build_model_with_weights, load_checkpoint_file, unwrap_state_dict, zoo_default_cfgs
+from zoo.layers.amp_conv import small_grid_depthwise_convs
 from zoo.layers.encoder_decoder_attention import GateHead, UNetBody, body_view, gate_fuse
 
 __all__ = [
@@ -228,6 +229,9 @@ class MEDUSA(nn.Module):
         if drop_path_rate is not None:
             trunk_kwargs['drop_path_rate'] = drop_path_rate
         self.trunk = timm.create_model(trunk, pretrained=False, num_classes=0, in_chans=in_chans, **trunk_kwargs, **dd)
+        # depthwise convs (MambaOut's 7 x 7) on maps no larger than the kernel: cropped taps, and float32 in a bf16
+        # autocast training step, where oneDNN's bf16 depthwise backward is slow (zoo.layers.amp_conv)
+        small_grid_depthwise_convs(self.trunk)
         self.trunk_nhwc = str(getattr(self.trunk, 'output_fmt', 'NCHW')).upper().endswith('NHWC')
         self.output_fmt = 'NHWC' if self.trunk_nhwc else 'NCHW'  # of forward_features, as timm's MambaOut
         info = list(self.trunk.feature_info)
