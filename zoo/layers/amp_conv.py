@@ -1,7 +1,7 @@
 """Depthwise convolutions on feature maps no larger than their kernel: cheaper, and trained in float32 under CPU
 bfloat16 autocast, where that is faster.
 
-Two measured reasons (AVX-512-BF16 Xeon without AMX, 1 thread, forward + backward):
+Two measured reasons (this AMD EPYC with AVX-512 BF16 and no AMX, 1 thread, forward + backward):
 
 * oneDNN's bfloat16 depthwise-convolution *backward* is slow when the map is no larger than the kernel (a 7 x 7
   kernel on the 4 x 4 .. 1 x 1 maps of 32 px inputs, a 3 x 3 kernel on 2 x 2 / 1 x 1 maps). bfloat16 vs float32 on
