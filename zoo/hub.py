@@ -345,6 +345,15 @@ def _default_cache() -> Path:
     return Path(torch.hub.get_dir()) / 'checkpoints'  # timm's get_cache_dir()
 
 
+def local_or_cached(source: str, folder: str, what: str) -> str:
+    """A local path as it is; an http(s) URL downloaded once (:func:`download_file`) into
+    ``<torch hub>/checkpoints/<folder>/<the URL's file name, query dropped>``, and that file's path."""
+    if not source.startswith(('http://', 'https://')):
+        return source
+    filename = source.split('?', 1)[0].rstrip('/').rsplit('/', 1)[1]
+    return download_file(source, _default_cache() / folder / filename, what=what)
+
+
 def hf_weights_file(
     hub_id: str, filename: str | None = None, cache_dir: str | os.PathLike | None = None, what: str = 'weights'
 ) -> str:

@@ -57,10 +57,9 @@ def load_teacher_weights(teacher: nn.Module, path: str) -> str:
     cache. A file holding only the inner network of a wrapper (``TimmClassifier``'s exported
     ``model.safetensors``: timm keys) goes into ``teacher.backbone``.
     Returns the module path it was loaded into (``''`` or ``'backbone'``)."""
-    from zoo.hub import _default_cache, download_file, load_checkpoint_file, unwrap_state_dict
+    from zoo.hub import load_checkpoint_file, local_or_cached, unwrap_state_dict
 
-    if path.startswith(('http://', 'https://')):  # OpenMMLab's published teachers: cached once
-        path = download_file(path, _default_cache() / 'teachers' / path.rsplit('/', 1)[1], what='the teacher')
+    path = local_or_cached(path, 'teachers', what='the teacher')  # OpenMMLab's published teachers: cached once
     state = unwrap_state_dict(load_checkpoint_file(path))
     own = teacher.state_dict()
     inner = getattr(teacher, 'backbone', None)

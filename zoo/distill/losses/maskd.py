@@ -85,13 +85,10 @@ def load_stage1(source: str, level: int | None = None) -> dict[str, torch.Tensor
     ``MasKDLoss.init_weights``). A bare state dict (no ``state_dict`` entry) is taken as well. ``level=None``
     takes the file's only level. Every failure is a one-line ``CheckpointError`` naming the file and the key.
     """
-    from zoo.hub import CheckpointError, _default_cache, download_file, load_checkpoint_file
+    from zoo.hub import CheckpointError, load_checkpoint_file, local_or_cached
 
-    path, name = source, source
-    if source.startswith(('http://', 'https://')):
-        filename = source.split('?', 1)[0].rstrip('/').rsplit('/', 1)[1]
-        path = download_file(source, _default_cache() / 'maskd' / filename, what='MasKD masks')
-        name = f'{path} (downloaded from {source}; delete it to download again)'
+    path = local_or_cached(source, 'maskd', what='MasKD masks')
+    name = source if path == source else f'{path} (downloaded from {source}; delete it to download again)'
     try:
         ckpt = load_checkpoint_file(path)
     except CheckpointError as err:
