@@ -193,6 +193,41 @@ def test_tools_test_bf16_agrees_on_trained_digits(one_thread, tmp_path: Path) ->
     assert abs(metrics['bf16']['accuracy/top1'] - metrics['fp32']['accuracy/top1']) <= 1.0
 
 
+def test_benchmark_agree_suite_writes_the_documented_columns(one_thread, tmp_path: Path, capsys) -> None:
+    """``benchmark.py agree`` on one digits config (DCAL, the fastest to train: 1 epoch), fp32 and bf16: the CSV has
+    the documented columns, fp32 agrees with itself, a missing config is one line, and a rerun reuses the weights.
+    The full suite (four configs, 3 epochs, four variants) is benchmarks/fast_path_agreement.csv."""
+    from zoo.benchmark import agree
+    from zoo.cli import benchmark
+
+    assert agree.variant_flags('compile+bf16') == ['--bf16', '--compile'] and agree.variant_flags('fp32') == []
+    cfg = 'configs/classification/dcal/dcal_tiny_digits.py'
+    work, out = tmp_path / 'work', tmp_path / 'agree'
+    common = ['--epochs', '1', '--work-dir', str(work), '--out', str(out)]
+    benchmark.main(['agree', '--configs', 'configs/nope.py', cfg, '--variants', 'fp32', 'bf16', *common])
+    printed = capsys.readouterr().out
+    assert 'benchmark agree: configs/nope.py: skipped (no such config)' in printed
+    documented = [c.strip() for c in agree.__doc__.split('CSV columns:')[1].split('.')[0].split(',')]
+    rows = list(csv.DictReader(open(f'{out}.csv')))
+    assert list(rows[0]) == documented
+    assert [(r['config'], r['model'], r['variant']) for r in rows] == [
+        ('dcal_tiny_digits.py', 'dcal_deit_tiny_patch16_448', 'fp32'),
+        ('dcal_tiny_digits.py', 'dcal_deit_tiny_patch16_448', 'bf16'),
+    ]
+    fp32, bf16 = rows
+    assert all(int(r['n_images']) == 359 and r['epochs'] == '1' and r['threads'] == '1' for r in rows)
+    assert float(fp32['agree_with_fp32']) == 1.0 and fp32['n_disagree'] == '0'
+    assert float(fp32['max_abs_score_diff']) == 0.0
+    assert 0.0 <= float(bf16['agree_with_fp32']) <= 1.0
+    assert float(bf16['agree_with_fp32']) == pytest.approx(1 - int(bf16['n_disagree']) / 359, abs=1e-4)
+    assert 0.0 <= float(bf16['max_abs_score_diff']) <= 1.0 and 0.0 <= float(bf16['top1']) <= 100.0
+    assert (tmp_path / 'agree.png').stat().st_size > 1000
+    weights = work / 'dcal_tiny_digits' / 'model.safetensors'
+    mtime = weights.stat().st_mtime_ns
+    benchmark.main(['agree', '--configs', cfg, '--variants', 'fp32', *common])
+    assert 'reusing 1-epoch weights' in capsys.readouterr().out and weights.stat().st_mtime_ns == mtime
+
+
 class _Raise(Exception):
     pass
 

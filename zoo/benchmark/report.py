@@ -16,7 +16,8 @@ class Panel:
 
     ``kind='bar'``: ``series`` maps a legend label to one value per entry of ``groups`` (the x ticks);
     several series make grouped bars. ``kind='line'``: ``series`` maps a label to ``(x, y)`` points.
-    ``notes`` maps a series label to one text per point, written next to it (e.g. a speed-up).
+    ``notes`` maps a series label to one text per point, written next to it (e.g. a speed-up). ``hlines`` maps
+    a y value to the label of a dashed horizontal line (e.g. a target); ``ylim`` fixes the y range.
     """
 
     ylabel: str
@@ -27,6 +28,8 @@ class Panel:
     title: str = ''
     log: bool = False  # line panels: log-log axes
     notes: dict[str, list[str]] = field(default_factory=dict)
+    hlines: dict[float, str] = field(default_factory=dict)
+    ylim: tuple[float, float] | None = None
 
 
 def write_csv(rows: list[dict], path: str, digits: int | None = None) -> str:
@@ -61,7 +64,11 @@ def _draw(ax, panel: Panel) -> None:
                 ax.annotate(note, (x, y), textcoords='offset points', xytext=(4, -12), fontsize=8)
         if panel.log:
             ax.set(xscale='log', yscale='log')
-    if len(panel.series) > 1:
+    for y, label in panel.hlines.items():
+        ax.axhline(y, color='tab:red', linestyle='--', linewidth=1, label=label)
+    if panel.ylim is not None:
+        ax.set_ylim(*panel.ylim)
+    if len(panel.series) > 1 or panel.hlines:
         ax.legend(fontsize=7)
     ax.set(xlabel=panel.xlabel, ylabel=panel.ylabel, title=panel.title)
 

@@ -27,6 +27,9 @@ medusa: medusa_resnet50 against timm's resnet50 at 480², batch 8 (params, GMACs
 amp: one training step of each family's demo config (digits; MEDUSA's scans) in float32 and with tools/train.py
   --amp (bf16 autocast on CPU), through the config's classifier and optimizer wrapper, at 1 and 2 threads;
   writes benchmarks/amp_training.csv|png.
+agree: train each family's digits config (--epochs, default 3; reused if trained) and run tools/test.py on it in
+  fp32, --bf16, --compile and both; the share of images whose top-1 prediction equals float32's (target 0.99);
+  writes benchmarks/fast_path_agreement.csv|png.
 distill: one training step of RetinaNet R50 at 800x1333, batch 1, CPU, without distillation and with the MSE, FGD,
   MasKD and ACAM-KD COCO configs (R101 teacher); and STCA-FF's peak memory on P3, fused SDPA against naive;
   writes benchmarks/distill_{step,memory}.csv|png (needs the mm extra).
@@ -45,6 +48,7 @@ Examples:
   python tools/analysis/benchmark.py medusa --rounds 3
   python tools/analysis/benchmark.py distill --threads 1
   python tools/analysis/benchmark.py amp --threads 1 2 --rounds 5
+  python tools/analysis/benchmark.py agree --epochs 3 --threads 1
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ import time
 
 import torch
 
-from zoo.benchmark import amp, dcal, distill, medusa, scan, wsi
+from zoo.benchmark import agree, amp, dcal, distill, medusa, scan, wsi
 from zoo.benchmark.models import (
     ModelKwargsError,
     Result,
@@ -69,7 +73,7 @@ from zoo.benchmark.models import (
 )
 from zoo.cli.common import UsageError, add_fast_args, check_model_names
 
-SUITES = ('models', 'scan', 'wsi', 'dcal', 'medusa', 'distill', 'amp')
+SUITES = ('models', 'scan', 'wsi', 'dcal', 'medusa', 'distill', 'amp', 'agree')
 
 
 def _value(text: str):
@@ -115,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
     sub = p.add_subparsers(
         dest='suite',
-        metavar='{models,scan,wsi,dcal,medusa,distill,amp}',
+        metavar='{models,scan,wsi,dcal,medusa,distill,amp,agree}',
         help='what to benchmark (default models: `benchmark.py --models ...`)',
     )
     m = sub.add_parser(
@@ -319,7 +323,65 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument('--batch-size', type=int, help="override the configs' train batch size")
     a.add_argument('--out', default='benchmarks/amp_training', help='output prefix for .csv and .png')
     a.set_defaults(func=_main_amp, parser=a)
+
+    g = sub.add_parser(
+        'agree',
+        help='top-1 agreement of tools/test.py --bf16 / --compile with float32 on trained digits models',
+        description=agree.__doc__,
+        formatter_class=fmt,
+    )
+    g.add_argument(
+        '--configs',
+        nargs='+',
+        default=list(agree.CONFIGS),
+        metavar='CONFIG[:key=value,...]',
+        help='configs to train and test (default: the four digits configs)',
+    )
+    g.add_argument(
+        '--variants',
+        nargs='+',
+        default=list(agree.VARIANTS),
+        metavar='VARIANT',
+        help="fp32 or '+'-joined bf16 / compile / channels_last (default fp32 bf16 compile bf16+compile; "
+        'fp32, the reference, is always run)',
+    )
+    g.add_argument('--epochs', type=int, default=3, help='training epochs (train_cfg.max_epochs; default 3)')
+    g.add_argument(
+        '--work-dir',
+        default='work_dirs/fast_path_agreement',
+        help='training and test runs go to WORK_DIR/<config> (its model.safetensors is reused)',
+    )
+    g.add_argument('--threads', type=int, help="torch threads (default: torch's)")
+    g.add_argument('--out', default='benchmarks/fast_path_agreement', help='output prefix for .csv and .png')
+    g.set_defaults(func=_main_agree, parser=g)
     return p
+
+
+def _main_agree(args: argparse.Namespace) -> list[dict]:
+    from zoo.benchmark.models import parse_variant
+
+    try:
+        for v in args.variants:
+            parse_variant(v)
+    except ValueError as err:
+        raise UsageError(f'--variants: {err}') from None
+    if args.epochs < 1:
+        raise UsageError(f'--epochs: at least 1, got {args.epochs}')
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.time()
+    rows = agree.bench(tuple(args.configs), tuple(args.variants), args.epochs, args.work_dir)
+    if not rows:
+        raise RuntimeError('benchmark agree: every entry failed (see above)')
+    paths = agree.write(rows, args.out)
+    target = agree.TARGET
+    low = [f'{r["config"]} {r["variant"]} {r["agree_with_fp32"]:.4f}' for r in rows if r['agree_with_fp32'] < target]
+    verdict = f'below {target}: {", ".join(low)}' if low else f'all at or above {target}'
+    print(
+        f'benchmark agree: {len(rows)} rows in {time.time() - start:.0f}s, {verdict} -> {paths[0]}, {paths[1]}',
+        flush=True,
+    )
+    return rows
 
 
 def _main_amp(args: argparse.Namespace) -> list[dict]:
