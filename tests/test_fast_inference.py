@@ -228,6 +228,27 @@ def test_benchmark_agree_suite_writes_the_documented_columns(one_thread, tmp_pat
     assert 'reusing 1-epoch weights' in capsys.readouterr().out and weights.stat().st_mtime_ns == mtime
 
 
+def test_benchmark_agree_tests_what_a_training_run_left(tmp_path: Path) -> None:
+    """The exported model.safetensors; without one (configs without ExportSafetensorsHook: Agent-PVT, QSD), the
+    run's best checkpoint, else its last; nothing without a run. The epochs come from last_checkpoint."""
+    import os
+
+    from zoo.benchmark import agree
+
+    assert agree._weights(str(tmp_path)) is None and agree._trained_epochs(str(tmp_path)) is None
+    last = tmp_path / 'epoch_3.pth'
+    last.write_bytes(b'x')
+    (tmp_path / 'last_checkpoint').write_text(str(last))
+    assert agree._weights(str(tmp_path)) == str(last) and agree._trained_epochs(str(tmp_path)) == 3
+    old, best = tmp_path / 'best_accuracy_top1_epoch_1.pth', tmp_path / 'best_accuracy_top1_epoch_2.pth'
+    for i, p in enumerate((old, best)):
+        p.write_bytes(b'x')
+        os.utime(p, (1e9 + i, 1e9 + i))
+    assert agree._weights(str(tmp_path)) == str(best)
+    (tmp_path / 'model.safetensors').write_bytes(b'x')
+    assert agree._weights(str(tmp_path)) == str(tmp_path / 'model.safetensors')
+
+
 class _Raise(Exception):
     pass
 

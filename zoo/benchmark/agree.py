@@ -1,16 +1,17 @@
 """The ``agree`` suite: does the fast path (``tools/test.py --bf16`` / ``--compile``) keep the top-1 predictions of
 float32 on a trained model? ``<out>.csv`` and ``<out>.png``.
 
-Each entry is a config (default: :data:`CONFIGS`, the four families' digits configs), trained as the user trains
-it, ``tools/train.py CONFIG --work-dir WORK/<config> --cfg-options train_cfg.max_epochs=EPOCHS`` (the config's
-schedule otherwise: its cosine still ends at the config's own max_epochs), unless ``WORK/<config>/model.safetensors``
-exists from a run of as many epochs (its ``last_checkpoint``; a rerun does not retrain). The exported weights are
-then evaluated with ``tools/test.py CONFIG WORK/<config>/model.safetensors --out preds.json`` once per variant
-(``fp32``: no flag; ``bf16``, ``compile``, ``channels_last`` or '+'-joined: the flags), float32 first, and each
-variant's ``pred_label`` is compared with float32's, image by image (the config's test split: 359 digits).
-Entries may carry ``--cfg-options``-style overrides after a ``:`` (``CONFIG:key=value,key=value``, as in the
-``amp`` suite), for training and testing; their work dir is ``<config>-key=value...``. An entry that fails
-(missing config, training or testing error) is reported in one line and the suite goes on.
+Each entry is a config (default: :data:`CONFIGS`, the four families' digits configs), trained as the user trains it,
+``tools/train.py CONFIG --work-dir WORK/<config> --cfg-options train_cfg.max_epochs=EPOCHS`` (the config's schedule
+otherwise: its cosine still ends at the config's own max_epochs), unless ``WORK/<config>`` has weights from a run of
+as many epochs (its ``last_checkpoint``; a rerun does not retrain). The weights a user would test
+(``model.safetensors``, exported from the best checkpoint by configs with ``ExportSafetensorsHook``; else the run's
+``best_*.pth`` checkpoint) are then evaluated with ``tools/test.py CONFIG WEIGHTS --out preds.json`` once per
+variant (``fp32``: no flag; ``bf16``, ``compile``, ``channels_last`` or '+'-joined: the flags), float32 first, and
+each variant's ``pred_label`` is compared with float32's, image by image (the config's test split: 359 digits).
+Entries may carry ``--cfg-options``-style overrides after a ``:`` (``CONFIG:key=value,key=value``, as in the ``amp``
+suite), for training and testing; their work dir is ``<config>-key=value...``. An entry that fails (missing config,
+training or testing error) is reported in one line and the suite goes on.
 
 CSV columns: config, model, epochs, variant, n_images, top1, agree_with_fp32, n_disagree, max_abs_score_diff,
 seconds, load_avg, threads. top1: the test's accuracy/top1 (%); agree_with_fp32: the fraction of images whose
@@ -23,6 +24,7 @@ agreement per config and variant against the 0.99 target, and the top-1 of each.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -76,19 +78,37 @@ def _trained_epochs(work: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _weights(work: str) -> str | None:
+    """What ``tools/test.py`` gets from a training run in ``work``: the exported ``model.safetensors`` (configs with
+    ``ExportSafetensorsHook``: the best checkpoint's weights), else that run's best checkpoint ``best_*.pth``, else
+    its last one; None when there is none."""
+    exported = os.path.join(work, 'model.safetensors')
+    if os.path.isfile(exported):
+        return exported
+    best = sorted(glob.glob(os.path.join(glob.escape(work), 'best_*.pth')), key=os.path.getmtime)
+    if best:
+        return best[-1]
+    try:
+        with open(os.path.join(work, 'last_checkpoint')) as f:
+            last = f.read().strip()
+    except OSError:
+        return None
+    return last if os.path.isfile(last) else None
+
+
 def _train(path: str, options: dict, epochs: int, work: str) -> tuple[str, int, float]:
-    """``(weights, epochs, seconds)``: ``work/model.safetensors``, trained now unless a run of ``epochs`` made it."""
+    """``(weights, epochs, seconds)``: :func:`_weights` of ``work``, trained now unless a run of ``epochs`` made it."""
     from zoo.cli import train as train_tool
 
-    weights = os.path.join(work, 'model.safetensors')
-    found = _trained_epochs(work)
-    if os.path.isfile(weights) and found in (None, epochs):
+    weights, found = _weights(work), _trained_epochs(work)
+    if weights is not None and found in (None, epochs):
         return weights, found or epochs, 0.0
     start = time.time()
     opts = [f'train_cfg.max_epochs={epochs}', *_option_args(options)]
     train_tool.main([path, '--work-dir', work, '--cfg-options', *opts])
-    if not os.path.isfile(weights):
-        raise RuntimeError(f'training wrote no {weights}')
+    weights = _weights(work)
+    if weights is None:
+        raise RuntimeError(f'training wrote no model.safetensors or checkpoint in {work}')
     return weights, epochs, time.time() - start
 
 

@@ -349,7 +349,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         '--work-dir',
         default='work_dirs/fast_path_agreement',
-        help='training and test runs go to WORK_DIR/<config> (its model.safetensors is reused)',
+        help='training and test runs go to WORK_DIR/<config> (its trained weights are reused on a rerun)',
     )
     g.add_argument('--threads', type=int, help="torch threads (default: torch's)")
     g.add_argument('--out', default='benchmarks/fast_path_agreement', help='output prefix for .csv and .png')
