@@ -6,8 +6,9 @@ family", which would take minutes of training per family in the suite:
 * every family's smallest model (and Meta-SpikeFormer), initialised (seed 0, not trained) at the family's
   smallest input (``tests/test_timm_contract.py``'s ``SMALL``), batch 8: the bfloat16-autocast logits differ
   from float32 by at most ``BF16_TOL[family]`` x max |float32 logits| (measured: 0.8-2% for most families,
-  2-4% for MHS-VM, whose routes' CV gate amplifies the rounding; QSD-Transformer is bit-identical, as its
-  quantised layers stay float32), and the top-1 class agrees on at least 7 of the 8 images. Where an
+  2-4% for MHS-VM, whose routes' CV gate amplifies the rounding; QSD-Transformer is bit-identical here: its
+  quantised layers run in float32 or as exact integer products of spike counts, and no spike count flips on
+  this input), and the top-1 class agrees on at least 7 of the 8 images. Where an
   initialised spiking model's head does not fire (all logits 0), the features are compared instead;
 * one trained digits model (MambaOut-Femto, 3 epochs of the demo config: 91.6% top-1 on the 359 validation
   digits), evaluated by ``tools/test.py`` with and without ``--bf16``: the top-1 prediction agrees on at least
