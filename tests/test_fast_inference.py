@@ -266,6 +266,27 @@ def test_benchmark_csv_has_the_documented_columns(one_thread, tmp_path: Path) ->
     assert (tmp_path / 'bench.png').stat().st_size > 1000
 
 
+def test_benchmark_merge_replaces_only_the_rows_it_measures(one_thread, tmp_path: Path) -> None:
+    from zoo.cli import benchmark
+
+    out = str(tmp_path / 'bench')
+    common = ['--img-sizes', '32', '--batch-size', '2', '--rounds', '1', '--iters', '1', '--bench', 'infer']
+    common += ['--no-memory', '--peak-size', '64', '--out', out]
+    benchmark.main(['--models', 'test_mambaout', 'resnet18', '--variants', 'fp32', 'bf16', *common])
+    before = list(csv.DictReader(open(f'{out}.csv')))
+    for r in before:  # mark every row: a kept row keeps its mark, a remeasured one loses it
+        r['infer_img_s'] = '-1.0'
+    with open(f'{out}.csv', 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=list(before[0]))
+        writer.writeheader()
+        writer.writerows(before)
+    benchmark.main(['--models', 'resnet18', '--variants', 'bf16', '--merge', *common])
+    after = list(csv.DictReader(open(f'{out}.csv')))
+    assert [(r['model'], r['variant']) for r in after] == [(r['model'], r['variant']) for r in before]
+    assert [i for i, r in enumerate(after) if r != before[i]] == [3]  # resnet18 bf16: remeasured
+    assert float(after[3]['infer_img_s']) > 0 and (tmp_path / 'bench.png').stat().st_size > 1000
+
+
 @pytest.mark.parametrize(
     'args, message',
     [
