@@ -346,6 +346,19 @@ def test_bf16_inference_multiplies_spike_counts_exactly() -> None:
     assert torch.allclose(out, ref, rtol=0, atol=1e-5 * ref.abs().max().item())
 
 
+@pytest.mark.parametrize('T, v_threshold, v_reset', [(1, 1.0, 0.0), (4, 0.5, 0.0), (3, 1.0, -0.2)])
+def test_lif_inference_path_equals_the_autograd_one(T: int, v_threshold: float, v_reset: float) -> None:
+    """Without autograd the LIF takes fewer passes a step; its spikes are the autograd path's, bit for bit
+    (values on and around the threshold included)."""
+    lif = MultiStepLIF(T=T, v_threshold=v_threshold, v_reset=v_reset)
+    x = torch.randn(T * 4, 8, 5, 5, generator=torch.Generator().manual_seed(0)) * 2
+    x.view(-1)[:6] = torch.tensor([2 * v_threshold, v_threshold, 0.0, -0.0, 1e-8, -1e-8])
+    ref = lif(x.clone().requires_grad_()).detach()
+    with torch.no_grad():
+        out = lif(x)
+    assert torch.equal(out, ref) and 0.05 < ref.mean() < 0.95
+
+
 def test_meta_spikeformer_lif_time_steps_and_binary_spikes() -> None:
     m = _active_tiny('meta_spikeformer_15m', T=3)
     spikes = []

@@ -177,6 +177,8 @@ class MultiStepLIF(nn.Module):
         xs = x.unflatten(0, (T, -1))
         if x.dtype not in (torch.float32, torch.float64):
             xs = xs.float()
+        if not (torch.is_grad_enabled() and xs.requires_grad):
+            return self._forward_no_grad(xs).flatten(0, 1).to(x.dtype)
         v = torch.full_like(xs[0], self.v_reset)
         out = []
         for t in range(T):  # the membrane carries state over time: the loop over T is inherent
@@ -186,6 +188,21 @@ class MultiStepLIF(nn.Module):
             v = r * self.v_reset + (1 - r) * v
             out.append(s)
         return torch.stack(out).flatten(0, 1).to(x.dtype)
+
+    def _forward_no_grad(self, xs: torch.Tensor) -> torch.Tensor:
+        """The same arithmetic without the autograd bookkeeping (3 passes a step instead of about 10): the first
+        step starts from ``v_reset`` (``v_reset + x / tau``, as the update gives), ``v - thr >= 0`` is ``v >= thr``
+        in floating point, and the hard reset with a 0 / 1 spike is a select. ``(T, B, ...)`` in and out."""
+        out = torch.empty_like(xs)
+        v = xs[0] / self.tau + self.v_reset
+        for t in range(xs.shape[0]):
+            if t:
+                v = v + (xs[t] - (v - self.v_reset)) / self.tau
+            fired = v >= self.v_threshold
+            out[t] = fired
+            if t + 1 < xs.shape[0]:
+                v = torch.where(fired, self.v_reset, v)
+        return out
 
     def count(self, x: torch.Tensor) -> torch.Tensor:
         return self(x)
