@@ -6,8 +6,9 @@ family", which would take minutes of training per family in the suite:
 * every family's smallest model (and Meta-SpikeFormer), initialised (seed 0, not trained) at the family's
   smallest input (``tests/test_timm_contract.py``'s ``SMALL``), batch 8: the bfloat16-autocast logits differ
   from float32 by at most ``BF16_TOL[family]`` x max |float32 logits| (measured: 0.8-2% for most families,
-  2-4% for MHS-VM, whose routes' CV gate amplifies the rounding; QSD-Transformer is bit-identical, as its
-  quantised layers stay float32), and the top-1 class agrees on at least 7 of the 8 images. Where an
+  2-4% for MHS-VM, whose routes' CV gate amplifies the rounding; QSD-Transformer is bit-identical here: its
+  quantised layers run in float32 or as exact integer products of spike counts, and no spike count flips on
+  this input), and the top-1 class agrees on at least 7 of the 8 images. Where an
   initialised spiking model's head does not fire (all logits 0), the features are compared instead;
 * one trained digits model (MambaOut-Femto, 3 epochs of the demo config: 91.6% top-1 on the 359 validation
   digits), evaluated by ``tools/test.py`` with and without ``--bf16``: the top-1 prediction agrees on at least
@@ -319,6 +320,27 @@ def test_benchmark_csv_has_the_documented_columns(one_thread, tmp_path: Path) ->
             abs=1e-4,
         )
     assert (tmp_path / 'bench.png').stat().st_size > 1000
+
+
+def test_benchmark_merge_replaces_only_the_rows_it_measures(one_thread, tmp_path: Path) -> None:
+    from zoo.cli import benchmark
+
+    out = str(tmp_path / 'bench')
+    common = ['--img-sizes', '32', '--batch-size', '2', '--rounds', '1', '--iters', '1', '--bench', 'infer']
+    common += ['--no-memory', '--peak-size', '64', '--out', out]
+    benchmark.main(['--models', 'test_mambaout', 'resnet18', '--variants', 'fp32', 'bf16', *common])
+    before = list(csv.DictReader(open(f'{out}.csv')))
+    for r in before:  # mark every row: a kept row keeps its mark, a remeasured one loses it
+        r['infer_img_s'] = '-1.0'
+    with open(f'{out}.csv', 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=list(before[0]))
+        writer.writeheader()
+        writer.writerows(before)
+    benchmark.main(['--models', 'resnet18', '--variants', 'bf16', '--merge', *common])
+    after = list(csv.DictReader(open(f'{out}.csv')))
+    assert [(r['model'], r['variant']) for r in after] == [(r['model'], r['variant']) for r in before]
+    assert [i for i, r in enumerate(after) if r != before[i]] == [3]  # resnet18 bf16: remeasured
+    assert float(after[3]['infer_img_s']) > 0 and (tmp_path / 'bench.png').stat().st_size > 1000
 
 
 @pytest.mark.parametrize(

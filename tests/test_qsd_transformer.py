@@ -17,10 +17,12 @@ import torch.nn.functional as F
 
 import zoo  # noqa: F401
 from zoo.layers.spiking import (
+    Conv1dLSQ,
     Conv2dLSQ,
     LinearLSQ,
     MultiSpike,
     MultiStepLIF,
+    integrate,
     lsq_quantize,
 )
 from zoo.models.qsd_transformer import checkpoint_filter_fn
@@ -216,6 +218,145 @@ def test_spike_driven_binary_planes_reach_synapses() -> None:
     binary = [t for t in seen if set(t.unique().tolist()) <= {0.0, 1.0}]
     assert len(binary) >= 4  # q/k/v/proj first convs saw {0,1} planes (4 planes x N folded in batch)
     assert all(t.shape[0] == 4 * 2 for t in binary)
+
+
+# Exact integer synapses (--bf16 inference): spike counts x weight levels summed in int32.
+_COUNT_LAYERS = {
+    'conv3x3': lambda: Conv2dLSQ(16, 32, 3, 1, 1, bias=False),
+    'conv3x3_stride2_bias': lambda: Conv2dLSQ(16, 24, 3, 2, 1, bias=True),
+    'conv1x1': lambda: Conv2dLSQ(32, 48, 1, 1, 0, bias=False),
+    'depthwise7x7': lambda: Conv2dLSQ(32, 32, 7, 1, 3, groups=32, bias=False),
+    'conv1d_1x1_gemm': lambda: Conv1dLSQ(32, 64, 1, 1),
+    'conv1d_k3': lambda: Conv1dLSQ(16, 24, 3, 1, 1),
+    'linear': lambda: LinearLSQ(32, 10),
+}
+
+
+@pytest.mark.parametrize('kind', list(_COUNT_LAYERS))
+def test_count_synapse_is_the_exact_integer_product(kind: str) -> None:
+    """The int8 path equals the float64 layer on the same counts closer than float32 does (one rounding)."""
+    torch.manual_seed(0)
+    layer = _COUNT_LAYERS[kind]()
+    c = layer.weight.shape[1] * getattr(layer, 'groups', 1)
+    x = torch.randn({2: (5, c), 3: (2, c, 37), 4: (2, c, 11, 13)}[layer.weight.ndim])
+    layer.train()
+    layer(x)  # the first training batch sets the LSQ step
+    layer.eval()
+    counts = torch.randint(0, 5, x.shape).float()
+    norm = 4.0
+    with torch.no_grad():
+        w64 = lsq_quantize(layer.weight.double(), layer.alpha.double(), layer.nbits)
+        b64 = None if layer.bias is None else layer.bias.double()
+        ref = layer.linear(counts.double() / norm, w64, b64)
+        fp32 = layer(counts / norm)
+        with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16):
+            exact = layer(counts / norm, spike_norm=norm)
+    assert exact.dtype == torch.float32 and exact.shape == ref.shape
+    err, err32 = (exact.double() - ref).abs().max().item(), (fp32.double() - ref).abs().max().item()
+    assert err <= max(err32, 2 * torch.finfo(torch.float32).eps * ref.abs().max().item()), (err, err32)
+    assert ref.abs().max() > 0.1
+
+
+def test_count_synapse_follows_weight_changes_and_stays_out_of_training() -> None:
+    torch.manual_seed(0)
+    layer = Conv2dLSQ(8, 8, 3, 1, 1, bias=False)
+    layer.train()
+    layer(torch.randn(2, 8, 6, 6))
+    counts = torch.randint(0, 5, (2, 8, 6, 6)).float()
+    with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16):
+        layer.eval()
+        first = layer(counts / 4, spike_norm=4.0)
+        with torch.no_grad():
+            layer.weight.mul_(-1)  # in place, as load_state_dict writes: the packed int8 weight must follow
+        flipped = layer(counts / 4, spike_norm=4.0)
+    assert torch.allclose(flipped, -first, atol=1e-6) and first.abs().max() > 0.1
+    # training under --amp follows autocast (the official recipe trains under CUDA AMP): bfloat16, with autograd
+    layer.train()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        y = layer(counts / 4, spike_norm=4.0)
+    assert y.dtype == torch.bfloat16 and y.requires_grad
+
+
+class _CountChain(torch.nn.Module):
+    """spike -> 3x3 conv -> spike -> 1x1 conv1d (GEMM form) -> spike -> linear: one of each int8 op."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lif1, self.lif2, self.lif3 = MultiSpike(4), MultiSpike(4), MultiSpike(4, norm=2)
+        self.conv = Conv2dLSQ(8, 16, 3, 1, 1, bias=False)
+        self.fc = Conv1dLSQ(16, 16, 1, 1)
+        self.head = LinearLSQ(16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = integrate(self.lif1, x, self.conv).flatten(2)
+        y = integrate(self.lif2, y, self.fc).mean(-1)
+        return integrate(self.lif3, y, self.head)
+
+
+@pytest.mark.slow  # Inductor compiles for ~15 s
+def test_count_synapse_compiles_whole() -> None:
+    """torch.compile keeps the int8 custom op as one node (its fake layout matches the real one) and fuses the
+    neurons around it: compiled bf16 equals eager bf16."""
+    torch.manual_seed(0)
+    chain = _CountChain()
+    chain.train()
+    chain(torch.rand(2, 8, 6, 6))
+    chain.eval()
+    x = torch.rand(2, 8, 6, 6) * 1.2
+    with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16):
+        ref = chain(x)
+        compiled = torch.compile(chain, backend='inductor', fullgraph=True)
+        out = compiled(x)
+    assert ref.dtype == out.dtype == torch.float32 and ref.abs().max() > 0.05
+    assert torch.allclose(out, ref, rtol=0, atol=1e-6)
+
+
+def test_bf16_inference_multiplies_spike_counts_exactly() -> None:
+    """Under bf16 autocast every quantised synapse that follows a multi-spike neuron runs the exact integer
+    product, and the model's output equals float32 (no spike count flips on this input)."""
+    from zoo.layers.spiking import _count_conv
+
+    m = _active_tiny('qsd_transformer_15m')
+    x = torch.randn(3, 3, 16, 16)
+    calls = []
+    import zoo.layers.spiking as spiking
+
+    def spy(*a, **k):
+        calls.append(a[1].shape)
+        return _count_conv(*a, **k)
+
+    with torch.inference_mode():
+        ref = m.forward_features(x)
+        spiking._count_conv, original = spy, spiking._count_conv
+        try:
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                out = m.forward_features(x)
+        finally:
+            spiking._count_conv = original
+    # the synapses right after a multi-spike neuron; not the stem (image input), nor the RepConv / SepConv convs
+    # that follow a depthwise conv or a BN (real-valued inputs: those stay float32)
+    after_spikes = ('body.0', 'pwconv1', 'dwconv', '.conv1', '.conv2', 'fc1_conv', 'fc2_conv', 'encode_conv')
+    expected = [
+        n
+        for n, mod in m.named_modules()
+        if isinstance(mod, (Conv2dLSQ, Conv1dLSQ)) and n.endswith(after_spikes) and not n.startswith('downsample1_1')
+    ]
+    assert len(calls) == len(expected) == 44, (len(calls), expected)
+    assert out.dtype == torch.float32
+    assert torch.allclose(out, ref, rtol=0, atol=1e-5 * ref.abs().max().item())
+
+
+@pytest.mark.parametrize('T, v_threshold, v_reset', [(1, 1.0, 0.0), (4, 0.5, 0.0), (3, 1.0, -0.2)])
+def test_lif_inference_path_equals_the_autograd_one(T: int, v_threshold: float, v_reset: float) -> None:
+    """Without autograd the LIF takes fewer passes a step; its spikes are the autograd path's, bit for bit
+    (values on and around the threshold included)."""
+    lif = MultiStepLIF(T=T, v_threshold=v_threshold, v_reset=v_reset)
+    x = torch.randn(T * 4, 8, 5, 5, generator=torch.Generator().manual_seed(0)) * 2
+    x.view(-1)[:6] = torch.tensor([2 * v_threshold, v_threshold, 0.0, -0.0, 1e-8, -1e-8])
+    ref = lif(x.clone().requires_grad_()).detach()
+    with torch.no_grad():
+        out = lif(x)
+    assert torch.equal(out, ref) and 0.05 < ref.mean() < 0.95
 
 
 def test_meta_spikeformer_lif_time_steps_and_binary_spikes() -> None:

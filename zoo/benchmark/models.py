@@ -18,9 +18,10 @@ memory would dominate it).
 
 from __future__ import annotations
 
+import csv
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
@@ -34,6 +35,7 @@ __all__ = [
     'parse_variant',
     'build',
     'kwargs_label',
+    'merge_results',
     'memory_probe',
     'peak_memory_mb',
     'run',
@@ -304,6 +306,24 @@ def run(
                 peak_memory_mb(key[0], key[2], batch, mode, device, json.loads(key[1]), variant=r.variant), 1
             )
     return [results[k] for k in entries]
+
+
+def merge_results(results: list[Result], csv_path: str) -> list[Result]:
+    """The rows of an earlier ``csv_path`` with the ones measured now in their place (same model, kwargs, variant
+    and input side) and new ones appended: rerun a few models of a table without rerunning the rest. Each row
+    keeps the matmul peaks and load average of the run that measured it."""
+    if not os.path.isfile(csv_path):
+        return results
+    kinds = {f.name: f.type for f in fields(Result)}
+    with open(csv_path, newline='') as f:
+        old = [
+            Result(**{k: {'int': int, 'float': float}.get(kinds[k], str)(v) for k, v in row.items() if k in kinds})
+            for row in csv.DictReader(f)
+        ]
+    key = lambda r: (r.model, r.model_kwargs, r.variant, r.img_size)  # noqa: E731
+    new = {key(r): r for r in results}
+    merged = [new.pop(key(r), r) for r in old]
+    return merged + list(new.values())
 
 
 def write_outputs(results: list[Result], out: str) -> None:

@@ -67,6 +67,7 @@ from zoo.benchmark.models import (
     Result,
     kwargs_label,
     memory_probe,
+    merge_results,
     parse_variant,
     run,
     write_outputs,
@@ -153,6 +154,12 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     m.add_argument('--no-memory', action='store_true', help='skip the peak-memory subprocesses')
     m.add_argument('--out', default='benchmarks/benchmark', help='output prefix for .csv and .png')
+    m.add_argument(
+        '--merge',
+        action='store_true',
+        help='keep the other rows of an existing <out>.csv: the entries measured now replace theirs (same model, '
+        'kwargs, variant and input side), and the PNG is drawn from all rows',
+    )
     m.add_argument('--memory-probe', help=argparse.SUPPRESS)
     add_fast_args(m)
     m.add_argument(
@@ -487,7 +494,7 @@ def _main_models(args: argparse.Namespace) -> list[Result]:
         )
     except ModelKwargsError as err:
         raise UsageError(str(err)) from None
-    write_outputs(results, args.out)
+    write_outputs(merge_results(results, args.out + '.csv') if args.merge else results, args.out)
     for r in results:
         name = ' '.join(filter(None, (r.model, kwargs_label(json.loads(r.model_kwargs)), r.variant)))
         print(

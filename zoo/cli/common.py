@@ -369,7 +369,8 @@ def add_fast_args(p) -> None:
         '--bf16',
         action='store_true',
         help='run the model under bfloat16 autocast (matmuls and convolutions in bfloat16; the selective scan, '
-        'spike thresholds, LSQ-quantised layers, softmax statistics and MIL attention pooling stay float32); '
+        'spike thresholds, LSQ-quantised layers, softmax statistics and MIL attention pooling stay float32, and '
+        "QSD's quantised layers multiply spike counts exactly in int8); "
         'outputs are handed on as float32. Logits agree with float32 within the tolerances '
         'tests/test_fast_inference.py states',
     )

@@ -66,6 +66,7 @@ from zoo.layers.spiking import (
     is_spiking_neuron,
     lsq_quantize,
     set_spike_driven,
+    synapse,
 )
 from zoo.layers.weight_init import init_linear_layernorm
 
@@ -145,6 +146,7 @@ __all__ = [
     'is_spiking_neuron',
     'lsq_quantize',
     'set_spike_driven',
+    'synapse',
     # weight initialisation
     'init_linear_layernorm',
 ]

@@ -3,8 +3,9 @@
 * :func:`bf16_autocast` is ``torch.autocast(device, dtype=torch.bfloat16)``: matmuls and convolutions run in
   bfloat16, everything else in its input's dtype. The parts that need float32 keep it explicitly, under
   :func:`float32_region` (autocast off) or by computing in float32: the selective scan's recurrence
-  (:mod:`zoo.layers.selective_scan`), LSQ step sizes and spike thresholds (:mod:`zoo.layers.spiking`), and the
-  MIL attention pooling (:mod:`zoo.mil.models`). Softmax needs nothing extra: torch's CPU softmax kernels keep
+  (:mod:`zoo.layers.selective_scan`), LSQ step sizes, quantised layers and spike thresholds
+  (:mod:`zoo.layers.spiking`; quantised layers on spike counts run as exact int8 products), and the MIL
+  attention pooling (:mod:`zoo.mil.models`). Softmax needs nothing extra: torch's CPU softmax kernels keep
   the row max and sum in float32 for bfloat16 inputs (one rounding at the end; ``tests/test_fast_inference.py``
   checks it).
 * :func:`compile_module` compiles a module in place (``nn.Module.compile``: parameter names, attributes and

@@ -92,6 +92,7 @@ from zoo.layers.spiking import (
     integrate,
     lsq_quantize,
     set_spike_driven,
+    synapse,
 )
 
 __all__ = ['SpikeDrivenMetaFormer', 'checkpoint_filter_fn', 'PAPER_FACTS']
@@ -357,11 +358,11 @@ class SpikeDrivenSelfAttention(nn.Module):
             return self._forward_binary(x)
         s = self.head_lif(x)
         # All three convs run on the head spikes before the q/k/v neurons fire (hook order = data flow).
-        q, k, v = self.q_conv(s), self.k_conv(s), self.v_conv(s)
+        q, k, v = (conv[1](synapse(conv[0], s, self.head_lif)) for conv in (self.q_conv, self.k_conv, self.v_conv))
         q, k, v = self._heads(self.q_lif(q)), self._heads(self.k_lif(k)), self._heads(self.v_lif(v))
         out = (q @ (k.transpose(-2, -1) @ v)) * self.scale  # (N, heads, HW, d)
         out = out.transpose(-1, -2).reshape(N, C, H, W)
-        return self.proj_conv(self.attn_lif(out))
+        return self.proj_conv[1](synapse(self.proj_conv[0], self.attn_lif(out), self.attn_lif))
 
     def _forward_binary(self, x: torch.Tensor) -> torch.Tensor:
         """Spike-driven inference: every matmul operand is a {0, 1} plane; planes are summed after."""
