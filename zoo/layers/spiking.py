@@ -193,16 +193,15 @@ class MultiStepLIF(nn.Module):
         """The same arithmetic without the autograd bookkeeping (3 passes a step instead of about 10): the first
         step starts from ``v_reset`` (``v_reset + x / tau``, as the update gives), ``v - thr >= 0`` is ``v >= thr``
         in floating point, and the hard reset with a 0 / 1 spike is a select. ``(T, B, ...)`` in and out."""
-        out = torch.empty_like(xs)
+        spikes = []
         v = xs[0] / self.tau + self.v_reset
         for t in range(xs.shape[0]):
             if t:
                 v = v + (xs[t] - (v - self.v_reset)) / self.tau
-            fired = v >= self.v_threshold
-            out[t] = fired
+            spikes.append(v >= self.v_threshold)
             if t + 1 < xs.shape[0]:
-                v = torch.where(fired, self.v_reset, v)
-        return out
+                v = torch.where(spikes[-1], self.v_reset, v)
+        return (spikes[0].unsqueeze(0) if len(spikes) == 1 else torch.stack(spikes)).to(xs.dtype)
 
     def count(self, x: torch.Tensor) -> torch.Tensor:
         return self(x)
