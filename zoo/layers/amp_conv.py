@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from timm.layers import register_notrace_module
 from torch import nn
 
-__all__ = ['MATRIX_MAX_PIXELS', 'SmallGridDepthwiseConv2d', 'small_grid_depthwise_convs']
+__all__ = ['SmallGridDepthwiseConv2d', 'small_grid_depthwise_convs']
 
 # a bfloat16-autocast training step takes the depthwise conv as a product with its (H*W, H*W) matrix on maps of at
 # most this many pixels (and at most twice as many as the kernel's taps that can meet the map, see _matrix_wanted)
