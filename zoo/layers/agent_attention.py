@@ -343,8 +343,9 @@ class AgentAttention(AgentAttentionCore):
             self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias, **dd)
         self.proj = nn.Linear(dim, dim, **dd)
         self.proj_drop = nn.Dropout(proj_drop)
-        # an nn.Conv2d; on the 2 x 2 / 1 x 1 maps of small inputs it drops the taps that only meet the padding and
-        # trains in float32 under bf16 autocast (oneDNN's bf16 depthwise backward: 5.8 vs 1.6 ms at (64, 320, 2 x 2))
+        # an nn.Conv2d; on the 2 x 2 / 1 x 1 maps of small inputs it drops the taps that only meet the padding; under
+        # bf16 autocast it trains on 4 x 4 / 2 x 2 maps as a bf16 product with its conv matrix and on 1 x 1 in float32
+        # (oneDNN's bf16 depthwise backward: 5.8 vs 1.6 ms float32 at (64, 320, 2 x 2); zoo.layers.amp_conv)
         self.dwc = SmallGridDepthwiseConv2d(dim, dim, kernel_size=3, padding=1, groups=dim, **dd)
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
