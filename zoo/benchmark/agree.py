@@ -30,6 +30,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -45,6 +46,7 @@ CONFIGS: tuple[str, ...] = (
     'configs/classification/dcal/dcal_tiny_digits.py',
 )
 VARIANTS: tuple[str, ...] = ('fp32', 'bf16', 'compile', 'bf16+compile')
+Tool = Callable[[list[str]], object]  # a tool's main(argv)
 TARGET = 0.99  # issue 19: the digits-trained models keep >= 99% top-1 agreement with fp32
 
 
@@ -97,27 +99,25 @@ def _weights(work: str) -> str | None:
     return last if os.path.isfile(last) else None
 
 
-def _train(path: str, options: dict, epochs: int, work: str) -> tuple[str, int, float]:
+def _train(path: str, options: dict, epochs: int, work: str, train_tool: Tool) -> tuple[str, int, float]:
     """``(weights, epochs, seconds)``: :func:`_weights` of ``work``, trained now unless a run of ``epochs`` made it."""
-    from zoo.cli import train as train_tool
-
     weights, found = _weights(work), _trained_epochs(work)
     if weights is not None and found in (None, epochs):
         return weights, found or epochs, 0.0
     start = time.time()
     opts = [f'train_cfg.max_epochs={epochs}', *_option_args(options)]
-    train_tool.main([path, '--work-dir', work, '--cfg-options', *opts])
+    train_tool([path, '--work-dir', work, '--cfg-options', *opts])
     weights = _weights(work)
     if weights is None:
         raise RuntimeError(f'training wrote no model.safetensors or checkpoint in {work}')
     return weights, epochs, time.time() - start
 
 
-def _test(path: str, options: dict, weights: str, work: str, variant: str) -> tuple[dict, list[dict], float]:
+def _test(
+    path: str, options: dict, weights: str, work: str, variant: str, test_tool: Tool
+) -> tuple[dict, list[dict], float]:
     """``tools/test.py`` in ``variant``: (metrics, the ``--out`` records, seconds)."""
     import torch._dynamo
-
-    from zoo.cli import test as test_tool
 
     torch._dynamo.reset()  # each compiled variant compiles afresh, as in its own process
     out = os.path.join(work, f'preds_{variant}.json')
@@ -125,7 +125,7 @@ def _test(path: str, options: dict, weights: str, work: str, variant: str) -> tu
     if options:
         argv += ['--cfg-options', *_option_args(options)]
     start = time.time()
-    metrics = test_tool.main(argv + variant_flags(variant))
+    metrics = test_tool(argv + variant_flags(variant))
     seconds = time.time() - start
     with open(out) as f:
         return metrics, json.load(f), seconds
@@ -141,10 +141,15 @@ def bench(
     variants: tuple[str, ...] = VARIANTS,
     epochs: int = 3,
     work_dir: str = 'work_dirs/fast_path_agreement',
+    *,
+    train_tool: Tool,
+    test_tool: Tool,
+    repo_root: str = '.',
 ) -> list[dict]:
-    """One row per entry and variant (see the module docstring); float32 is measured first, whether asked or not."""
+    """One row per entry and variant (see the module docstring); float32 is measured first, whether asked or not.
+    ``train_tool`` / ``test_tool``: the ``main(argv)`` of ``tools/train.py`` / ``tools/test.py`` (handed in by the
+    CLI, which owns the tools); ``repo_root``: where repository-relative config paths are also looked up."""
     from zoo.benchmark.models import parse_variant
-    from zoo.cli.common import REPO_ROOT
     from zoo.engine.config import load_config
 
     variants = tuple(dict.fromkeys(['fp32', *(parse_variant(v) for v in variants)]))
@@ -152,15 +157,15 @@ def bench(
     for entry in entries:
         path, options = parse_entry(entry)
         name = os.path.basename(path)
-        if not os.path.isfile(path) and os.path.isfile(REPO_ROOT / path):  # a repository config from elsewhere
-            path = str(REPO_ROOT / path)
+        if not os.path.isfile(path) and os.path.isfile(os.path.join(repo_root, path)):  # a repository config
+            path = os.path.join(repo_root, path)
         if not os.path.isfile(path):
             print(f'benchmark agree: {entry}: skipped (no such config)', flush=True)
             continue
         work = entry_dir(work_dir, path, options)
         try:
             model = load_config(path, options).model.get('model_name', '')
-            weights, trained, train_s = _train(path, options, epochs, work)
+            weights, trained, train_s = _train(path, options, epochs, work, train_tool)
         except (Exception, SystemExit) as err:  # noqa: BLE001  (one line per bad entry, then the next one)
             print(f'benchmark agree: {entry}: skipped, training failed ({_one_line(err)})', flush=True)
             continue
@@ -169,7 +174,7 @@ def bench(
         ref = None
         for variant in variants:
             try:
-                metrics, records, seconds = _test(path, options, weights, work, variant)
+                metrics, records, seconds = _test(path, options, weights, work, variant, test_tool)
             except (Exception, SystemExit) as err:  # noqa: BLE001
                 print(f'benchmark agree: {name} {variant}: failed ({_one_line(err)})', flush=True)
                 if ref is None:

@@ -377,7 +377,19 @@ def _main_agree(args: argparse.Namespace) -> list[dict]:
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.time()
-    rows = agree.bench(tuple(args.configs), tuple(args.variants), args.epochs, args.work_dir)
+    from zoo.cli import test as test_tool
+    from zoo.cli import train as train_tool
+    from zoo.cli.common import REPO_ROOT
+
+    rows = agree.bench(
+        tuple(args.configs),
+        tuple(args.variants),
+        args.epochs,
+        args.work_dir,
+        train_tool=train_tool.main,
+        test_tool=test_tool.main,
+        repo_root=str(REPO_ROOT),
+    )
     if not rows:
         raise RuntimeError('benchmark agree: every entry failed (see above)')
     paths = agree.write(rows, args.out)
