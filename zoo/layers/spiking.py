@@ -386,19 +386,20 @@ def _count_conv(
         stride, padding, dilation, groups: the convolution's (empty lists and 1 for a linear layer).
     Returns: float32 ``(N, O, H', W')`` channels-last, ``(N, O, L')`` or ``(..., O)``.
     """
+    gemm = _is_gemm(weight, stride, padding, dilation, groups)
     key = (weight._version, weight.data_ptr(), alpha._version, alpha.data_ptr(), scale, nbits)
     hit = _INT8_PACKS.get(weight)
     if hit is None or hit[0] != key:
         levels, steps = _lsq_levels(weight.detach(), alpha.detach(), nbits)
         levels, steps = levels.to(torch.int8), steps.flatten().float()  # oneDNN scales the sums by scale * steps
-        if _is_gemm(weight, stride, padding, dilation, groups):
+        if gemm:
             packed = torch.ops.onednn.qlinear_prepack(levels.flatten(1), None)
         else:
             packed = torch.ops.onednn.qconv_prepack(levels, steps, scale, 0, stride, padding, dilation, groups, None)
         hit = _INT8_PACKS[weight] = (key, packed, steps, torch.zeros(steps.shape[0], dtype=torch.long))
     _, packed, steps, zero = hit
     b = None if bias is None else bias.float()
-    if _is_gemm(weight, stride, padding, dilation, groups):
+    if gemm:
         rows = counts.movedim(1, -1) if weight.ndim == 3 else counts  # conv1d: (N, L, C) rows
         rows = rows.contiguous()
         y = torch.ops.onednn.qlinear_pointwise(
